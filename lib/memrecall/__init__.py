@@ -1,0 +1,1 @@
+"""memrecall: layer-wise analysis of memorized predictions in transformer LMs."""
