@@ -1,0 +1,91 @@
+"""Loading models: registry, local folders, wrap, and the errors that tell the user what to do."""
+
+import time
+
+import pytest
+import torch
+from transformers import OPTConfig, OPTForCausalLM
+
+import memrecall as mr
+from memrecall import models
+from memrecall.models import HubUnreachableError, UnknownModelError, UnsupportedArchitectureError
+from memrecall.models.tiny import build_tiny
+
+
+def test_profiles_name_registered_models():
+    assert mr.profile_models("offline") == ["gemma-3-270m", "smollm2-135m"]
+    assert mr.profile_models("paper") == ["gpt2-medium", "gpt2-large", "bert-base-uncased",
+                                          "bert-large-uncased"]
+    for profile in mr.PROFILES:
+        assert all(name in mr.REGISTRY for name in mr.profile_models(profile))
+    with pytest.raises(ValueError, match="offline"):
+        mr.profile_models("papers")
+
+
+def test_unknown_name_lists_the_registered_ones():
+    with pytest.raises(UnknownModelError, match="gemma-3-270m.*smollm2-135m"):
+        mr.load("gemma-3-27m")
+
+
+@pytest.mark.parametrize("name", ["gpt2-medium", "openai-community/gpt2"])
+def test_unreachable_hub_fails_fast_and_names_the_offline_profile(name, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache: nothing to fall back on
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(models, "HUB_HOST", "hub.invalid")  # reserved TLD: never resolves
+    start = time.monotonic()
+    with pytest.raises(HubUnreachableError, match="PROFILE=offline"):
+        mr.load(name)
+    assert time.monotonic() - start < 15
+
+
+def test_hf_hub_offline_is_respected(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(models, "_hub_reachable", lambda: pytest.fail("must not touch the net"))
+    with pytest.raises(HubUnreachableError, match="HF_HUB_OFFLINE"):
+        mr.load("bert-base-uncased")
+
+
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert"])
+def test_local_folder_round_trip(name, tmp_path):
+    lm = mr.load(name, device="cpu")
+    lm.model.save_pretrained(tmp_path)  # safetensors
+    lm.tokenizer.save_pretrained(tmp_path)
+    loaded = mr.load(tmp_path, device="cpu")
+    assert loaded.kind == lm.kind and loaded.n_layers == lm.n_layers
+    ids = torch.tensor([lm.tokenizer("break the ice")["input_ids"]])
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.model(ids).logits, lm.model(ids).logits)
+
+
+def test_pickled_checkpoints_are_refused(tmp_path):
+    lm = mr.load("tiny-gpt2", device="cpu")
+    torch.save(lm.model.state_dict(), tmp_path / "pytorch_model.bin")
+    lm.model.config.save_pretrained(tmp_path)
+    lm.tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(OSError, match="safetensors"):
+        mr.load(tmp_path, device="cpu")
+
+
+def test_wrap_resolves_the_architecture():
+    model, tokenizer = build_tiny("tiny-bert")
+    lm = mr.wrap(model, tokenizer)
+    assert lm.kind == "masked" and lm.is_masked and lm.n_layers == 4
+    assert lm.vocab_size == len(tokenizer)
+    assert lm.provenance()["model_type"] == "bert"
+
+
+def test_unsupported_architecture_lists_the_supported_ones():
+    model = OPTForCausalLM(OPTConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                     ffn_dim=32, num_attention_heads=2, word_embed_proj_dim=16))
+    _, tokenizer = build_tiny("tiny-gpt2")
+    with pytest.raises(UnsupportedArchitectureError, match="opt.*gemma3.*gpt2.*llama"):
+        mr.wrap(model, tokenizer)
+
+
+def test_tiny_models_are_deterministic():
+    a, _ = build_tiny("tiny-llama", seed=1)
+    b, _ = build_tiny("tiny-llama", seed=1)
+    c, _ = build_tiny("tiny-llama", seed=2)
+    assert torch.equal(a.lm_head.weight, b.lm_head.weight)
+    assert not torch.equal(a.lm_head.weight, c.lm_head.weight)

@@ -1,0 +1,74 @@
+"""The results cache: round trip, keys, atomic writes, no recomputation of what is done."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import memrecall as mr
+from memrecall import results
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return mr.load("tiny-llama", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def probes(lm):
+    return mr.make_probes(["break the ice", "call it a day", "the early bird catches the worm"],
+                          lm)
+
+
+def test_round_trip_keeps_arrays_and_types(lm, probes, tmp_path):
+    res = mr.project(lm, probes)
+    results.save_frame(res, tmp_path / "r.parquet", provenance={"model": "x"})
+    back = results.load_frame(tmp_path / "r.parquet")
+    assert list(back.columns) == list(res.columns)
+    for column in results.ARRAY_COLUMNS:
+        np.testing.assert_array_equal(np.stack(back[column]), np.stack(res[column]))
+        assert isinstance(back[column][0], np.ndarray)
+    assert back.is_memorized.dtype == bool
+    assert json.loads((tmp_path / "r.json").read_text()) == {"model": "x"}
+
+
+def test_cached_project_computes_once(lm, probes, tmp_path, monkeypatch):
+    first = results.cached_project(lm, probes, tmp_path)
+    files = list(tmp_path.glob("*.parquet"))
+    assert len(files) == 1 and files[0].name.startswith("tiny-llama__project__")
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("recomputed a cached result")
+
+    monkeypatch.setattr("memrecall.lens.project", must_not_run)
+    again = results.cached_project(lm, probes, tmp_path)
+    np.testing.assert_array_equal(np.stack(again.target_rank), np.stack(first.target_rank))
+    provenance = json.loads(files[0].with_suffix(".json").read_text())
+    assert provenance["model"] == "tiny-llama" and provenance["revision"] == "seed=0"
+
+
+def test_key_changes_with_inputs_and_model(lm, probes, tmp_path):
+    results.cached_project(lm, probes, tmp_path)
+    results.cached_project(lm, probes.iloc[:2], tmp_path)
+    results.cached_project(mr.load("tiny-gpt2", device="cpu"),
+                           mr.make_probes(["break the ice"], mr.load("tiny-gpt2")), tmp_path)
+    assert len(list(tmp_path.glob("*.parquet"))) == 3
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    frame = pd.DataFrame({"a": [1, 2]})
+
+    def crash(self, path, **kwargs):
+        path.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", crash)
+    with pytest.raises(KeyboardInterrupt):
+        results.save_frame(frame, tmp_path / "out.parquet")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cache_disabled_with_none(lm, probes):
+    res = results.cached(None, {"model": "m", "kind": "k"}, lambda: pd.DataFrame({"x": [1]}))
+    assert res.x.tolist() == [1]
