@@ -9,7 +9,10 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import re
+import shutil
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +41,7 @@ __all__ = [
     "UnknownModelError",
     "UnsupportedArchitectureError",
     "default_device",
+    "hub_models_available",
     "load",
     "profile_models",
     "supported_model_types",
@@ -235,12 +239,66 @@ def _from_pretrained(source: str | Path, dtype: torch.dtype, revision: str | Non
     return model, tokenizer
 
 
+def converted_models_dir() -> Path:
+    """Where dequantised GGUF models are kept as safetensors (``$MEMRECALL_CACHE/models``)."""
+    root = os.environ.get("MEMRECALL_CACHE") or Path.home() / ".cache" / "memrecall"
+    return Path(root) / "models"
+
+
+def _load_packaged_gguf(name: str, pinned: str, locate, dtype: torch.dtype):
+    """Load a packaged GGUF model, dequantising it only the first time.
+
+    Dequantising Gemma 3 270M takes about a minute on a laptop CPU; the float32 result is
+    saved as safetensors (atomically: a temp folder renamed into place) and reloaded in seconds.
+    """
+    folder = converted_models_dir() / _slug(f"{name}-{pinned}")
+    if (folder / "config.json").is_file():
+        return _from_pretrained(folder, dtype, local_only=True)
+    gguf = locate()
+    model, tokenizer = _from_pretrained(gguf.parent, torch.float32, gguf_file=gguf.name,
+                                        local_only=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    # The weights are plain float tensors now; drop the GGUF marker that blocks saving.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    try:
+        model.save_pretrained(temp)
+        tokenizer.save_pretrained(temp)
+        temp.rename(folder)
+    except OSError:  # another process got there first, or the disk is read-only: still usable
+        shutil.rmtree(temp, ignore_errors=True)
+    return model.to(dtype), tokenizer
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+
+
 def _hub_reachable(timeout: float = 3.0) -> bool:
     try:
         socket.create_connection((HUB_HOST, 443), timeout=timeout).close()
         return True
     except OSError:
         return False
+
+
+def hub_models_available(names: list[str]) -> list[str]:
+    """Of these registry names or hub ids, those that can be neither fetched nor found cached.
+
+    Answers in seconds without downloading anything: an empty list means all can be loaded.
+    """
+    from huggingface_hub import try_to_load_from_cache
+
+    ids = {name: REGISTRY[name].hub_id if name in REGISTRY else name for name in names}
+    uncached = [name for name, hub_id in ids.items()
+                if not isinstance(try_to_load_from_cache(hub_id, "config.json"), str)]
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+    if uncached and (offline or not _hub_reachable()):
+        return uncached
+    return []
 
 
 def _hub_unreachable_error(hub_id: str, reason: str) -> HubUnreachableError:
@@ -292,10 +350,8 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None,
         pinned = "seed=0"
     elif entry is not None and entry.gguf is not None:
         distribution, locate = entry.gguf
-        gguf = locate()
-        model, tokenizer = _from_pretrained(gguf.parent, dtype, gguf_file=gguf.name,
-                                            local_only=True)
         pinned = _package_version(distribution)
+        model, tokenizer = _load_packaged_gguf(name, pinned, locate, dtype)
     elif entry is not None:
         model, tokenizer = _load_hub(entry.hub_id, dtype, revision)
         pinned = revision or getattr(model.config, "_commit_hash", None) or "main"

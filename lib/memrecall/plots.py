@@ -1,0 +1,443 @@
+"""Figures: every function takes a ``path``, saves PDF and PNG, and leaves no open figure.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly (never registered with pyplot),
+so importing this module changes no backend, a notebook's inline display keeps working, and
+nothing leaks between calls. Each function returns a :class:`SavedFigure`: the (already saved)
+figure plus both paths; as the last expression of a notebook cell it shows the PNG, which keeps
+rendered notebooks small.
+
+Style: Okabe–Ito colour-blind-safe colours, one fixed colour per group in every figure
+(:data:`GROUP_COLORS`), 1-based layer numbers on axes, units or scales in axis labels. Titles come
+from the caller and should name the model (and say "smoke test: random weights" for tiny models).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
+
+from .analysis import group_order, normalised_depth
+
+OKABE_ITO = {
+    "blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00",
+    "purple": "#CC79A7", "sky": "#56B4E9", "yellow": "#F0E442", "black": "#000000",
+}
+
+GROUP_COLORS = {
+    "memorized": OKABE_ITO["vermillion"],
+    "non-memorized": OKABE_ITO["blue"],
+    "wikipedia": OKABE_ITO["green"],
+    "facts: memorized": OKABE_ITO["purple"],
+    "facts: non-memorized": OKABE_ITO["sky"],
+}
+"""The colour of each group, the same in every figure."""
+
+_SPARE_COLORS = [OKABE_ITO[k] for k in ("orange", "yellow", "black")]
+MODEL_LINESTYLES = ("-", "--", ":", "-.")
+PNG_DPI = 120
+SPLIT_LABEL = "Candidate Promotion | Confidence Boosting"
+
+STYLE = {
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
+    "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False,
+    "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3, "grid.linewidth": 0.5,
+    "legend.frameon": False, "savefig.bbox": "tight", "pdf.fonttype": 42,
+}
+
+
+def group_color(group: str) -> str:
+    """Colour of a group: :data:`GROUP_COLORS`, else a spare Okabe–Ito colour fixed by its name."""
+    if group in GROUP_COLORS:
+        return GROUP_COLORS[group]
+    return _SPARE_COLORS[zlib.crc32(group.encode()) % len(_SPARE_COLORS)]
+
+
+# --------------------------------------------------------------------------- saving
+
+
+@dataclass(frozen=True)
+class SavedFigure:
+    """A saved, closed figure and its files; shows its PNG when it ends a notebook cell."""
+
+    figure: Figure
+    pdf: Path
+    png: Path
+
+    @property
+    def paths(self) -> tuple[Path, Path]:
+        """``(pdf, png)``."""
+        return self.pdf, self.png
+
+    def _repr_png_(self) -> bytes:
+        return self.png.read_bytes()
+
+
+def _save(fig: Figure, path: str | Path) -> SavedFigure:
+    """Write ``path`` as ``.pdf`` and ``.png`` (a ``.pdf``/``.png`` suffix is replaced)."""
+    base = Path(path)
+    if base.suffix.lower() in (".pdf", ".png"):
+        base = base.with_suffix("")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    pdf, png = base.with_name(base.name + ".pdf"), base.with_name(base.name + ".png")
+    fig.savefig(pdf)
+    fig.savefig(png, dpi=PNG_DPI)
+    return SavedFigure(fig, pdf, png)
+
+
+def _styled(function: Callable[..., SavedFigure]) -> Callable[..., SavedFigure]:
+    """Run a plot function under the house style, without touching global rcParams."""
+
+    @wraps(function)
+    def inner(*args: Any, **kwargs: Any) -> SavedFigure:
+        with mpl.rc_context(STYLE):
+            return function(*args, **kwargs)
+
+    return inner
+
+
+def show_figure(saved: SavedFigure | str | Path) -> Any:
+    """Display a saved figure's PNG in a notebook.
+
+    Args:
+        saved: a :class:`SavedFigure`, or a path (a ``.pdf`` or suffix-less path finds the PNG).
+
+    Returns:
+        The ``IPython.display.Image`` (displayed when it ends a cell).
+
+    """
+    from IPython.display import Image
+
+    png = saved.png if isinstance(saved, SavedFigure) else Path(saved).with_suffix(".png")
+    return Image(filename=str(png))
+
+
+# --------------------------------------------------------------------------- axes helpers
+
+
+def _integer_layers(ax: Axes, n_layers: int) -> None:
+    ax.set_xlim(0.5, n_layers + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10], min_n_ticks=3))
+
+
+def _rank_axis(ax: Axes, top: float) -> None:
+    """Symmetric-log y axis so rank 0 (top-1) is drawable: linear in [0, 1], log above."""
+    ax.set_yscale("symlog", linthresh=1, linscale=0.5)
+    top = max(10.0, 2 * top)  # headroom above the highest band
+    decades = int(np.floor(np.log10(top)))
+    ax.set_ylim(-0.05, top)
+    ax.yaxis.set_major_locator(FixedLocator([0] + [10**k for k in range(decades + 1)]))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FuncFormatter(_rank_tick))
+
+
+def _rank_tick(value: float, _position: int) -> str:
+    return f"{value:,.0f}" if value < 1e5 else f"$10^{{{np.log10(value):.0f}}}$"
+
+
+def _draw_summary(ax: Axes, summary: pd.DataFrame, x: Callable[[np.ndarray], np.ndarray],
+                  label: Callable[[str, int], str], band: bool = True, **line_kw: Any) -> None:
+    """One line (and CI band) per group of a :func:`~memrecall.analysis.layer_summary` frame."""
+    for group in group_order(summary["group"]):
+        rows = summary[summary["group"] == group].sort_values("layer")
+        xs, color = x(rows["layer"].to_numpy()), group_color(group)
+        ax.plot(xs, rows["mean"], color=color, label=label(group, int(rows["n"].iloc[0])),
+                gid=group, lw=1.6, **line_kw)
+        if band:
+            ax.fill_between(xs, rows["lo"], rows["hi"], color=color, alpha=0.2, lw=0)
+
+
+def _n_label(group: str, n: int) -> str:
+    return f"{group} (n={n})"
+
+
+def _statistic(summary: pd.DataFrame) -> str:
+    values = summary["statistic"].unique() if "statistic" in summary else ["mean"]
+    return str(values[0]) if len(values) else "mean"
+
+
+def _split_line(axes: Sequence[Axes], split_layer: float | None) -> None:
+    if split_layer is None:
+        return
+    for ax in axes:
+        ax.axvline(split_layer, color="0.3", ls="--", lw=1)
+    # Keep the label inside the axes' width when the line is near an edge.
+    low, high = axes[0].get_xlim()
+    where = (split_layer - low) / (high - low)
+    align = "center" if 0.3 < where < 0.7 else ("left" if where <= 0.3 else "right")
+    shift = {"center": 0, "left": -4, "right": 4}[align]
+    axes[0].annotate(SPLIT_LABEL, xy=(split_layer, 1), xycoords=("data", "axes fraction"),
+                     xytext=(shift, 3), textcoords="offset points", ha=align, va="bottom",
+                     fontsize=8, color="0.3")
+
+
+def _bottom_legend(fig: Figure, handles: Sequence[Any], ncols: int = 3) -> None:
+    """Legend under the panels, where it hides no data."""
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), ncols))
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _layerwise(summary_prob: pd.DataFrame, summary_rank: pd.DataFrame, path: str | Path,
+               title: str, split_layer: float | None, subject: str) -> SavedFigure:
+    fig = Figure(figsize=(6.4, 5.6), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    n_layers = int(max(summary_prob["layer"].max(), summary_rank["layer"].max()))
+    identity = np.asarray
+    _draw_summary(top, summary_prob, identity, _n_label)
+    _draw_summary(bottom, summary_rank, identity, _n_label)
+    top.set_ylabel(f"probability of {subject}\n({_statistic(summary_prob)}, 95% CI)")
+    top.set_ylim(bottom=0)
+    bottom.set_ylabel(f"rank of {subject}\n({_statistic(summary_rank)}; 0 = top-1)")
+    _rank_axis(bottom, float(summary_rank["hi"].max()))
+    bottom.set_xlabel(f"layer (block output, 1–{n_layers})")
+    _integer_layers(bottom, n_layers)
+    _split_line([top, bottom], split_layer)
+    fig.suptitle(title)
+    _bottom_legend(fig, top.get_legend_handles_labels()[0])
+    return _save(fig, path)
+
+
+@_styled
+def plot_layerwise(summary_prob: pd.DataFrame, summary_rank: pd.DataFrame, path: str | Path,
+                   title: str, split_layer: float | None = None) -> SavedFigure:
+    """Draw the paper's main figure: probability (top) and rank (bottom) of the prediction.
+
+    Args:
+        summary_prob: :func:`~memrecall.analysis.layer_summary` of ``pred_prob``.
+        summary_rank: :func:`~memrecall.analysis.layer_summary` of ``pred_rank``.
+        path: output path without suffix (``.pdf`` and ``.png`` are written).
+        title: names the model (and "smoke test: random weights" for tiny models).
+        split_layer: 1-based layer for a dashed "Candidate Promotion | Confidence Boosting" line
+            (e.g. :func:`~memrecall.analysis.suggest_split_layer`); None for no line.
+
+    Returns:
+        The saved figure.
+
+    """
+    return _layerwise(summary_prob, summary_rank, path, title, split_layer, "final prediction")
+
+
+@_styled
+def plot_target_layerwise(summary_prob: pd.DataFrame, summary_rank: pd.DataFrame,
+                          path: str | Path, title: str,
+                          split_layer: float | None = None) -> SavedFigure:
+    """As :func:`plot_layerwise`, for the target token (``target_prob`` / ``target_rank``)."""
+    return _layerwise(summary_prob, summary_rank, path, title, split_layer, "target token")
+
+
+def _ecdf(ax: Axes, values: np.ndarray, **kwargs: Any) -> None:
+    xs = np.sort(values)
+    ax.step(np.concatenate([[xs[0]], xs]), np.arange(len(xs) + 1) / len(xs), where="post",
+            **kwargs)
+
+
+@_styled
+def plot_promotion(per_example_df: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
+    """Distributions of promotion layer (ECDF) and confidence boost (box plot) by group.
+
+    Args:
+        per_example_df: :func:`~memrecall.analysis.per_example_table` output (``group``,
+            ``promotion_layer``, ``confidence_boost``, ``n_layers``).
+        path: output path without suffix.
+        title: names the model.
+
+    Returns:
+        The saved figure.
+
+    """
+    fig = Figure(figsize=(8.0, 3.4), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
+    groups = group_order(per_example_df["group"])
+    n_layers = int(per_example_df["n_layers"].max())
+    boosts = []
+    for group in groups:
+        rows = per_example_df[per_example_df["group"] == group]
+        _ecdf(left, rows["promotion_layer"].to_numpy() + 1, color=group_color(group), gid=group,
+              label=_n_label(group, len(rows)), lw=1.6)
+        boosts.append(rows["confidence_boost"].to_numpy())
+    left.set_xlabel(f"promotion layer (1–{n_layers}; from here on the prediction stays top-1)")
+    left.set_ylabel("fraction of examples promoted\nat or before this layer")
+    _integer_layers(left, n_layers)
+    left.set_ylim(0, 1.02)
+    left.legend(loc="upper left")
+    box = right.boxplot(boosts, tick_labels=groups, patch_artist=True, showfliers=False,
+                        widths=0.6, medianprops={"color": "black"})
+    for patch, group in zip(box["boxes"], groups, strict=True):
+        patch.set(facecolor=group_color(group), alpha=0.7, gid=group)
+    right.set_ylabel("confidence boost\n(probability, last − promotion layer)")
+    right.tick_params(axis="x", rotation=20)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+@_styled
+def plot_cross_model(summary_prob: Mapping[str, pd.DataFrame],
+                     summary_rank: Mapping[str, pd.DataFrame], path: str | Path,
+                     title: str) -> SavedFigure:
+    """Prediction probability and rank against normalised depth, several models overlaid.
+
+    Colour is the group (as everywhere), line style the model. No CI bands: too many lines.
+
+    Args:
+        summary_prob: model name -> :func:`~memrecall.analysis.layer_summary` of ``pred_prob``.
+        summary_rank: model name -> the same of ``pred_rank`` (same models).
+        path: output path without suffix.
+        title: names the models or profile.
+
+    Returns:
+        The saved figure.
+
+    """
+    fig = Figure(figsize=(6.4, 5.6), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    models = list(summary_prob)
+    styles = {m: MODEL_LINESTYLES[i % len(MODEL_LINESTYLES)] for i, m in enumerate(models)}
+    highest, groups = 1.0, []
+    for model in models:
+        n_layers = int(summary_prob[model]["layer"].max())
+        depth = normalised_depth(n_layers)
+
+        def x(layers: np.ndarray, depth: np.ndarray = depth) -> np.ndarray:
+            return depth[layers - 1]
+
+        for ax, summary in ((top, summary_prob[model]), (bottom, summary_rank[model])):
+            _draw_summary(ax, summary, x, lambda g, n: g, band=False, ls=styles[model])
+        highest = max(highest, float(summary_rank[model]["mean"].max()))
+        groups += list(summary_prob[model]["group"])
+    top.set_ylabel(f"probability of final prediction\n({_statistic(summary_prob[models[0]])})")
+    top.set_ylim(bottom=0)
+    bottom.set_ylabel("rank of final prediction\n(geometric mean; 0 = top-1)")
+    _rank_axis(bottom, highest)
+    bottom.set_xlabel("relative depth (layer / number of layers)")
+    bottom.set_xlim(0, 1.02)
+    # Two legend columns, groups (colour) then models (line style), padded to equal length.
+    colour = [Line2D([], [], color=group_color(g), lw=2, label=g) for g in group_order(groups)]
+    style = [Line2D([], [], color="0.3", ls=styles[m], label=m) for m in models]
+    rows = max(len(colour), len(style))
+    blank = Line2D([], [], alpha=0, label=" ")
+    fig.suptitle(title)
+    _bottom_legend(fig, [*colour, *[blank] * (rows - len(colour)), *style,
+                         *[blank] * (rows - len(style))], ncols=2)
+    return _save(fig, path)
+
+
+def _annotate_cells(ax: Axes, values: np.ndarray, fmt: str, cmap: Any, norm: Any) -> None:
+    for (i, j), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            red, green, blue, _ = cmap(norm(value))
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
+            ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=7,
+                    color="white" if dark else "black")
+
+
+@_styled
+def plot_heatmap(matrix_df: pd.DataFrame, path: str | Path, title: str, *,
+                 cbar_label: str = "fraction of predictions changed", index_base: int = 0,
+                 xlabel: str = "end layer", ylabel: str = "start layer",
+                 vmin: float | None = 0.0, vmax: float | None = 1.0, cmap: str = "viridis",
+                 annotate: bool | None = None, fmt: str = ".2f") -> SavedFigure:
+    """Start-layer x end-layer heatmap (e.g. knockout windows); NaN cells are left blank.
+
+    Args:
+        matrix_df: values, index = start layer, columns = end layer (layer numbers).
+        path: output path without suffix.
+        title: names the model and the intervention (e.g. "top-10 neurons knocked out").
+        cbar_label: the colour bar's label, with units.
+        index_base: 0 if the index/columns are 0-based layer indices (shown +1), 1 if 1-based.
+        xlabel: x axis label.
+        ylabel: y axis label.
+        vmin: colour scale minimum (None: from the data).
+        vmax: colour scale maximum (None: from the data).
+        cmap: a perceptually uniform, colour-blind-safe colour map name.
+        annotate: write values in cells; default when the matrix has at most 400 cells.
+        fmt: format of annotated values.
+
+    Returns:
+        The saved figure.
+
+    """
+    values = matrix_df.to_numpy(dtype=np.float64)
+    rows, cols = values.shape
+    fig = Figure(figsize=(min(8.0, 1.8 + 0.32 * cols), min(6.5, 1.4 + 0.3 * rows)),
+                 layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax,
+                      aspect="auto", origin="upper")
+    shift = 1 - index_base
+    ax.set_xticks(range(cols), [str(int(c) + shift) for c in matrix_df.columns])
+    ax.set_yticks(range(rows), [str(int(r) + shift) for r in matrix_df.index])
+    ax.grid(False)
+    ax.set_xlabel(f"{xlabel} (1-based)")
+    ax.set_ylabel(f"{ylabel} (1-based)")
+    if annotate if annotate is not None else values.size <= 400:
+        _annotate_cells(ax, values, fmt, image.cmap, image.norm)
+    fig.colorbar(image, ax=ax, label=cbar_label)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+@_styled
+def plot_bars(frame: pd.DataFrame, path: str | Path, title: str, *, x: str, y: str,
+              hue: str | None = None, ylabel: str, xlabel: str | None = None,
+              value_fmt: str | None = "{:.0f}") -> SavedFigure:
+    """Draw grouped bars, e.g. memorized % (``y``) by source (``x``) per model (``hue``).
+
+    Hue values that are groups get their :data:`GROUP_COLORS`; others take Okabe–Ito colours in
+    order of appearance.
+
+    Args:
+        frame: long frame, one row per bar.
+        path: output path without suffix.
+        title: what is counted, over which models.
+        x: column of the categories along the x axis.
+        y: column of the bar heights.
+        hue: column distinguishing bars within a category (None: one bar per category).
+        ylabel: y axis label with units (e.g. "memorized idioms (%)").
+        xlabel: x axis label (default: ``x``).
+        value_fmt: format of the value written above each bar (None: none).
+
+    Returns:
+        The saved figure.
+
+    """
+    categories = list(dict.fromkeys(frame[x]))
+    hues = list(dict.fromkeys(frame[hue])) if hue else [None]
+    spare = iter(list(OKABE_ITO.values()) * 2)
+    colors = {h: GROUP_COLORS.get(str(h)) or next(spare) for h in hues}
+    fig = Figure(figsize=(min(10.0, max(5.0, 2.0 + 0.5 * len(categories) * len(hues))), 3.6),
+                 layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(hues)
+    for k, h in enumerate(hues):
+        rows = frame if h is None else frame[frame[hue] == h]
+        heights = rows.set_index(x)[y].reindex(categories).to_numpy(dtype=np.float64)
+        bars = ax.bar(np.arange(len(categories)) - 0.4 + width * (k + 0.5), heights, width,
+                      color=colors[h], label=None if h is None else str(h), gid=str(h))
+        if value_fmt:
+            ax.bar_label(bars, [value_fmt.format(v) if np.isfinite(v) else "" for v in heights],
+                         fontsize=7, padding=1)
+    labels = [str(c) for c in categories]
+    long_labels = max(map(len, labels)) * len(labels) > 40
+    ax.set_xticks(np.arange(len(categories)), labels, rotation=25 if long_labels else 0,
+                  ha="right" if long_labels else "center",
+                  rotation_mode="anchor" if long_labels else "default")
+    ax.grid(axis="x", visible=False)
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel(xlabel or x)
+    if hue:
+        ax.legend(title=hue, loc="upper left", bbox_to_anchor=(1, 1))
+    ax.set_title(title)
+    return _save(fig, path)

@@ -1,0 +1,159 @@
+"""Tests of memrecall.plots: files written, no figure left open, stable group colours."""
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import to_hex
+from memrecall import analysis, plots
+
+
+def labelled(n_layers: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, n, start in (("memorized", 15, 2), ("non-memorized", 25, 5),
+                            ("wikipedia", 10, 6)):
+        for _ in range(n):
+            rank = rng.integers(1, 3000, n_layers)
+            rank[min(start + rng.integers(0, 2), n_layers - 1):] = 0
+            prob = np.clip(np.linspace(0, 1, n_layers) ** 2 + rng.normal(0, .05, n_layers), 0, 1)
+            rows.append({"group": group, "is_memorized": group == "memorized",
+                         "pred_rank": rank, "pred_prob": prob,
+                         "target_rank": rank, "target_prob": prob})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return labelled(8)
+
+
+def summaries(frame: pd.DataFrame, what: str = "pred") -> tuple[pd.DataFrame, pd.DataFrame]:
+    return (analysis.layer_summary(frame, f"{what}_prob", n_boot=200),
+            analysis.layer_summary(frame, f"{what}_rank", n_boot=200))
+
+
+def heatmap_frame() -> pd.DataFrame:
+    values = np.full((6, 6), np.nan)
+    for start in range(6):
+        values[start, start:min(start + 3, 6)] = 1 / (1 + start)
+    return pd.DataFrame(values, index=range(6), columns=range(6))
+
+
+def make_all(frame: pd.DataFrame, tmp_path) -> dict:
+    """Call every plot function once; name -> SavedFigure."""
+    prob, rank = summaries(frame)
+    other = labelled(12, seed=1)
+    bars = pd.DataFrame({"source": ["MAGPIE", "LIdioms", "MAGPIE", "LIdioms"],
+                         "model": ["a", "a", "b", "b"], "pct": [40.0, 20.0, 55.0, 30.0]})
+    return {
+        "layerwise": plots.plot_layerwise(prob, rank, tmp_path / "layerwise", "m",
+                                          split_layer=4),
+        "target": plots.plot_target_layerwise(*summaries(frame, "target"),
+                                              tmp_path / "target.pdf", "m"),
+        "promotion": plots.plot_promotion(
+            analysis.per_example_table(frame), tmp_path / "promotion", "m"),
+        "cross": plots.plot_cross_model(
+            {"eight": prob, "twelve": analysis.layer_summary(other, "pred_prob", n_boot=50)},
+            {"eight": rank, "twelve": analysis.layer_summary(other, "pred_rank", n_boot=50)},
+            tmp_path / "sub" / "cross", "two models"),
+        "heatmap": plots.plot_heatmap(heatmap_frame(), tmp_path / "heat", "knockout"),
+        "bars": plots.plot_bars(bars, tmp_path / "bars.png", "memorized", x="source", y="pct",
+                                hue="model", ylabel="memorized idioms (%)"),
+    }
+
+
+@pytest.fixture(scope="module")
+def made(frame, tmp_path_factory):
+    """Every plot made once: (figure numbers before, after, tmp dir, name -> SavedFigure)."""
+    tmp_path = tmp_path_factory.mktemp("plots")
+    before = plt.get_fignums()
+    saved = make_all(frame, tmp_path)
+    return before, plt.get_fignums(), tmp_path, saved
+
+
+def test_every_plot_writes_pdf_and_png_and_closes(made):
+    before, after, tmp_path, saved = made
+    assert after == before
+    assert len(saved) == 6
+    for name, result in saved.items():
+        assert result.pdf.suffix == ".pdf" and result.png.suffix == ".png", name
+        assert result.pdf.with_suffix("") == result.png.with_suffix("")
+        assert result.pdf.read_bytes()[:4] == b"%PDF", name
+        assert result.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert result.png.stat().st_size > 5000, name
+        assert result._repr_png_() == result.png.read_bytes()
+    assert saved["target"].pdf == tmp_path / "target.pdf"
+    assert (tmp_path / "sub" / "cross.png").is_file()
+
+
+def test_png_is_modest_resolution(frame, tmp_path):
+    prob, rank = summaries(frame)
+    saved = plots.plot_layerwise(prob, rank, tmp_path / "f", "m")
+    width = int.from_bytes(saved.png.read_bytes()[16:20], "big")
+    assert 400 < width < 1200
+
+
+def colors_by_gid(fig) -> dict[str, str]:
+    found = {}
+    for ax in fig.axes:
+        for artist in [*ax.lines, *ax.patches]:
+            gid = artist.get_gid()
+            if gid in analysis.GROUPS:
+                color = (artist.get_color() if hasattr(artist, "get_xdata")
+                         else artist.get_facecolor())
+                found.setdefault(gid, set()).add(to_hex(color, keep_alpha=False))
+    return found
+
+
+def test_same_group_same_colour_across_figures(made):
+    saved = made[3]
+    seen = [colors_by_gid(saved[name].figure) for name in ("layerwise", "promotion", "cross")]
+    for group in analysis.GROUPS:
+        colours = set().union(*(s[group] for s in seen))
+        assert colours == {plots.GROUP_COLORS[group].lower()}, group
+    assert len(set(plots.GROUP_COLORS.values())) == len(plots.GROUP_COLORS)
+
+
+def test_layerwise_axes_are_one_based_and_rank_axis_is_log(frame, tmp_path):
+    prob, rank = summaries(frame)
+    fig = plots.plot_layerwise(prob, rank, tmp_path / "f", "my model", split_layer=4).figure
+    top, bottom = fig.axes
+    assert bottom.get_yscale() == "symlog"
+    line = next(ln for ln in top.lines if ln.get_gid() == "memorized")
+    assert line.get_xdata()[0] == 1 and line.get_xdata()[-1] == 8
+    assert any(ln.get_xdata()[0] == 4 for ln in bottom.lines if ln.get_gid() is None)
+    assert fig.get_suptitle() == "my model"
+    assert "layer" in bottom.get_xlabel()
+
+
+def test_heatmap_labels_are_one_based(tmp_path):
+    fig = plots.plot_heatmap(heatmap_frame(), tmp_path / "h", "k").figure
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4", "5", "6"]
+    assert "fraction" in fig.axes[1].get_ylabel()
+    one_based = plots.plot_heatmap(heatmap_frame().rename(index=lambda i: i + 1),
+                                   tmp_path / "h1", "k", index_base=1).figure
+    assert one_based.axes[0].get_yticklabels()[0].get_text() == "1"
+
+
+def test_bars_label_values_and_use_one_colour_per_model(made):
+    ax = made[3]["bars"].figure.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["40", "20", "55", "30"]
+    colours = {p.get_gid(): to_hex(p.get_facecolor()) for p in ax.patches}
+    assert set(colours) == {"a", "b"} and colours["a"] != colours["b"]
+
+
+def test_group_color_is_stable_for_unknown_groups():
+    assert plots.group_color("facts: other") == plots.group_color("facts: other")
+    assert plots.group_color("memorized") == plots.GROUP_COLORS["memorized"]
+
+
+def test_show_figure_finds_the_png(frame, tmp_path):
+    pytest.importorskip("IPython")
+    prob, rank = summaries(frame)
+    saved = plots.plot_layerwise(prob, rank, tmp_path / "f", "m")
+    image = plots.show_figure(saved)
+    assert image.data == saved.png.read_bytes()
+    assert plots.show_figure(saved.pdf).data == saved.png.read_bytes()
