@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from memrecall import analysis
 from memrecall.models.tiny import byte_level_bpe
 

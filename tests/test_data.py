@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from memrecall import data
 from memrecall.data import (
     DATA_SOURCES,

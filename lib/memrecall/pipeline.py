@@ -36,10 +36,12 @@ class Settings:
 
     @property
     def cache_dir(self) -> Path:
+        """Where cached per-model results live."""
         return self.results_dir / "cache"
 
     @property
     def is_smoke(self) -> bool:
+        """Whether this run uses the tiny random models."""
         return self.profile == "smoke"
 
     def title(self, model: str) -> str:
@@ -67,7 +69,10 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
         profile: ``paper``, ``offline`` or ``smoke``.
         models: registry names (a list, or a comma-separated string); default: the profile's.
         root: the repository root (notebooks run from ``notebooks/``, hence ``".."``).
-        results_dir, figures_dir: default ``<root>/results/<profile>``, ``<root>/figures/<profile>``.
+        results_dir: default ``<root>/results/<profile>``.
+        figures_dir: default ``<root>/figures/<profile>``.
+        **overrides: sample sizes (``n_idioms``...), ``seed``, ``device``, ``batch_size``;
+            ``None`` values keep the profile's defaults.
     """
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]

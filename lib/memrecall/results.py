@@ -44,7 +44,8 @@ def _slug(text: str) -> str:
 def cache_path(cache_dir: str | Path, key: Mapping) -> Path:
     """Where the result for ``key`` lives: readable prefix plus a hash of the whole key."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-    return Path(cache_dir) / f"{_slug(str(key['model']))}__{_slug(key['kind'])}__{digest[:16]}.parquet"
+    name = f"{_slug(str(key['model']))}__{_slug(key['kind'])}__{digest[:16]}.parquet"
+    return Path(cache_dir) / name
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -95,22 +95,27 @@ class LM:
 
     @property
     def is_masked(self) -> bool:
+        """Whether this is a masked LM (predicts at a mask token)."""
         return self.arch.kind == "masked"
 
     @property
     def n_layers(self) -> int:
+        """Number of transformer blocks (the length of every per-layer array)."""
         return self.arch.n_layers
 
     @property
     def device(self) -> torch.device:
+        """Where the weights are."""
         return self.arch.unembed_weight.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The weights' dtype."""
         return self.arch.unembed_weight.dtype
 
     @property
     def vocab_size(self) -> int:
+        """Rows of the unembedding."""
         return self.arch.unembed_weight.shape[0]
 
     def provenance(self) -> dict[str, str | int]:

@@ -124,6 +124,7 @@ class Architecture:
 
     @property
     def n_layers(self) -> int:
+        """Number of blocks."""
         return len(self.blocks)
 
     def mlp(self, layer: int) -> nn.Module:

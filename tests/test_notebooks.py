@@ -1,0 +1,85 @@
+"""Every numbered notebook runs end to end in the smoke profile and produces its figures."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from memrecall.reproduce import NOTEBOOKS, main, numbered_notebooks, run_notebook
+
+NOTEBOOK_FILES = numbered_notebooks()
+PARAMETERS = ["profile", "models", "device", "batch_size", "results_dir", "figures_dir"]
+
+
+def test_there_are_numbered_notebooks():
+    assert [p.name[:2] for p in NOTEBOOK_FILES] == [f"{i:02d}" for i in
+                                                    range(1, len(NOTEBOOK_FILES) + 1)]
+    assert len(NOTEBOOK_FILES) >= 4
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_source_notebook_is_clean(notebook):
+    nb = json.loads(notebook.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+    tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    source = "".join(tagged[0]["source"])
+    for name in PARAMETERS:
+        assert f"{name} =" in source, f"parameters cell lacks {name}"
+    assert nb["cells"][0]["cell_type"] == "markdown"
+    for cell in code:  # shared logic lives in memrecall, not in notebooks
+        assert "\ndef " not in "\n" + "".join(cell["source"]), "a notebook defines a helper"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_notebook_runs_in_smoke_profile(notebook, tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("MEMRECALL_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MEMRECALL_PLAIN_PROGRESS", "1")
+    figures, results = tmp_path / "figures", tmp_path / "results"
+    output = tmp_path / notebook.name
+    run_notebook(notebook, output, {"profile": "smoke", "results_dir": str(results),
+                                    "figures_dir": str(figures)})
+    assert output.is_file()
+    pngs = sorted(p.stem for p in figures.glob(f"{notebook.name[:2]}_*.png"))
+    pdfs = sorted(p.stem for p in figures.glob(f"{notebook.name[:2]}_*.pdf"))
+    assert pngs and pngs == pdfs, "each figure is saved as PNG and PDF"
+    executed = json.loads(output.read_text())
+    errors = [o for c in executed["cells"] for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+
+
+def test_failing_cell_names_the_notebook_and_error(tmp_path):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("raise ValueError('the data is wrong')"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    source = tmp_path / "99_broken.ipynb"
+    nbformat.write(nb, source)
+    output = tmp_path / "rendered" / "99_broken.ipynb"
+    message = r"99_broken.ipynb: cell \d+ raised ValueError: the data"
+    with pytest.raises(RuntimeError, match=message):
+        run_notebook(source, output, {"profile": "smoke"})
+    assert not output.exists()  # nothing half-written where readers look
+    assert (tmp_path / "rendered" / "99_broken.failed.ipynb").is_file()
+
+
+def test_reproduce_stops_at_once_without_the_hub(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setattr("memrecall.models.HUB_HOST", "hub.invalid")
+    ran = []
+    monkeypatch.setattr("memrecall.reproduce.run_notebook", lambda *a: ran.append(a))
+    assert main(["--profile", "paper"]) == 2
+    assert not ran
+    assert "PROFILE=offline" in capsys.readouterr().err
+
+
+def test_notebooks_folder_is_the_repository_one():
+    assert NOTEBOOKS == Path(__file__).resolve().parents[1] / "notebooks"
