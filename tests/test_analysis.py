@@ -175,3 +175,108 @@ def test_multi_token_fraction_on_tiny_tokenizer():
     texts = [f"over {single[0]}", f"over {rare}", f"{rare}", f"under {single[-1]}"]
     assert analysis.multi_token_fraction(texts, tokenizer) == pytest.approx(0.5)
     assert analysis.multi_token_fraction([f"x {rare}"], tokenizer) == 1.0
+
+
+# --------------------------------------------------------------------------- memorization split
+
+
+def test_memorization_by_source_and_flags():
+    frame = pd.DataFrame({"source": ["A", "A", "B", "B", "B"],
+                          "flag": [True, False, True, True, False],
+                          "is_memorized": [True, False, True, True, False]})
+    table = analysis.memorization_by(frame, ["source", "flag"])
+    assert table["column"].tolist() == ["source", "source", "flag", "flag"]
+    by = table.set_index(["column", "value"])
+    assert by.loc[("source", "B"), "n_memorized"] == 2
+    assert by.loc[("source", "A"), "memorized_pct"] == pytest.approx(50.0)
+    assert by.loc[("flag", True), "memorized_pct"] == pytest.approx(100.0)
+    assert by.loc[("flag", False), "n"] == 2
+
+
+def test_pairwise_agreement_counts_and_kappa():
+    matrix = pd.DataFrame({"a": [True, True, False, False], "b": [True, False, False, False],
+                           "c": [True, True, False, False]})
+    table = analysis.pairwise_agreement(matrix).set_index(["model_a", "model_b"])
+    row = table.loc[("a", "b")]
+    assert [row["both"], row["only_a"], row["only_b"], row["neither"]] == [1, 1, 0, 2]
+    assert row["agreement"] == pytest.approx(0.75)
+    assert row["jaccard"] == pytest.approx(0.5)
+    # po = .75, pe = .5 * .25 + .5 * .75 = .5 -> kappa = .5
+    assert row["kappa"] == pytest.approx(0.5)
+    assert table.loc[("a", "c"), "kappa"] == pytest.approx(1.0)
+    assert len(table) == 3
+
+
+def test_memorization_matrix_aligns_by_text():
+    one = pd.DataFrame({"text": ["x", "y", "z"], "is_memorized": [True, False, True]})
+    two = pd.DataFrame({"text": ["z", "x"], "is_memorized": [False, True]})
+    matrix = analysis.memorization_matrix({"m1": one, "m2": two})
+    assert list(matrix.columns) == ["m1", "m2"]
+    assert matrix.loc["z"].tolist() == [True, False]
+    assert "y" not in matrix.index
+
+
+@pytest.fixture(scope="module", params=["tiny-gpt2", "tiny-llama", "tiny-gemma3"])
+def tiny_causal(request):
+    import memrecall as mr
+    return mr.load(request.param, device="cpu")
+
+
+TEXTS = ["the cat is out of the bag", "kill two birds with one stone",
+         "a blessing in disguise", "once in a blue moon qzxjvkpw",
+         "every cloud has a silver lining"]
+
+
+def _greedy_one_at_a_time(lm, prompt: str, n: int) -> list[int]:
+    import torch
+
+    from memrecall.lens import model_inputs
+
+    ids = model_inputs(lm, [prompt])[0][0]
+    out = []
+    with torch.inference_mode():
+        for _ in range(n):
+            logits = lm.model(input_ids=torch.tensor([ids + out])).logits[0, -1]
+            out.append(int(logits.argmax()))
+    return out
+
+
+def test_whole_word_continuation_matches_unpadded_greedy_decoding(tiny_causal):
+    import memrecall as mr
+
+    lm = tiny_causal
+    probes = mr.make_probes(TEXTS, lm)
+    result = analysis.whole_word_continuation(lm, probes, batch_size=2)
+    counts = analysis.target_token_counts(probes, lm.tokenizer)
+    assert result["n_target_tokens"].tolist() == counts.tolist()
+    assert counts[3] > 1  # the nonsense word needs several pieces
+    for i, prompt in enumerate(probes["prompt"]):
+        tokens = _greedy_one_at_a_time(lm, prompt, int(counts[i]))
+        assert result["first_token"].iloc[i] == tokens[0]
+        assert result["continuation"].iloc[i] == lm.tokenizer.decode(
+            tokens, skip_special_tokens=True).strip()
+    # Given project's output, the first token is its pred_token.
+    projected = mr.project(lm, probes)
+    again = analysis.whole_word_continuation(lm, projected)
+    assert again["first_token"].tolist() == projected["pred_token"].tolist()
+
+
+def test_target_token_counts_count_the_last_words_pieces(tiny_causal):
+    import memrecall as mr
+
+    lm = tiny_causal
+    probes = mr.make_probes(TEXTS, lm)
+    counts = analysis.target_token_counts(probes, lm.tokenizer)
+    for text, prompt, count in zip(probes["text"], probes["prompt"], counts):
+        full = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        head = lm.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if full[: len(head)] == head:  # where the prompt's tokens are a prefix, it is the rest
+            assert count == len(full) - len(head)
+
+
+def test_whole_word_continuation_rejects_masked_lms():
+    import memrecall as mr
+
+    lm = mr.load("tiny-bert", device="cpu")
+    with pytest.raises(ValueError, match="masked"):
+        analysis.whole_word_continuation(lm, mr.make_probes(TEXTS[:1], lm))

@@ -408,3 +408,181 @@ def summaries_by_model(results: Mapping[str, pd.DataFrame], column: str,
 
     """
     return {model: layer_summary(frame, column, **kwargs) for model, frame in results.items()}
+
+
+# --------------------------------------------------------------------------- memorization split
+
+
+def memorization_by(frame: pd.DataFrame, columns: Sequence[str] | str) -> pd.DataFrame:
+    """Memorized count and percentage for each value of each column (source, flags...).
+
+    Args:
+        frame: rows with ``is_memorized`` and the ``columns`` (e.g. ``pipeline.idiom_results``).
+        columns: one column name or several; each is grouped on separately.
+
+    Returns:
+        Long frame: ``column, value, n, n_memorized, memorized_pct``, values in sorted order
+        (for a flag: ``False`` then ``True``).
+
+    """
+    if isinstance(columns, str):
+        columns = [columns]
+    rows = []
+    for column in columns:
+        for value, group in frame.groupby(column, sort=True)["is_memorized"]:
+            n, k = len(group), int(group.sum())
+            rows.append({"column": column, "value": value, "n": n, "n_memorized": k,
+                         "memorized_pct": 100 * k / n})
+    return pd.DataFrame(rows, columns=["column", "value", "n", "n_memorized", "memorized_pct"])
+
+
+def target_token_counts(probes: pd.DataFrame, tokenizer: Any) -> np.ndarray:
+    """How many sub-tokens each probe's target spans, in context (what greedy decoding must emit).
+
+    Counts the tokens of ``prompt + " " + target`` that end after the prompt (a lone
+    SentencePiece ``▁`` or a zero-width byte-level ``Ġ`` before the word counts, as in
+    :func:`memrecall.make_probes`).
+
+    Args:
+        probes: :func:`memrecall.make_probes` output (``prompt``, ``target``; uses ``text`` if
+            present).
+        tokenizer: a fast Hugging Face tokenizer.
+
+    Returns:
+        ``(n,)`` int counts, at least 1.
+
+    """
+    prompts = probes["prompt"].astype(str).tolist()
+    if "text" in probes:
+        texts = probes["text"].astype(str).tolist()
+    else:
+        texts = [f"{p} {t}" for p, t in zip(prompts, probes["target"].astype(str))]
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    counts = []
+    for prompt, offsets in zip(prompts, encoded["offset_mapping"], strict=True):
+        end = len(prompt)
+        counts.append(max(1, sum(1 for s, e in offsets if e > end or s == e >= end)))
+    return np.asarray(counts, dtype=np.int64)
+
+
+def whole_word_continuation(lm: Any, probes: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
+    """Greedy continuation of each prompt for as many tokens as its target word has.
+
+    The model reads exactly what :func:`memrecall.project` reads (the tokenizer's own special
+    tokens, no extra context). Prompts are left-padded in batches of equal target length and
+    decoded step by step with argmax (no sampling, no KV cache: targets are a few tokens; only
+    the last position's logits are computed).
+
+    Args:
+        lm: a causal :class:`memrecall.LM` (masked LMs predict one mask, not a continuation).
+        probes: :func:`memrecall.make_probes` output (``prompt``, ``target``), or
+            :func:`memrecall.project` output: then its ``pred_token`` is taken as the first
+            greedy token (no forward pass for single-token targets, and exactly consistent
+            with ``is_memorized``).
+        batch_size: prompts per forward pass.
+
+    Returns:
+        One row per probe, same order: ``n_target_tokens``, ``first_token`` (the greedy next
+        token, the same as ``pred_token`` of :func:`memrecall.project` up to float rounding),
+        ``continuation`` (the decoded tokens, stripped) and ``whole_word`` (``continuation ==
+        target``).
+
+    Raises:
+        ValueError: ``lm`` is a masked LM.
+
+    """
+    import torch
+
+    from .lens import model_inputs
+
+    if lm.is_masked:
+        raise ValueError(f"{lm.name} is a masked LM: greedy continuation needs a causal LM")
+    frame = probes.reset_index(drop=True)
+    counts = target_token_counts(frame, lm.tokenizer)
+    ids, _ = model_inputs(lm, frame["prompt"].astype(str).tolist())
+    pad = lm.tokenizer.pad_token_id
+    pad = pad if pad is not None else (lm.tokenizer.eos_token_id or 0)
+    known = frame["pred_token"].to_numpy(dtype=np.int64) if "pred_token" in frame else None
+    generated: list[list[int]] = [[] for _ in ids]
+    with torch.inference_mode():
+        for n_steps in np.unique(counts):
+            rows = np.flatnonzero(counts == n_steps)
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                seqs = [list(ids[i]) for i in batch]
+                if known is not None:
+                    for seq, i in zip(seqs, batch, strict=True):
+                        seq.append(int(known[i]))
+                for _ in range(int(n_steps) - (known is not None)):
+                    longest = max(map(len, seqs))
+                    input_ids = torch.tensor([[pad] * (longest - len(s)) + s for s in seqs],
+                                             device=lm.device)
+                    mask = torch.tensor([[0] * (longest - len(s)) + [1] * len(s) for s in seqs],
+                                        device=lm.device)
+                    positions = (mask.cumsum(1) - 1).clamp(min=0)
+                    logits = lm.model(input_ids=input_ids, attention_mask=mask,
+                                      position_ids=positions, use_cache=False,
+                                      logits_to_keep=1).logits[:, -1]
+                    for seq, token in zip(seqs, logits.argmax(-1).tolist(), strict=True):
+                        seq.append(int(token))
+                for i, seq in zip(batch, seqs, strict=True):
+                    generated[i] = seq[len(ids[i]):]
+    continuation = [lm.tokenizer.decode(g, skip_special_tokens=True).strip() for g in generated]
+    targets = frame["target"].astype(str).str.strip().tolist()
+    return pd.DataFrame({
+        "n_target_tokens": counts,
+        "first_token": [g[0] for g in generated],
+        "continuation": continuation,
+        "whole_word": [c == t for c, t in zip(continuation, targets, strict=True)],
+    })
+
+
+def memorization_matrix(results: Mapping[str, pd.DataFrame], key: str = "text") -> pd.DataFrame:
+    """``is_memorized`` of several models side by side, one row per text.
+
+    Args:
+        results: model name -> frame with ``key`` and ``is_memorized`` columns.
+        key: the column that identifies an example across models.
+
+    Returns:
+        A bool frame indexed by ``key`` (texts all models share, in the first model's order),
+        one column per model.
+
+    """
+    columns = {m: frame.drop_duplicates(key).set_index(key)["is_memorized"].astype(bool)
+               for m, frame in results.items()}
+    return pd.DataFrame(columns).dropna().astype(bool)
+
+
+def pairwise_agreement(matrix: pd.DataFrame) -> pd.DataFrame:
+    """Agreement of every pair of models on which examples are memorized.
+
+    Args:
+        matrix: :func:`memorization_matrix` output (bool, one column per model).
+
+    Returns:
+        One row per pair: ``model_a, model_b, n, both, only_a, only_b, neither``,
+        ``agreement`` (fraction of examples with the same label), ``jaccard`` (``both /
+        (both + only_a + only_b)``) and Cohen's ``kappa`` (agreement beyond chance; NaN when
+        chance agreement is 1).
+
+    """
+    rows = []
+    models = list(matrix.columns)
+    for i, a in enumerate(models):
+        for b in models[i + 1:]:
+            x, y = matrix[a].to_numpy(bool), matrix[b].to_numpy(bool)
+            n = len(x)
+            both, only_a = int((x & y).sum()), int((x & ~y).sum())
+            only_b, neither = int((~x & y).sum()), int((~x & ~y).sum())
+            observed = (both + neither) / n if n else float("nan")
+            pa, pb = x.mean() if n else np.nan, y.mean() if n else np.nan
+            chance = pa * pb + (1 - pa) * (1 - pb)
+            kappa = (observed - chance) / (1 - chance) if n and chance < 1 else float("nan")
+            union = both + only_a + only_b
+            rows.append({"model_a": a, "model_b": b, "n": n, "both": both, "only_a": only_a,
+                         "only_b": only_b, "neither": neither, "agreement": observed,
+                         "jaccard": both / union if union else float("nan"),
+                         "kappa": float(kappa)})
+    return pd.DataFrame(rows, columns=["model_a", "model_b", "n", "both", "only_a", "only_b",
+                                       "neither", "agreement", "jaccard", "kappa"])

@@ -435,6 +435,8 @@ def plot_bars(frame: pd.DataFrame, path: str | Path, title: str, *, x: str, y: s
                   ha="right" if long_labels else "center",
                   rotation_mode="anchor" if long_labels else "default")
     ax.grid(axis="x", visible=False)
+    if not (frame[y].to_numpy(dtype=np.float64) < 0).any():
+        ax.set_ylim(bottom=0)  # counts and percentages: no negative axis, even when all are 0
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel or x)
     if hue:
