@@ -13,6 +13,8 @@ import re
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from ..progress import PLAIN_ENV
 from .architectures import (
     Architecture,
     UnsupportedArchitectureError,
@@ -327,6 +330,21 @@ def _load_hub(hub_id: str, dtype: torch.dtype, revision: str | None):
     return _from_pretrained(hub_id, dtype, revision)
 
 
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Hide transformers' loading bars in batch runs, where they would be stored as widgets."""
+    from transformers.utils import logging as hf_logging
+
+    if not os.environ.get(PLAIN_ENV) or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def load(name_or_path: str | Path, device: str | torch.device | None = None,
          dtype: torch.dtype | str | None = None, revision: str | None = None) -> LM:
     """Load a model by registry name, hub id, local folder or ``.gguf`` file.
@@ -343,9 +361,14 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None,
         HubUnreachableError: a hub model that cannot be fetched (the message names
             ``PROFILE=offline``).
     """
-    device = torch.device(device) if device is not None else default_device()
-    dtype = getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
-    name = str(name_or_path)
+    with _quiet_loading():
+        return _load(str(name_or_path),
+                     torch.device(device) if device is not None else default_device(),
+                     getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32),
+                     revision)
+
+
+def _load(name: str, device: torch.device, dtype: torch.dtype, revision: str | None) -> LM:
     entry = REGISTRY.get(name)
     path = Path(name).expanduser()
 

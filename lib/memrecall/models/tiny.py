@@ -71,7 +71,7 @@ def byte_level_bpe() -> PreTrainedTokenizerFast:
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=True)
     _train(tok, trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, special_tokens=["<|endoftext|>"],
+        vocab_size=VOCAB_SIZE, special_tokens=["<|endoftext|>"], show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     ))
     return PreTrainedTokenizerFast(
@@ -93,6 +93,7 @@ def sentencepiece_bpe(add_bos: bool) -> PreTrainedTokenizerFast:
     specials = ["<pad>", "<unk>", "<bos>", "<eos>"]
     _train(tok, trainers.BpeTrainer(
         vocab_size=VOCAB_SIZE, special_tokens=specials + [f"<0x{i:02X}>" for i in range(256)],
+        show_progress=False,
     ))
     if add_bos:
         tok.post_processor = processors.TemplateProcessing(
@@ -112,7 +113,8 @@ def wordpiece() -> PreTrainedTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    _train(tok, trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, special_tokens=specials))
+    _train(tok, trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, special_tokens=specials,
+                                              show_progress=False))
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
