@@ -66,7 +66,7 @@ def test_last_layer_is_the_models_own_distribution(tiny, result):
     probes, res = result
     for row in range(len(probes)):
         logits = reference(tiny, probes.prompt[row])[-1]
-        probs = torch.softmax(logits, -1)
+        probs = torch.softmax(logits.double(), -1)
         assert res.pred_token[row] == int(logits.argmax())
         assert res.pred_rank[row][-1] == 0
         target = probes.target_token[row]
@@ -79,7 +79,7 @@ def test_every_layer_matches_the_naive_reference(tiny, result):
     probes, res = result
     for row in range(len(probes)):
         logits = reference(tiny, probes.prompt[row])
-        probs = torch.softmax(logits, -1)
+        probs = torch.softmax(logits.double(), -1)
         for column, token in (("pred", res.pred_token[row]), ("target", probes.target_token[row])):
             np.testing.assert_array_equal(res[f"{column}_rank"][row],
                                           ranks_by_sorting(logits, token))
@@ -183,3 +183,24 @@ def test_plan_batches_covers_every_row_once_under_the_budget():
     flat = [lengths[i] for b in batches for i in b]
     assert flat == sorted(lengths, reverse=True)
     assert all(len(b) <= 2 for b in plan_batches(lengths, 10_000, max_rows=2))
+
+
+def test_row_tiles_change_nothing(tiny, result, monkeypatch):
+    probes, res = result
+    monkeypatch.setattr(lens, "CPU_TILE_ROWS", 3)  # several row tiles, a ragged last one
+    tiled = mr.project(tiny, probes)
+    np.testing.assert_array_equal(tiled.pred_token, res.pred_token)
+    for column in ("pred_rank", "target_rank"):
+        np.testing.assert_array_equal(np.stack(tiled[column]), np.stack(res[column]))
+    for column in ("pred_prob", "target_prob"):
+        np.testing.assert_allclose(np.stack(tiled[column]), np.stack(res[column]), atol=1e-6)
+
+
+def test_plan_batches_trades_padding_against_batch_overhead():
+    lengths = [8] * 50 + [7] * 50 + [3] * 20
+    cheap = plan_batches(lengths, max_tokens=10_000, overhead_tokens=8)
+    for batch in cheap:  # batches are cheap: no padding at all
+        assert len({lengths[i] for i in batch}) == 1
+    dear = plan_batches(lengths, max_tokens=10_000, overhead_tokens=1_000)
+    assert len(dear) == 1  # batches are dear: one padded batch
+    assert len(plan_batches([], 100)) == 0

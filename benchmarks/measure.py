@@ -1,0 +1,128 @@
+"""Measuring tools for `make bench`: timing, the machine's matmul rate, memory, FLOP counts."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import torch
+
+from memrecall.models import LM
+
+
+def timed(fn: Callable[[], object], reps: int) -> tuple[list[float], object]:
+    """Wall-clock seconds of ``reps`` calls of ``fn``, and the last call's result."""
+    seconds, result = [], None
+    for _ in range(reps):
+        start = time.perf_counter()
+        result = fn()
+        seconds.append(time.perf_counter() - start)
+    return seconds, result
+
+
+def summary(seconds: list[float], n_texts: int, scale: float = 1.0) -> dict:
+    """Min / median seconds (times ``scale``, to extrapolate a subset) and texts per second."""
+    best, median = min(seconds) * scale, statistics.median(seconds) * scale
+    return {"seconds": [round(s, 4) for s in seconds], "scale": scale,
+            "min_s": round(best, 3), "median_s": round(median, 3),
+            "texts_per_s": round(n_texts / best, 2)}
+
+
+def matmul_rate(size: int = 4096, reps: int = 5) -> dict:
+    """Float32 GFLOP/s of a large square matmul on this machine: best and median of ``reps``."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b  # warm-up
+    seconds, _ = timed(lambda: a @ b, reps)
+    rates = [2 * size**3 / s / 1e9 for s in seconds]
+    return {"size": size, "best_gflops": round(max(rates), 1),
+            "median_gflops": round(statistics.median(rates), 1)}
+
+
+def rss() -> int:
+    """Resident set size of this process, bytes."""
+    return psutil.Process().memory_info().rss
+
+
+class PeakMemory:
+    """Peak RSS inside a ``with`` block, and its excess over the RSS on entry.
+
+    Resets the kernel's high-water mark (``/proc/self/clear_refs``, Linux) on entry and reads
+    ``VmHWM`` on exit; a sampling thread (every 5 ms) is the fallback elsewhere.
+    """
+
+    def __init__(self) -> None:
+        self.before = self.peak = 0
+        self._stop = threading.Event()
+        self._kernel = False
+
+    def __enter__(self) -> PeakMemory:
+        self.before = self.peak = rss()
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self._kernel = True
+        except OSError:
+            self._kernel = False
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, rss())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._kernel:
+            status = Path("/proc/self/status").read_text()
+            line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
+            self.peak = max(self.peak, int(line.split()[1]) * 1024)
+
+    @property
+    def extra(self) -> int:
+        return self.peak - self.before
+
+
+def block_params(lm: LM) -> int:
+    """Parameters of the transformer blocks (what every token multiplies through)."""
+    return sum(p.numel() for p in lm.arch.blocks.parameters())
+
+
+def flop_counts(lm: LM, ids: list[list[int]]) -> dict:
+    """FLOPs the task needs at the least: forward on the real tokens, the lens matmuls.
+
+    * forward: ``2 x block parameters x real tokens`` (no padding, no LM head);
+    * attention: ``4 x n_layers x sum(length^2) x attention width`` (scores and mixing);
+    * lens: ``2 x n_layers x n_texts x d x vocab`` (every layer's state at the prediction
+      position through the unembedding).
+    """
+    config = lm.model.config.get_text_config()
+    d = lm.arch.unembed_weight.shape[1]
+    heads = getattr(config, "num_attention_heads", None) or config.n_head
+    head_dim = getattr(config, "head_dim", None) or d // heads
+    real = sum(map(len, ids))
+    forward = 2 * block_params(lm) * real
+    attention = 4 * lm.n_layers * sum(len(r) ** 2 for r in ids) * heads * head_dim
+    lens = 2 * lm.n_layers * len(ids) * d * lm.vocab_size
+    return {"real_tokens": real, "block_params": block_params(lm), "forward": forward,
+            "attention": attention, "lens": lens, "total": forward + attention + lens}
+
+
+def environment() -> dict:
+    """What the numbers depend on: threads, CPU, load from other processes."""
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip()
+                   for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "cpu": cpu,
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "loadavg_1m": round(os.getloadavg()[0], 2)}

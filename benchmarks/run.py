@@ -1,0 +1,246 @@
+"""`make bench`: time `memrecall.project` against the authors' per-example loop and a plain forward.
+
+Cases (same model, same inputs, same process for every method of a case):
+
+* ``gpt2-medium-shape``: GPT-2 medium's shape (24 layers, d=1024, vocab 50257) with random
+  weights, built from a config (no download), the real GPT-2 BPE (offline); the 852 IdioMem idioms.
+* ``gemma-3-270m``: the packaged Gemma 3 270M (vocabulary 262k): the same timings, then the
+  memory test: peak extra RSS of ``project`` over all IdioMem + ``--wiki`` Wikipedia prompts.
+
+The authors' loop takes seconds per text, so it runs on the first ``--baseline-texts`` texts and
+is extrapolated per text to the full set (the output says so). Each record is written to
+``benchmarks/results/<date>-<host>.json``.
+
+    python benchmarks/run.py                 # full run (~10-15 min on 2 CPU cores)
+    python benchmarks/run.py --quick         # smoke run: 1 repetition, small subsets
+    python benchmarks/run.py --cases gpt2-medium-shape --reps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import memrecall as mr
+from memrecall.lens import (
+    activation_token_budget,
+    batch_overhead_tokens,
+    model_inputs,
+    plan_batches,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baselines import agreement, authors_loop, padded_tokens, plain_forward  # noqa: E402
+from measure import (  # noqa: E402
+    PeakMemory,
+    environment,
+    flop_counts,
+    matmul_rate,
+    rss,
+    summary,
+    timed,
+)
+
+CASES = ["gpt2-medium-shape", "gemma-3-270m"]
+RESULTS = Path(__file__).resolve().parent / "results"
+GIB = 2**30
+
+
+def gpt2_medium_shape() -> mr.LM:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from memrecall.models.tiny import gpt2_tokenizer
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=24, n_embd=1024, n_head=16, vocab_size=50257)
+    return mr.wrap(GPT2LMHeadModel(config), gpt2_tokenizer(), name="gpt2-medium-shape",
+                   revision="random-init seed=0")
+
+
+def load_case(name: str) -> mr.LM:
+    return gpt2_medium_shape() if name == "gpt2-medium-shape" else mr.load(name, device="cpu")
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def bench_case(name: str, args: argparse.Namespace, rate: float) -> dict:
+    start = time.perf_counter()
+    lm = load_case(name)
+    load_s = time.perf_counter() - start
+    rss_loaded = rss()
+    log(f"\n== {name}: {lm!r}\n   loaded in {load_s:.1f} s, RSS {rss_loaded / GIB:.2f} GiB")
+
+    texts = mr.load_idiomem()["idiom"].astype(str).tolist()[: args.texts]
+    probes = mr.make_probes(texts, lm)
+    prompts = probes["prompt"].tolist()
+    n = len(probes)
+    ids, _ = model_inputs(lm, prompts)
+    flops = flop_counts(lm, ids)
+    bound_s = flops["total"] / (rate * 1e9)
+    batches = plan_batches([len(r) for r in ids], activation_token_budget(lm), None,
+                           batch_overhead_tokens(lm))
+    planned = sum(len(b) * max(len(ids[i]) for i in b) for b in batches)
+    padded64 = padded_tokens(lm, prompts, 64)
+    log(f"   {n} IdioMem texts, {flops['real_tokens']} real tokens; project plans "
+        f"{len(batches)} batches, {planned} padded tokens; batch 64 in input order pads to "
+        f"{padded64}")
+    log(f"   FLOP lower bound {flops['total'] / 1e12:.2f} TFLOP (forward "
+        f"{flops['forward'] / 1e12:.2f} + attention {flops['attention'] / 1e12:.3f} + lens "
+        f"{flops['lens'] / 1e12:.2f}) = {bound_s:.1f} s at {rate:.0f} GFLOP/s")
+
+    record: dict = {"model": repr(lm), "load_s": round(load_s, 1),
+                    "rss_after_load_gib": round(rss_loaded / GIB, 3), "texts": n,
+                    "flops": flops, "bound_s": round(bound_s, 2),
+                    "project_batches": len(batches), "project_padded_tokens": planned,
+                    "batch64_padded_tokens": padded64, "methods": {}}
+    methods = record["methods"]
+
+    mr.project(lm, probes[:8], progress=False)  # warm-up (allocator, kernels)
+    with PeakMemory() as memory:
+        seconds, ours = timed(lambda: mr.project(lm, probes, progress=False), args.reps)
+    methods["project"] = summary(seconds, n) | {
+        "peak_extra_rss_gib": round(memory.extra / GIB, 3)}
+    log(f"   project: {methods['project']['min_s']:.1f} s min, "
+        f"{methods['project']['median_s']:.1f} s median over {args.reps}")
+
+    seconds, _ = timed(lambda: plain_forward(lm, prompts, 64), args.reps)
+    methods["plain_forward_b64"] = summary(seconds, n)
+    log(f"   plain forward (backbone, batch 64, padded): "
+        f"{methods['plain_forward_b64']['min_s']:.1f} s min")
+
+    subset = min(args.baseline_texts, n)
+    if subset:
+        seconds, theirs = timed(lambda: authors_loop(lm, probes[:subset]), args.baseline_reps)
+        methods["authors_loop"] = summary(seconds, n, scale=n / subset) | {
+            "measured_texts": subset, "extrapolated": subset < n}
+        record["agreement_with_authors_loop"] = agreement(ours[:subset].reset_index(), theirs)
+        log(f"   authors' loop: {min(seconds):.1f} s on {subset} texts -> "
+            f"{methods['authors_loop']['min_s']:.0f} s extrapolated to {n}")
+
+    # GFLOP/s of the work each method does: the task's lower bound for the two that compute the
+    # lens, the padded forward alone for the plain forward pass.
+    forward_flops = 2 * flops["block_params"] * padded64 + flops["attention"]
+    best = methods["project"]["min_s"]
+    for method, result in methods.items():
+        work = forward_flops if method == "plain_forward_b64" else flops["total"]
+        result["vs_project"] = round(result["min_s"] / best, 2)
+        result["work_flops"] = work
+        result["achieved_gflops"] = round(work / result["min_s"] / 1e9, 1)
+        result["vs_bound"] = round(result["min_s"] / bound_s, 2)
+
+    if name == "gemma-3-270m" and args.wiki:
+        wiki = mr.load_wiki(args.wiki)["text"].astype(str).tolist()
+        everything = mr.make_probes(mr.load_idiomem()["idiom"].astype(str).tolist() + wiki, lm)
+        with PeakMemory() as memory:
+            seconds, _ = timed(lambda: mr.project(lm, everything, progress=False), 1)
+        record["memory_test"] = {
+            "texts": len(everything), "wiki": args.wiki, "seconds": round(seconds[0], 1),
+            "rss_before_gib": round(memory.before / GIB, 3),
+            "peak_rss_gib": round(memory.peak / GIB, 3),
+            "peak_extra_rss_gib": round(memory.extra / GIB, 3),
+            "target_gib": 3.0, "met": memory.extra < 3 * GIB}
+        log(f"   memory test ({len(everything)} texts: IdioMem + {args.wiki} Wikipedia): "
+            f"peak extra RSS {memory.extra / GIB:.2f} GiB in {seconds[0]:.0f} s")
+    return record
+
+
+def print_table(name: str, record: dict) -> None:
+    log(f"\n{name}: {record['texts']} texts, lower bound {record['bound_s']:.1f} s")
+    log(f"  {'method':<22}{'min s':>9}{'median s':>10}{'texts/s':>9}{'x project':>11}"
+        f"{'GFLOP/s':>9}{'x bound':>9}")
+    for method, r in record["methods"].items():
+        note = " (extrapolated)" if r.get("extrapolated") else ""
+        log(f"  {method:<22}{r['min_s']:>9.1f}{r['median_s']:>10.1f}{r['texts_per_s']:>9.1f}"
+            f"{r['vs_project']:>11.2f}{r['achieved_gflops']:>9.1f}{r['vs_bound']:>9.2f}{note}")
+
+
+def targets(records: dict) -> dict:
+    out = {}
+    gpt2 = records.get("gpt2-medium-shape")
+    if gpt2 and "authors_loop" in gpt2["methods"]:
+        speedup = gpt2["methods"]["authors_loop"]["vs_project"]
+        out["speedup_vs_authors_ge_30x"] = {"value": speedup, "met": speedup >= 30}
+    if gpt2:
+        ratio = gpt2["methods"]["project"]["vs_bound"]
+        out["within_1.5x_of_bound"] = {"value": ratio, "met": ratio <= 1.5}
+        faster = gpt2["methods"]["plain_forward_b64"]["vs_project"]
+        out["faster_than_plain_padded_forward"] = {"value": faster, "met": faster > 1}
+    gemma = records.get("gemma-3-270m", {}).get("memory_test")
+    if gemma:
+        out["gemma_peak_extra_under_3gb"] = {"value": gemma["peak_extra_rss_gib"],
+                                             "met": gemma["met"]}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(CASES),
+                        help=f"comma-separated, from {CASES}")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of project / forward")
+    parser.add_argument("--texts", type=int, default=None, help="first N idioms (default all)")
+    parser.add_argument("--baseline-texts", type=int, default=40,
+                        help="texts the authors' loop runs on (extrapolated per text)")
+    parser.add_argument("--baseline-reps", type=int, default=1)
+    parser.add_argument("--wiki", type=int, default=1000,
+                        help="Wikipedia prompts added for the Gemma memory test (0: skip)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 1 repetition, 8 baseline texts, 100 Wikipedia prompts")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's choice, one per core)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.reps, args.baseline_texts, args.baseline_reps = 1, 8, 1
+        args.wiki = min(args.wiki, 100)
+    cases = [c for c in args.cases.split(",") if c]
+    unknown = set(cases) - set(CASES)
+    if unknown:
+        parser.error(f"unknown case(s) {sorted(unknown)}; choose from {CASES}")
+    if not os.environ.get("MEMRECALL_DATA_DIR") and Path("../shared/data").is_dir():
+        os.environ["MEMRECALL_DATA_DIR"] = str(Path("../shared/data").resolve())
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env = environment()
+    log(f"torch {env['torch']}, {env['threads']} threads, {env['cpu']}, "
+        f"load average {env['loadavg_1m']} (other processes skew every number)")
+    rate = matmul_rate()
+    log(f"float32 matmul {rate['size']}^2: {rate['best_gflops']} GFLOP/s best, "
+        f"{rate['median_gflops']} median (the lower bound uses the best)")
+
+    records = {}
+    for name in cases:
+        records[name] = bench_case(name, args, rate["best_gflops"])
+        print_table(name, records[name])
+    met = targets(records)
+    log("\ntargets:")
+    for key, value in met.items():
+        log(f"  {key}: {value['value']} -> {'met' if value['met'] else 'NOT met'}")
+
+    env_after = environment()
+    stamp = datetime.datetime.now()
+    host = socket.gethostname().split(".")[0] or platform.node() or "host"
+    record = {"date": stamp.isoformat(timespec="seconds"), "host": host,
+              "argv": sys.argv[1:], "quick": args.quick, "reps": args.reps,
+              "environment": env, "loadavg_1m_after": env_after["loadavg_1m"],
+              "matmul": rate, "cases": records, "targets": met}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{stamp:%Y-%m-%d-%H%M}-{host}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(record, indent=1, default=float) + "\n")
+    log(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
