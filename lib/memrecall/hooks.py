@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -49,6 +50,72 @@ def forward_hooks(hooks: Sequence[tuple[nn.Module, Callable]],
             register = module.register_forward_pre_hook if pre else module.register_forward_hook
             handles.append(register(hook))
         yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def capture_inputs_at_positions(modules: Sequence[nn.Module],
+                                positions: torch.Tensor) -> Iterator[list[torch.Tensor | None]]:
+    """Record each module's first input at one position per row (forward-pre hooks).
+
+    Args:
+        modules: modules whose first positional input is ``(batch, seq, ...)``.
+        positions: ``(batch,)`` position of interest in each row.
+
+    Yields:
+        A list with one slot per module, filled during the forward pass with that module's
+        ``(batch, ...)`` input at ``positions`` (``None`` for a module that did not run).
+    """
+    captured: list[torch.Tensor | None] = [None] * len(modules)
+    rows = torch.arange(len(positions), device=positions.device)
+
+    def make_hook(slot: int) -> Callable:
+        def hook(module, args):
+            captured[slot] = args[0][rows, positions].detach()
+        return hook
+
+    with forward_hooks([(module, make_hook(i)) for i, module in enumerate(modules)], pre=True):
+        yield captured
+
+
+@dataclass
+class Call:
+    """One recorded call of a module: its positional and keyword inputs and its output."""
+
+    args: tuple
+    kwargs: dict
+    output: object = None
+
+
+@contextmanager
+def record_calls(modules: Sequence[nn.Module]) -> Iterator[list[Call | None]]:
+    """Record the inputs and output of each module's (last) call during the ``with`` block.
+
+    Yields:
+        A list with one slot per module, filled during the forward pass with a :class:`Call`
+        (``None`` for a module that did not run). The recorded tensors are the live ones (not
+        copies): do not modify them.
+    """
+    calls: list[Call | None] = [None] * len(modules)
+    handles = []
+
+    def make_hooks(slot: int) -> tuple[Callable, Callable]:
+        def pre(module, args, kwargs):
+            calls[slot] = Call(args=args, kwargs=dict(kwargs))
+
+        def post(module, args, kwargs, output):
+            calls[slot].output = output
+
+        return pre, post
+
+    try:
+        for slot, module in enumerate(modules):
+            pre, post = make_hooks(slot)
+            handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+            handles.append(module.register_forward_hook(post, with_kwargs=True))
+        yield calls
     finally:
         for handle in handles:
             handle.remove()

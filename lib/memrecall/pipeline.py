@@ -28,6 +28,8 @@ class Settings:
     n_wiki: int
     n_facts: int | None
     n_knockout: int
+    knockout_ks: tuple[int, ...]
+    knockout_max_window: int
     seed: int
     results_dir: Path
     figures_dir: Path
@@ -53,10 +55,16 @@ class Settings:
         return model
 
 
+# n_knockout probes per group in the knockout sweep (the authors used 30 memorized idioms). The
+# paper's full grid (k up to 1000, windows of 1-5 layers) is for a GPU; on a CPU the offline
+# profile keeps two k values and windows of up to 2 layers (about 10 minutes per model).
 SAMPLE_SIZES = {
-    "paper": dict(n_idioms=None, n_wiki=1000, n_facts=None, n_knockout=30),
-    "offline": dict(n_idioms=None, n_wiki=1000, n_facts=None, n_knockout=30),
-    "smoke": dict(n_idioms=40, n_wiki=24, n_facts=24, n_knockout=6),
+    "paper": dict(n_idioms=None, n_wiki=1000, n_facts=None, n_knockout=30,
+                  knockout_ks=(1, 10, 100, 1000), knockout_max_window=5),
+    "offline": dict(n_idioms=None, n_wiki=1000, n_facts=None, n_knockout=30,
+                    knockout_ks=(10, 100), knockout_max_window=2),
+    "smoke": dict(n_idioms=40, n_wiki=24, n_facts=24, n_knockout=6,
+                  knockout_ks=(1, 10), knockout_max_window=2),
 }
 
 

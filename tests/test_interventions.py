@@ -1,0 +1,404 @@
+"""Neuron scores and knockouts are exact: checked against manual forwards on the tiny models."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import memrecall as mr
+from memrecall import interventions as iv
+from memrecall.lens import model_inputs
+
+TINY = ["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert"]
+
+TEXTS = [
+    "it's raining cats and dogs",
+    "break the ice",
+    "the early bird catches the worm",
+    "a blessing in disguise",
+]
+
+
+@pytest.fixture(scope="module", params=TINY)
+def tiny(request):
+    return mr.load(request.param, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def probes(tiny):
+    return mr.make_probes(TEXTS, tiny)
+
+
+def padded(lm, prompts):
+    """Right-padded batch as the library builds it, plus the prediction positions."""
+    ids, positions = model_inputs(lm, prompts)
+    longest = max(map(len, ids))
+    pad = lm.tokenizer.pad_token_id or 0
+    input_ids = torch.tensor([row + [pad] * (longest - len(row)) for row in ids])
+    mask = torch.tensor([[1] * len(row) + [0] * (longest - len(row)) for row in ids])
+    return input_ids, mask, torch.tensor(positions)
+
+
+@torch.no_grad()
+def final_logits(lm, prompts):
+    """The model's own output logits at the prediction positions, ``(batch, vocab)``."""
+    input_ids, mask, positions = padded(lm, prompts)
+    kwargs = {} if lm.is_masked else {"use_cache": False}
+    logits = lm.model(input_ids=input_ids, attention_mask=mask, **kwargs).logits
+    return logits[torch.arange(len(positions)), positions]
+
+
+def hook_counts(lm):
+    return [len(lm.arch.mlp_out(layer)._forward_pre_hooks) for layer in range(lm.n_layers)]
+
+
+@torch.no_grad()
+def brute_value_vectors(lm, layer):
+    """``v_i = f(e_i) - f(0)`` through the output projection's own forward: ``(d_ff, d)``."""
+    module = lm.arch.mlp_out(layer)
+    width = iv.mlp_width(lm, layer)
+    return module(torch.eye(width)) - module(torch.zeros(1, width))
+
+
+@torch.no_grad()
+def manual_activations(lm, prompt):
+    """Neuron activations of every layer at the prediction position, computed by hand per family.
+
+    GPT-2: GELU(c_fc x); Llama/Gemma: act(gate x) * up x; BERT: the intermediate output.
+    """
+    ids, positions = model_inputs(lm, [prompt])
+    inputs = {}
+    handles = []
+    for layer, block in enumerate(lm.arch.blocks):
+        site = block.intermediate if lm.arch.model_type == "bert" else lm.arch.mlp(layer)
+        handles.append(site.register_forward_pre_hook(
+            lambda module, args, layer=layer: inputs.__setitem__(layer, args[0][0])))
+    try:
+        lm.model(input_ids=torch.tensor(ids))
+    finally:
+        for handle in handles:
+            handle.remove()
+    acts = []
+    for layer, block in enumerate(lm.arch.blocks):
+        x = inputs[layer][positions[0]]
+        mlp = lm.arch.mlp(layer)
+        if lm.arch.model_type == "gpt2":
+            acts.append(mlp.act(mlp.c_fc(x)))
+        elif lm.arch.model_type == "bert":
+            acts.append(block.intermediate(x))
+        else:
+            acts.append(mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x))
+    return torch.stack(acts)  # (n_layers, d_ff)
+
+
+# --- scores ------------------------------------------------------------------------------------
+
+def test_value_vectors_match_the_projection_forward(tiny):
+    for layer in range(tiny.n_layers):
+        torch.testing.assert_close(iv.value_vectors(tiny, layer), brute_value_vectors(tiny, layer),
+                                   atol=1e-6, rtol=1e-5)
+
+
+def test_scores_equal_a_manual_forward(tiny, probes):
+    scores = iv.neuron_scores(tiny, probes)  # batched, padded
+    assert scores.shape == (len(probes), tiny.n_layers, iv.mlp_width(tiny))
+    for row, prompt in enumerate(probes.prompt):
+        acts = manual_activations(tiny, prompt)
+        norms = torch.stack([brute_value_vectors(tiny, layer).norm(dim=1)
+                             for layer in range(tiny.n_layers)])
+        torch.testing.assert_close(scores[row], acts.abs() * norms, atol=1e-5, rtol=1e-4)
+
+
+def test_top_k_equals_brute_force(tiny, probes):
+    k = 7
+    top = iv.top_neurons(tiny, probes, k=k)
+    assert top.indices.shape == (len(probes), tiny.n_layers, k)
+    for row, prompt in enumerate(probes.prompt):
+        acts = manual_activations(tiny, prompt)
+        for layer in range(tiny.n_layers):
+            norms = brute_value_vectors(tiny, layer).norm(dim=1)
+            score = (acts[layer].abs() * norms).tolist()
+            expected = sorted(range(len(score)), key=lambda i: -score[i])[:k]
+            assert top.indices[row, layer].tolist() == expected
+            torch.testing.assert_close(top.scores[row, layer],
+                                       torch.tensor([score[i] for i in expected]),
+                                       atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(top.activations[row, layer], acts[layer, expected],
+                                       atol=1e-5, rtol=1e-4)
+    res = mr.project(tiny, probes)
+    np.testing.assert_array_equal(top.pred_token.numpy(), res.pred_token.to_numpy())
+    np.testing.assert_allclose(top.target_prob.numpy(), [p[-1] for p in res.target_prob],
+                               atol=1e-6)
+
+
+def test_k_is_capped_at_the_mlp_width(tiny, probes):
+    top = iv.top_neurons(tiny, probes[:1], k=10**6)
+    width = iv.mlp_width(tiny)
+    assert top.indices.shape[-1] == width
+    assert sorted(top.indices[0, 0].tolist()) == list(range(width))
+
+
+# --- knockout ----------------------------------------------------------------------------------
+
+def test_empty_knockout_leaves_logits_bit_identical(tiny, probes):
+    prompts = list(probes.prompt)
+    _, _, positions = padded(tiny, prompts)
+    clean = final_logits(tiny, prompts)
+    nothing = torch.empty(len(prompts), 0, dtype=torch.long)
+    padding_only = torch.full((len(prompts), 3), -1)
+    for neurons, scope in [({}, "all"), (dict.fromkeys(range(tiny.n_layers), nothing), "all"),
+                           (dict.fromkeys(range(tiny.n_layers), padding_only), "prediction")]:
+        with iv.knockout(tiny, neurons, positions=positions, scope=scope):
+            assert torch.equal(final_logits(tiny, prompts), clean)
+
+
+def test_complement_of_every_neuron_changes_nothing(tiny, probes):
+    prompts = list(probes.prompt)
+    clean = final_logits(tiny, prompts)
+    everything = {layer: torch.arange(iv.mlp_width(tiny, layer))
+                  for layer in range(tiny.n_layers)}
+    with iv.knockout(tiny, everything, complement=True):
+        assert torch.equal(final_logits(tiny, prompts), clean)
+    with iv.knockout(tiny, everything):  # the same neurons, not complemented: a big change
+        assert not torch.allclose(final_logits(tiny, prompts), clean, atol=1e-3)
+
+
+@pytest.mark.parametrize("layer", [0, -1])
+def test_whole_layer_knockout_removes_the_mlp_contribution(tiny, probes, layer):
+    layer = layer % tiny.n_layers
+    prompts = list(probes.prompt)
+    clean = final_logits(tiny, prompts)
+    out = tiny.arch.mlp_out(layer)
+    bias = getattr(out, "bias", None)
+
+    def constant(output):
+        """What is left of an MLP (or its projection) without neurons: the bias, or nothing."""
+        return torch.zeros_like(output) + (0 if bias is None else bias)
+
+    if tiny.is_masked:  # BERT's "MLP" is the whole layer: remove the projection's W·a instead
+        site, replace = out, lambda module, args, output: constant(output)
+    else:  # decoders: the MLP module's output is exactly what it adds to the residual stream
+        site, replace = tiny.arch.mlp(layer), lambda module, args, output: constant(output)
+    handle = site.register_forward_hook(replace)
+    try:
+        manual = final_logits(tiny, prompts)
+    finally:
+        handle.remove()
+    with iv.knockout(tiny, {layer: torch.arange(iv.mlp_width(tiny, layer))}):
+        knocked = final_logits(tiny, prompts)
+    torch.testing.assert_close(knocked, manual, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(knocked, clean, atol=1e-3)
+
+
+def test_knockout_on_one_row_leaves_the_others_untouched(tiny, probes):
+    prompts = list(probes.prompt)
+    _, _, positions = padded(tiny, prompts)
+    top = iv.top_neurons(tiny, probes, k=20)
+    clean = final_logits(tiny, prompts)
+    for scope in ("all", "prediction"):
+        neurons = {}
+        for layer in range(tiny.n_layers):
+            chosen = torch.full((len(prompts), 20), -1)
+            chosen[1] = top.indices[1, layer]
+            neurons[layer] = chosen
+        with iv.knockout(tiny, neurons, positions=positions, scope=scope):
+            knocked = final_logits(tiny, prompts)
+        others = [0, 2, 3]
+        assert torch.equal(knocked[others], clean[others])
+        assert not torch.allclose(knocked[1], clean[1], atol=1e-4)
+
+
+def test_position_scope(tiny, probes):
+    """At the last layer only the prediction position's MLP reaches the output; earlier, not."""
+    prompts = list(probes.prompt)
+    _, _, positions = padded(tiny, prompts)
+    last, first = tiny.n_layers - 1, 0
+    results = {}
+    for layer in (first, last):
+        for scope in ("all", "prediction"):
+            with iv.knockout(tiny, {layer: torch.arange(10)}, positions=positions, scope=scope):
+                results[layer, scope] = final_logits(tiny, prompts)
+    torch.testing.assert_close(results[last, "all"], results[last, "prediction"],
+                               atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(results[first, "all"], results[first, "prediction"], atol=1e-5)
+
+
+def test_hooks_are_removed_after_exceptions(tiny, probes):
+    before = hook_counts(tiny)
+    with pytest.raises(RuntimeError, match="inside"):
+        with iv.knockout(tiny, {0: [1, 2], 1: [3]}):
+            assert hook_counts(tiny)[:2] == [b + 1 for b in before[:2]]
+            raise RuntimeError("inside")
+    assert hook_counts(tiny) == before
+    # raised by the hook itself, mid-forward: neuron sets for 2 rows, a batch of 4
+    with pytest.raises(ValueError, match="2 rows"):
+        with iv.knockout(tiny, {0: torch.zeros(2, 1, dtype=torch.long)}):
+            final_logits(tiny, list(probes.prompt))
+    assert hook_counts(tiny) == before
+    with pytest.raises(IndexError):  # bad input fails before any hook is registered
+        with iv.knockout(tiny, {0: [1], 1: [10**6]}):
+            pass
+    assert hook_counts(tiny) == before
+    with pytest.raises(ValueError, match="positions"):
+        with iv.knockout(tiny, {0: [1]}, scope="prediction"):
+            pass
+    assert hook_counts(tiny) == before
+
+
+# --- sweep -------------------------------------------------------------------------------------
+
+def grouped(probes):
+    frame = probes.copy()
+    frame["group"] = ["memorized", "wiki", "memorized", "wiki"]
+    return frame
+
+
+def test_sweep_output_shape_and_columns(tiny, probes):
+    frame = grouped(probes)
+    ks = (1, 10**6)
+    summary = iv.knockout_sweep(tiny, frame, ks=ks, max_window=2, progress=False)
+    n_windows = tiny.n_layers + tiny.n_layers - 1
+    assert len(summary) == 2 * len(iv.CONTROLS) * len(ks) * n_windows
+    assert list(summary.columns) == ["group", *iv.SWEEP_KEYS, "n_probes", "changed_fraction",
+                                     "mean_pred_prob_drop", "mean_target_prob_drop",
+                                     "mean_base_target_prob"]
+    assert set(summary.k) == {1, iv.mlp_width(tiny)}
+    assert set(summary.k_requested) == set(ks)
+    assert (summary.end_layer - summary.start_layer + 1 == summary.window).all()
+    assert summary.window.max() == 2 and summary.end_layer.max() == tiny.n_layers - 1
+    assert (summary.n_probes == 2).all()
+    assert summary.changed_fraction.between(0, 1).all()
+    # knocking out every neuron changes something; keeping every neuron changes nothing
+    full = summary[summary.k == iv.mlp_width(tiny)]
+    assert full[full.control == "top"].mean_target_prob_drop.abs().max() > 0
+    spared = full[full.control == "all_but_top"]
+    assert (spared.changed_fraction == 0).all() and (spared.mean_target_prob_drop == 0).all()
+
+
+def test_sweep_per_probe_matches_summary_and_a_manual_knockout(tiny, probes):
+    frame = grouped(probes)
+    detail = iv.knockout_sweep(tiny, frame, ks=(3,), max_window=1, per_probe=True,
+                               controls=("top",))
+    assert len(detail) == len(probes) * tiny.n_layers
+    pd.testing.assert_frame_equal(
+        iv.summarize_sweep(detail),
+        iv.knockout_sweep(tiny, frame, ks=(3,), max_window=1, controls=("top",)))
+    # one row redone by hand: probe 2, top-3 of layer 1 knocked out
+    top = iv.top_neurons(tiny, probes, k=3)
+    with iv.knockout(tiny, {1: top.indices[2, 1]}):
+        probs = torch.softmax(final_logits(tiny, [probes.prompt[2]])[0], -1)
+    row = detail[(detail.probe == 2) & (detail.start_layer == 1)].iloc[0]
+    assert row.pred_token == int(probs.argmax())
+    assert row.changed == (row.pred_token != top.pred_token[2])
+    assert row.target_prob == pytest.approx(float(probs[probes.target_token[2]]), abs=1e-6)
+    assert row.group == "memorized"
+
+
+def test_sweep_batched_equals_one_at_a_time(tiny, probes):
+    kwargs = dict(ks=(5,), max_window=2, controls=("top", "all_but_top"), per_probe=True,
+                  progress=False)
+    batched = iv.knockout_sweep(tiny, probes, **kwargs)
+    single = iv.knockout_sweep(tiny, probes, batch_size=1, **kwargs)
+    np.testing.assert_array_equal(batched.pred_token, single.pred_token)
+    np.testing.assert_allclose(batched.target_prob, single.target_prob, atol=1e-6)
+
+
+def test_random_control_is_seeded(tiny, probes):
+    kwargs = dict(ks=(5,), max_window=1, controls=("random",), per_probe=True)
+    first = iv.knockout_sweep(tiny, probes, seed=3, **kwargs)
+    again = iv.knockout_sweep(tiny, probes, seed=3, **kwargs)
+    pd.testing.assert_frame_equal(first, again)
+    width = iv.mlp_width(tiny)
+    drawn = iv._random_neurons(len(probes), tiny.n_layers, width, 5, seed=3)
+    assert torch.equal(drawn, iv._random_neurons(len(probes), tiny.n_layers, width, 5, seed=3))
+    other = iv._random_neurons(len(probes), tiny.n_layers, width, 5, seed=4)
+    assert not torch.equal(drawn, other)
+    assert all(len(set(row.tolist())) == 5 for row in drawn.reshape(-1, 5))  # distinct
+    nested = iv._random_neurons(len(probes), tiny.n_layers, width, 2, seed=3)
+    assert torch.equal(nested, drawn[..., :2])
+    # the sweep used exactly these draws: redo probe 0, layer 2 by hand
+    with iv.knockout(tiny, {2: drawn[0, 2]}):
+        pred = int(final_logits(tiny, [probes.prompt[0]])[0].argmax())
+    assert first[(first.probe == 0) & (first.start_layer == 2)].pred_token.item() == pred
+
+
+def test_cached_sweep_is_computed_once(tiny, probes, tmp_path, monkeypatch):
+    kwargs = dict(ks=(2,), max_window=1, controls=("top",))
+    first = iv.cached_knockout_sweep(tiny, probes, tmp_path, **kwargs)
+    assert len(list(tmp_path.glob("*knockout_sweep*.parquet"))) == 1
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr(iv, "knockout_sweep", fail)
+    pd.testing.assert_frame_equal(iv.cached_knockout_sweep(tiny, probes, tmp_path, **kwargs),
+                                  first)
+    with pytest.raises(AssertionError, match="recomputed"):  # another seed is another result
+        iv.cached_knockout_sweep(tiny, probes, tmp_path, seed=1, **kwargs)
+
+
+def test_configs_cap_and_dedupe():
+    configs = iv.knockout_configs(n_layers=6, d_ff=50, ks=(1, 10, 100, 1000),
+                                  max_window={"all_but_top": 3}, controls=("top", "all_but_top"))
+    top = configs[configs.control == "top"]
+    assert sorted(set(top.k)) == [1, 10, 50]
+    assert set(top[top.k == 50].k_requested) == {100}
+    assert len(top) == 3 * (6 + 5 + 4 + 3 + 2)
+    assert configs[configs.control == "all_but_top"].window.max() == 3
+    with pytest.raises(ValueError, match="control"):
+        iv.knockout_configs(6, 50, controls=("nope",))
+
+
+# --- vocabulary projections --------------------------------------------------------------------
+
+def test_value_vector_tokens(tiny):
+    layer, neuron = tiny.n_layers - 1, 5
+    logits = brute_value_vectors(tiny, layer)[neuron] @ tiny.arch.unembed_weight.T
+    expected = [tiny.tokenizer.decode([i]) for i in logits.topk(4).indices.tolist()]
+    assert iv.value_vector_tokens(tiny, layer, neuron, k=4) == expected
+    bottom = [tiny.tokenizer.decode([i]) for i in (-logits).topk(4).indices.tolist()]
+    assert iv.value_vector_tokens(tiny, layer, neuron, k=4, sign=-1) == bottom
+    assert len(iv.value_vector_tokens(tiny, layer, neuron, k=4, through_norm=True)) == 4
+
+
+def test_prediction_rank_in_value_vectors(tiny, probes):
+    k = 4
+    res = iv.prediction_rank_in_value_vectors(tiny, probes, k=k)
+    top = iv.top_neurons(tiny, probes, k=k)
+    assert len(res) == len(probes)
+    np.testing.assert_array_equal(res.pred_token, top.pred_token.numpy())
+    for row in (0, 3):
+        pred = int(top.pred_token[row])
+        assert res.sub_update_pred_rank[row].shape == (tiny.n_layers, k)
+        for layer in range(tiny.n_layers):
+            vectors = brute_value_vectors(tiny, layer)
+            for j in range(k):
+                neuron, act = int(top.indices[row, layer, j]), float(top.activations[row, layer, j])
+                logits = np.sign(act) * (vectors[neuron] @ tiny.arch.unembed_weight.T)
+                assert res.sub_update_pred_rank[row][layer, j] == int((logits > logits[pred]).sum())
+        np.testing.assert_array_equal(res.best_sub_update_pred_rank[row],
+                                      res.sub_update_pred_rank[row].min(axis=1))
+
+
+def test_resumed_forward_equals_a_whole_forward(tiny, probes):
+    batch = iv._batches(tiny, list(probes.prompt), None, trace=True)[0]
+    with torch.no_grad():
+        trace = iv._trace(tiny, batch)
+        assert trace is not None  # the tiny architectures chain their blocks simply
+        whole, _ = iv._forward(tiny, batch)
+        for start in range(tiny.n_layers):
+            assert torch.equal(iv._resume(tiny, batch, trace, start), whole)
+        neurons = {2: torch.arange(30)}
+        with iv.knockout(tiny, neurons):
+            knocked, _ = iv._forward(tiny, batch)
+            assert torch.equal(iv._resume(tiny, batch, trace, 2), knocked)
+        assert not torch.equal(knocked, whole)
+
+
+def test_sweep_with_and_without_resuming_agree(tiny, probes, monkeypatch):
+    kwargs = dict(ks=(4,), max_window=2, per_probe=True, scope="prediction",
+                  controls=("top", "random"))
+    resumed = iv.knockout_sweep(tiny, probes, **kwargs)
+    monkeypatch.setattr(iv, "RESUME", False)
+    whole = iv.knockout_sweep(tiny, probes, **kwargs)
+    pd.testing.assert_frame_equal(resumed, whole)
