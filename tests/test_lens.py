@@ -6,7 +6,7 @@ import torch
 
 import memrecall as mr
 from memrecall import lens
-from memrecall.lens import model_inputs, plan_batches
+from memrecall.lens import plan_batches, reference_logits
 
 TINY = ["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert"]
 
@@ -32,25 +32,6 @@ def result(tiny):
     return probes, mr.project(tiny, probes)
 
 
-@torch.inference_mode()
-def reference(lm, prompt: str):
-    """The authors' way: one forward per prompt, every layer projected in full, rank by sorting."""
-    ids, positions = model_inputs(lm, [prompt])
-    out = lm.model(input_ids=torch.tensor(ids), output_hidden_states=True)
-    position = positions[0]
-    layers = []
-    for hidden in out.hidden_states[1:-1]:  # block outputs before the last
-        h = lm.arch.pre_unembed(hidden[0, position])
-        logits = h @ lm.arch.unembed_weight.T
-        if lm.arch.unembed_bias is not None:
-            logits = logits + lm.arch.unembed_bias
-        if lm.arch.logit_softcap:
-            logits = torch.tanh(logits / lm.arch.logit_softcap) * lm.arch.logit_softcap
-        layers.append(logits)
-    layers.append(out.logits[0, position])  # the model's own output distribution
-    return torch.stack(layers)  # (n_layers, vocab)
-
-
 def ranks_by_sorting(logits: torch.Tensor, token: int) -> np.ndarray:
     order = torch.argsort(logits, dim=-1, descending=True, stable=True)
     # position in the sorted order, moved back before any token with an equal logit
@@ -65,7 +46,7 @@ def ranks_by_sorting(logits: torch.Tensor, token: int) -> np.ndarray:
 def test_last_layer_is_the_models_own_distribution(tiny, result):
     probes, res = result
     for row in range(len(probes)):
-        logits = reference(tiny, probes.prompt[row])[-1]
+        logits = reference_logits(tiny, probes.prompt[row])[-1]
         probs = torch.softmax(logits.double(), -1)
         assert res.pred_token[row] == int(logits.argmax())
         assert res.pred_rank[row][-1] == 0
@@ -78,7 +59,7 @@ def test_last_layer_is_the_models_own_distribution(tiny, result):
 def test_every_layer_matches_the_naive_reference(tiny, result):
     probes, res = result
     for row in range(len(probes)):
-        logits = reference(tiny, probes.prompt[row])
+        logits = reference_logits(tiny, probes.prompt[row])
         probs = torch.softmax(logits.double(), -1)
         for column, token in (("pred", res.pred_token[row]), ("target", probes.target_token[row])):
             np.testing.assert_array_equal(res[f"{column}_rank"][row],

@@ -353,6 +353,24 @@ def block_outputs(lm: LM, ids: list[list[int]], positions: list[int]) -> torch.T
     return torch.stack(captured)
 
 
+@torch.inference_mode()
+def reference_logits(lm: LM, prompt: str) -> torch.Tensor:
+    """Every layer's full logits for one prompt, the obvious slow way: ``(n_layers, vocab)``.
+
+    One whole-model forward keeping every hidden state; each block output at the prediction
+    position through the head; the last row is the model's own output. The exactness tests and
+    the authors'-style baseline of ``make bench`` compare :func:`project` against this.
+    """
+    ids, positions = model_inputs(lm, [prompt])
+    out = lm.model(input_ids=torch.tensor(ids, device=lm.device), output_hidden_states=True)
+    position = positions[0]
+    # hidden_states: embeddings, then each block's output, the last one already normed
+    rows = [_logits(lm, lm.arch.pre_unembed(hidden[0, position : position + 1]).float(),
+                    0, lm.vocab_size)[0] for hidden in out.hidden_states[1:-1]]
+    rows.append(out.logits[0, position].float())
+    return torch.stack(rows)
+
+
 def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
