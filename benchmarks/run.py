@@ -6,14 +6,20 @@ Cases (same model, same inputs, same process for every method of a case):
   weights, built from a config (no download), the real GPT-2 BPE (offline); the 852 IdioMem idioms.
 * ``gemma-3-270m``: the packaged Gemma 3 270M (vocabulary 262k): the same timings, then the
   memory test: peak extra RSS of ``project`` over all IdioMem + ``--wiki`` Wikipedia prompts.
+* ``knockout``: the packaged SmolLM2 135M, ``--knockout-probes`` memorized idioms (seeded draw):
+  ``interventions.knockout_sweep`` (top / random, k 10 and 100, windows of 1-2 layers) against the
+  authors' loop, one unbatched full forward per (configuration, probe) under ``knockout``.
 
 The authors' loop takes seconds per text, so it runs on the first ``--baseline-texts`` texts and
-is extrapolated per text to the full set (the output says so). Each record is written to
+is extrapolated per text to the full set; their knockout loop runs ``--baseline-configs``
+configurations spread over the grid and is extrapolated per (configuration x probe) (the output
+says so). Each record is written to
 ``benchmarks/results/<date>-<host>.json``.
 
-    python benchmarks/run.py                 # full run (~10-15 min on 2 CPU cores)
+    python benchmarks/run.py                 # full run (~15-20 min on 2 CPU cores)
     python benchmarks/run.py --quick         # smoke run: 1 repetition, small subsets
     python benchmarks/run.py --cases gpt2-medium-shape --reps 5
+    python benchmarks/run.py --cases knockout --reps 1 --threads 1   # ~6 min on a busy machine
 """
 
 from __future__ import annotations
@@ -28,9 +34,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 import memrecall as mr
+from memrecall import interventions
 from memrecall.lens import (
     activation_token_budget,
     batch_overhead_tokens,
@@ -39,7 +48,14 @@ from memrecall.lens import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from baselines import agreement, authors_loop, padded_tokens, plain_forward  # noqa: E402
+from baselines import (  # noqa: E402
+    agreement,
+    authors_knockouts,
+    authors_loop,
+    authors_top_neurons,
+    padded_tokens,
+    plain_forward,
+)
 from measure import (  # noqa: E402
     PeakMemory,
     environment,
@@ -50,7 +66,7 @@ from measure import (  # noqa: E402
     timed,
 )
 
-CASES = ["gpt2-medium-shape", "gemma-3-270m"]
+CASES = ["gpt2-medium-shape", "gemma-3-270m", "knockout"]
 RESULTS = Path(__file__).resolve().parent / "results"
 GIB = 2**30
 
@@ -155,6 +171,101 @@ def bench_case(name: str, args: argparse.Namespace, rate: float) -> dict:
     return record
 
 
+def memorized_idioms(lm: mr.LM, n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` probes of idioms ``lm`` has memorized: ``project`` on a seeded shuffle of IdioMem,
+    in chunks, until ``n`` are found (or the idioms run out)."""
+    texts = mr.load_idiomem()["idiom"].astype(str).to_numpy()
+    texts = texts[np.random.default_rng(seed).permutation(len(texts))].tolist()
+    found, chunk = [], max(50, 8 * n)
+    for start in range(0, len(texts), chunk):
+        probes = mr.make_probes(texts[start:start + chunk], lm)
+        result = mr.project(lm, probes, progress=False)
+        found.append(probes[result["is_memorized"].to_numpy()])
+        if sum(map(len, found)) >= n:
+            break
+    return pd.concat(found, ignore_index=True)[:n]
+
+
+def bench_knockout(args: argparse.Namespace) -> dict:
+    """``knockout_sweep`` against the authors' per-configuration, per-probe loop."""
+    start = time.perf_counter()
+    lm = mr.load("smollm2-135m", device="cpu")
+    load_s = time.perf_counter() - start
+    probes = memorized_idioms(lm, args.knockout_probes)
+    n = len(probes)
+    sweep = {"ks": (10, 100), "max_window": 2, "controls": ("top", "random"), "seed": 0}
+    d_ff = interventions.mlp_width(lm)
+    configs = interventions.knockout_configs(lm.n_layers, d_ff, sweep["ks"],
+                                             sweep["max_window"], sweep["controls"])
+    m = len(configs)
+    subset = configs.iloc[np.unique(np.linspace(0, m - 1, min(args.baseline_configs, m))
+                                    .round().astype(int))]
+    log(f"\n== knockout: {lm!r}\n   loaded in {load_s:.1f} s; {n} memorized idioms, {m} "
+        f"configurations (controls {sweep['controls']}, k {sweep['ks']}, windows of 1-"
+        f"{sweep['max_window']} layers); the authors' loop runs {len(subset)} of them")
+
+    def per_config(seconds: list[float]) -> dict:
+        out = summary(seconds, m)
+        out["configs_per_s"] = out.pop("texts_per_s")
+        return out
+
+    def run_sweep() -> pd.DataFrame:
+        return interventions.knockout_sweep(lm, probes, per_probe=True, progress=False, **sweep)
+
+    interventions.knockout_sweep(lm, probes[:4], ks=(10,), max_window=1, controls=("top",),
+                                 progress=False)  # warm-up
+    seconds, ours = timed(run_sweep, args.reps)
+    record: dict = {"model": repr(lm), "load_s": round(load_s, 1), "probes": n,
+                    "configs": m, "sweep": sweep, "methods": {}}
+    methods = record["methods"]
+    methods["knockout_sweep"] = per_config(seconds)
+    log(f"   knockout_sweep: {min(seconds):.1f} s min over {args.reps}")
+
+    kmax = int(configs["k"].max())
+    random = interventions._random_neurons(n, lm.n_layers, d_ff, kmax, sweep["seed"])  # same draw
+    score_s, (base, top) = timed(lambda: authors_top_neurons(lm, probes, kmax),
+                                 args.baseline_reps)
+    loop_s, theirs = timed(lambda: authors_knockouts(lm, probes, subset, base, top, random),
+                           args.baseline_reps)
+    scale = m / len(subset)
+    total = [s + t * scale for s, t in zip(score_s, loop_s)]
+    methods["authors_loop"] = per_config(total) | {
+        "measured_configs": len(subset), "scoring_s": round(min(score_s), 3),
+        "measured_loop_s": round(min(loop_s), 3), "extrapolated": len(subset) < m}
+    log(f"   authors' loop: scoring {min(score_s):.1f} s + {min(loop_s):.1f} s on {len(subset)} "
+        f"configurations x {n} probes -> {min(total):.0f} s extrapolated to {m} configurations")
+    for result in methods.values():
+        result["vs_sweep"] = round(result["min_s"] / methods["knockout_sweep"]["min_s"], 2)
+
+    keys = ["control", "k", "start_layer", "end_layer"]
+    mine = (subset.reset_index(names="config")[["config", *keys]]
+            .merge(ours, on=keys).merge(theirs, on=["config", "probe"], suffixes=("", "_authors")))
+    record["agreement_with_authors_loop"] = {
+        "pairs": len(mine), "configs": len(subset),
+        "changed_equal": float((mine["changed"] == mine["changed_authors"]).mean()),
+        "pred_token_equal": float((mine["pred_token"] == mine["pred_token_authors"]).mean()),
+        "base_pred_equal": float(np.mean(np.array(base) == ours["base_pred_token"][:n])),
+        "changed_fraction_sweep": float(mine["changed"].mean()),
+        "changed_fraction_authors": float(mine["changed_authors"].mean())}
+    return record
+
+
+def print_knockout(record: dict) -> None:
+    """The knockout case's table: seconds, configurations/s, ratio, agreement."""
+    agree = record["agreement_with_authors_loop"]
+    log(f"\nknockout: {record['probes']} probes x {record['configs']} configurations")
+    log(f"  {'method':<22}{'min s':>9}{'median s':>10}{'configs/s':>11}{'x sweep':>9}")
+    for method, r in record["methods"].items():
+        note = (f" (extrapolated from {r['measured_configs']} configurations)"
+                if r.get("extrapolated") else "")
+        log(f"  {method:<22}{r['min_s']:>9.1f}{r['median_s']:>10.1f}{r['configs_per_s']:>11.2f}"
+            f"{r['vs_sweep']:>9.2f}{note}")
+    log(f"  agreement on {agree['configs']} configurations ({agree['pairs']} pairs): changed "
+        f"verdict {agree['changed_equal']:.1%}, prediction {agree['pred_token_equal']:.1%}, "
+        f"changed {agree['changed_fraction_sweep']:.1%} (sweep) vs "
+        f"{agree['changed_fraction_authors']:.1%} (authors)")
+
+
 def print_table(name: str, record: dict) -> None:
     log(f"\n{name}: {record['texts']} texts, lower bound {record['bound_s']:.1f} s")
     log(f"  {'method':<22}{'min s':>9}{'median s':>10}{'texts/s':>9}{'x project':>11}"
@@ -192,10 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-texts", type=int, default=40,
                         help="texts the authors' loop runs on (extrapolated per text)")
     parser.add_argument("--baseline-reps", type=int, default=1)
+    parser.add_argument("--knockout-probes", type=int, default=30,
+                        help="memorized idioms in the knockout case")
+    parser.add_argument("--baseline-configs", type=int, default=20,
+                        help="configurations the authors' knockout loop runs (extrapolated)")
     parser.add_argument("--wiki", type=int, default=1000,
                         help="Wikipedia prompts added for the Gemma memory test (0: skip)")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 1 repetition, 8 baseline texts, 100 Wikipedia prompts")
+                        help="smoke run: 1 repetition, 8 baseline texts, 100 Wikipedia prompts, "
+                        "8 knockout probes, 4 baseline configurations")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's choice, one per core)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -203,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.reps, args.baseline_texts, args.baseline_reps = 1, 8, 1
         args.wiki = min(args.wiki, 100)
+        args.knockout_probes = min(args.knockout_probes, 8)
+        args.baseline_configs = min(args.baseline_configs, 4)
     cases = [c for c in args.cases.split(",") if c]
     unknown = set(cases) - set(CASES)
     if unknown:
@@ -221,6 +339,10 @@ def main(argv: list[str] | None = None) -> int:
 
     records = {}
     for name in cases:
+        if name == "knockout":
+            records[name] = bench_knockout(args)
+            print_knockout(records[name])
+            continue
         records[name] = bench_case(name, args, rate["best_gflops"])
         print_table(name, records[name])
     met = targets(records)
