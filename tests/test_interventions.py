@@ -402,3 +402,117 @@ def test_sweep_with_and_without_resuming_agree(tiny, probes, monkeypatch):
     monkeypatch.setattr(iv, "RESUME", False)
     whole = iv.knockout_sweep(tiny, probes, **kwargs)
     pd.testing.assert_frame_equal(resumed, whole)
+
+
+# --- notebook helpers -----------------------------------------------------------------------------
+
+def lens_like(n_mem, n_non, n_wiki):
+    idioms = pd.DataFrame({"text": [f"idiom {i}" for i in range(n_mem + n_non)],
+                           "prompt": [f"idiom p{i}" for i in range(n_mem + n_non)],
+                           "target": "x", "target_token": range(n_mem + n_non),
+                           "is_memorized": [True] * n_mem + [False] * n_non,
+                           "pred_rank": [np.zeros(3)] * (n_mem + n_non)})
+    wiki = pd.DataFrame({"prompt": [f"wiki {i}" for i in range(n_wiki)], "target": "y",
+                         "target_token": range(n_wiki), "is_memorized": False})
+    return idioms, wiki
+
+
+def test_knockout_probe_groups_samples_each_group():
+    idioms, wiki = lens_like(3, 10, 8)
+    groups = iv.knockout_probe_groups(idioms, wiki, n=5, seed=1)
+    assert list(groups.group.value_counts().reindex(["memorized", "non-memorized", "wikipedia"])) \
+        == [3, 5, 5]
+    assert list(groups.columns) == ["group", "source", "text", "prompt", "target",
+                                    "target_token", "is_memorized"]
+    non = groups[groups.group == "non-memorized"].target_token
+    assert non.is_monotonic_increasing  # original order kept
+    pd.testing.assert_frame_equal(groups, iv.knockout_probe_groups(idioms, wiki, n=5, seed=1))
+    assert not groups.equals(iv.knockout_probe_groups(idioms, wiki, n=5, seed=2))
+    # no memorized idioms (random smoke models): the group is simply absent
+    none = iv.knockout_probe_groups(*lens_like(0, 4, 4), n=5)
+    assert set(none.group) == {"non-memorized", "wikipedia"}
+
+
+def test_window_matrix_panels_and_profile(tiny, probes):
+    summary = iv.knockout_sweep(tiny, grouped(probes), ks=(2, 5), max_window=2,
+                                controls=("top", "random"), progress=False)
+    n = tiny.n_layers
+    matrix = iv.window_matrix(summary, control="top", k=5, group="wiki")
+    assert matrix.shape == (n, n) and list(matrix.index) == list(range(n))
+    assert np.isnan(matrix.to_numpy()[1, 0]) and np.isnan(matrix.to_numpy()[0, 2])
+    row = summary[(summary.control == "top") & (summary.k_requested == 5)
+                  & (summary.group == "wiki") & (summary.start_layer == 1)
+                  & (summary.end_layer == 2)].iloc[0]
+    assert matrix.loc[1, 2] == row.changed_fraction
+    with pytest.raises(ValueError, match="several"):
+        iv.window_matrix(summary, control="top")
+    panels = iv.window_panels(summary, "random")
+    assert list(panels) == ["random 2 neurons per layer", "random 5 neurons per layer"]
+    assert list(panels["random 2 neurons per layer"]) == ["memorized (n=2)", "wiki (n=2)"]
+    profile = iv.layer_profile(summary)
+    assert len(profile) == 2 * 2 * 2 * n
+    assert profile.layer.min() == 1 and profile.layer.max() == n
+    assert list(profile.columns) == ["group", "control", "k", "layer", "n_probes",
+                                     "changed_fraction"]
+
+
+def synthetic_detail(n_probes=6, n_layers=4):
+    rows = []
+    for probe in range(n_probes):
+        for control in ("top", "random"):
+            for start in range(n_layers):
+                changed = control == "top" and start < n_layers // 2 and probe % 3 != 0
+                rows.append({"probe": probe, "group": "memorized", "control": control,
+                             "k_requested": 10, "k": 10, "start_layer": start,
+                             "end_layer": start, "window": 1, "changed": changed})
+    return pd.DataFrame(rows)
+
+
+def test_early_late_table_and_control_contrast():
+    detail = synthetic_detail()
+    table = iv.early_late_table(detail)
+    top = table[table.control == "top"].iloc[0]
+    assert top.early == pytest.approx(4 / 6) and top.late == 0
+    assert top.difference == pytest.approx(4 / 6) and top.n_probes == 6
+    assert 0 < top.p_value < 0.2
+    random = table[table.control == "random"].iloc[0]
+    assert random.difference == 0 and random.p_value == 1
+    contrast = iv.control_contrast(detail)
+    assert list(contrast.columns) == ["group", "k", "n_probes", "top", "random", "difference",
+                                      "p_value"]
+    assert contrast.iloc[0]["top"] == pytest.approx(2 / 6) and contrast.iloc[0]["random"] == 0
+    # odd layer counts leave the middle layer out
+    odd = iv.early_late_table(synthetic_detail(n_layers=5))
+    assert odd[odd.control == "top"].iloc[0].early == pytest.approx(4 / 6)
+
+
+def test_sub_update_examples_agree_with_value_vector_ranks(tiny, probes):
+    layers = [0, tiny.n_layers - 1]
+    table = iv.sub_update_examples(tiny, probes.head(2), layers, n_neurons=3, n_tokens=4)
+    assert len(table) == 2 * len(layers) * 3
+    assert set(table.layer) == {1, tiny.n_layers}
+    ranks = iv.prediction_rank_in_value_vectors(tiny, probes.head(2), k=3)
+    for _, row in table.iterrows():
+        assert row.neuron == ranks.sub_update_neurons[row.probe][row.layer - 1,
+                                                                 row.sub_update - 1]
+        assert row.pred_rank == ranks.sub_update_pred_rank[row.probe][row.layer - 1,
+                                                                     row.sub_update - 1]
+        sign = -1.0 if row.activation < 0 else 1.0
+        assert row.promotes.split(" | ") == iv.value_vector_tokens(
+            tiny, row.layer - 1, row.neuron, 4, sign=sign)
+    assert (table.groupby(["probe", "layer"]).score.diff().dropna() <= 0).all()
+    with pytest.raises(IndexError):
+        iv.sub_update_examples(tiny, probes.head(1), [tiny.n_layers])
+
+
+def test_knockout_verdicts():
+    detail = synthetic_detail(n_probes=12)
+    other = synthetic_detail(n_probes=12).assign(group="wikipedia", changed=False)
+    other["probe"] += 12
+    lines = iv.knockout_verdicts(pd.concat([detail, other], ignore_index=True))
+    assert len(lines) == 3
+    assert lines[0].startswith("top-10, memorized: early layers 67% vs late 0%")
+    assert lines[0].endswith("early > late: yes")
+    assert "memorized vs wikipedia" in lines[1] and lines[1].endswith("fragile: yes")
+    assert lines[2].endswith("matter more: yes")
+    assert iv.knockout_verdicts(other)[0].startswith("no memorized probes")

@@ -158,3 +158,53 @@ def test_show_figure_finds_the_png(frame, tmp_path):
     image = plots.show_figure(saved)
     assert image.data == saved.png.read_bytes()
     assert plots.show_figure(saved.pdf).data == saved.png.read_bytes()
+
+
+def knockout_profile(n_layers: int = 6) -> pd.DataFrame:
+    rows = []
+    for group, n in (("memorized", 30), ("non-memorized", 30), ("wikipedia", 12)):
+        for control in ("top", "random"):
+            for k in (10, 100):
+                for layer in range(1, n_layers + 1):
+                    rows.append({"group": group, "control": control, "k": k, "layer": layer,
+                                 "n_probes": n, "changed_fraction": 1 / (layer + k / 10)})
+    return pd.DataFrame(rows)
+
+
+def test_heatmaps_share_one_scale_and_label_layers_one_based(tmp_path):
+    before = plt.get_fignums()
+    panels = {"top-10": {"memorized (n=3)": heatmap_frame(), "wikipedia (n=4)": heatmap_frame()},
+              "top-100": {"memorized (n=3)": heatmap_frame()}}
+    saved = plots.plot_heatmaps(panels, tmp_path / "hm", "model: knockouts")
+    assert plt.get_fignums() == before
+    assert saved.pdf.is_file() and saved.png.is_file()
+    fig = saved.figure
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 3
+    assert {(im.norm.vmin, im.norm.vmax) for im in images} == {(0.0, 1.0)}
+    first = fig.axes[0]
+    assert [t.get_text() for t in first.get_xticklabels()] == ["1", "2", "3", "4", "5", "6"]
+    assert "memorized (n=3)" in first.get_title() and "top-10" in first.get_title()
+    assert not fig.axes[3].axison  # the missing panel stays empty
+    assert fig.get_suptitle() == "model: knockouts"
+    assert "fraction" in fig.axes[-1].get_ylabel()
+    with pytest.raises(ValueError):
+        plots.plot_heatmaps({}, tmp_path / "none", "x")
+
+
+def test_knockout_lines_colour_by_group_style_by_control(tmp_path):
+    saved = plots.plot_knockout_lines(knockout_profile(), tmp_path / "lines", "model")
+    fig = saved.figure
+    assert len(fig.axes) == 2 and saved.png.is_file()
+    lines = {ln.get_gid(): ln for ln in fig.axes[0].lines if ln.get_gid()}
+    assert len(lines) == 6
+    for gid, line in lines.items():
+        group, control = gid.split("|")
+        assert to_hex(line.get_color()) == plots.GROUP_COLORS[group].lower()
+        assert line.get_linestyle() == plots.CONTROL_LINESTYLES[control]
+        assert line.get_xdata()[0] == 1 and line.get_xdata()[-1] == 6
+    assert "k = 10" in fig.axes[0].get_title() and "1-based" in fig.axes[0].get_xlabel()
+    only_top = plots.plot_knockout_lines(knockout_profile(), tmp_path / "top", "m",
+                                         controls=["top"]).figure
+    assert {ln.get_gid().split("|")[1] for ln in only_top.axes[0].lines if ln.get_gid()} \
+        == {"top"}

@@ -77,17 +77,25 @@ __all__ = [
     "DEFAULT_KS",
     "TopNeurons",
     "cached_knockout_sweep",
+    "control_contrast",
+    "early_late_table",
     "knockout",
     "knockout_configs",
+    "knockout_probe_groups",
     "knockout_sweep",
+    "knockout_verdicts",
+    "layer_profile",
     "mlp_width",
     "neuron_scores",
     "prediction_rank_in_value_vectors",
+    "sub_update_examples",
     "summarize_sweep",
     "top_neurons",
     "value_vector_logits",
     "value_vector_tokens",
     "value_vectors",
+    "window_matrix",
+    "window_panels",
 ]
 
 Scope = Literal["all", "prediction"]
@@ -750,3 +758,307 @@ def prediction_rank_in_value_vectors(lm: LM, probes: pd.DataFrame | Sequence[str
     frame["sub_update_pred_rank"] = list(ranks.cpu().numpy())
     frame["best_sub_update_pred_rank"] = list(ranks.min(dim=-1).values.cpu().numpy())
     return frame
+
+
+# --- notebook helpers: probe groups, window matrices, early vs late, example sub-updates -------
+
+def knockout_probe_groups(idiom_res: pd.DataFrame, wiki_res: pd.DataFrame | None, n: int,
+                          seed: int = 0) -> pd.DataFrame:
+    """The probes of a knockout sweep: up to ``n`` memorized, non-memorized and Wikipedia probes.
+
+    Args:
+        idiom_res: lens results of the idioms (``prompt``, ``target``, ``target_token``,
+            ``is_memorized``; e.g. :func:`memrecall.pipeline.idiom_results`).
+        wiki_res: the same for Wikipedia sentences (None: no Wikipedia group).
+        n: probes per group; a smaller group is taken whole (a missing one is absent).
+        seed: seeds the sample of each group.
+
+    Returns:
+        One frame (fresh index; groups in :data:`~memrecall.analysis.GROUPS` order, each in its
+        original order) with ``group``, ``source`` and the probe columns (``text``, ``prompt``,
+        ``target``, ``target_token``, ``is_memorized``) present in the inputs.
+    """
+    from .analysis import group_order, label_groups
+
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    labelled = label_groups(idiom_res, wiki_res)
+    keep = [c for c in ("group", "source", "text", "prompt", "target", "target_token",
+                        "is_memorized") if c in labelled.columns]
+    parts = []
+    for group in group_order(labelled["group"]):
+        rows = labelled[labelled["group"] == group]
+        if len(rows) > n:
+            rows = rows.sample(n=n, random_state=seed).sort_index()
+        parts.append(rows[keep])
+    if not parts:
+        return pd.DataFrame(columns=keep)
+    return pd.concat(parts, ignore_index=True)
+
+
+def window_matrix(summary: pd.DataFrame, *, control: str = "top", k: int | None = None,
+                  group: str | None = None, value: str = "changed_fraction",
+                  n_layers: int | None = None) -> pd.DataFrame:
+    """One (control, k, group) of a sweep summary as a start-layer x end-layer matrix.
+
+    Args:
+        summary: :func:`knockout_sweep` summary.
+        control: the control to keep.
+        k: ``k_requested`` to keep (None: the summary must hold a single one).
+        group: the group to keep (None: the summary has no ``group`` column or a single group).
+        value: the summary column in the cells.
+        n_layers: size of the square matrix (default: the last ``end_layer`` + 1).
+
+    Returns:
+        ``(n_layers, n_layers)`` frame, index = start layer, columns = end layer (0-based, as in
+        the summary: use ``plot_heatmap(..., index_base=0)``); NaN where no window ran.
+    """
+    rows = summary[summary["control"] == control]
+    if k is not None:
+        rows = rows[rows["k_requested"] == k]
+    if group is not None:
+        rows = rows[rows["group"] == group]
+    if rows.duplicated(["start_layer", "end_layer"]).any():
+        raise ValueError("several k or groups left: pass k= and group=")
+    size = int(n_layers if n_layers is not None else summary["end_layer"].max() + 1)
+    matrix = rows.pivot(index="start_layer", columns="end_layer", values=value)
+    matrix = matrix.reindex(index=range(size), columns=range(size)).astype(float)
+    matrix.index.name, matrix.columns.name = "start_layer", "end_layer"
+    return matrix
+
+
+def window_panels(summary: pd.DataFrame, control: str = "top", value: str = "changed_fraction",
+                  groups: Sequence[str] | None = None) -> dict[str, dict[str, pd.DataFrame]]:
+    """Every (k, group) matrix of one control, labelled for :func:`memrecall.plots.plot_heatmaps`.
+
+    Returns:
+        ``{"top-10 neurons": {"memorized (n=30)": matrix, ...}, ...}``: rows of panels by k
+        (ascending), columns by group (:data:`~memrecall.analysis.GROUPS` order, or ``groups``).
+    """
+    from .analysis import group_order
+
+    rows = summary[summary["control"] == control]
+    n_layers = int(summary["end_layer"].max() + 1)
+    has_groups = "group" in rows.columns
+    groups = list(groups) if groups is not None else (
+        group_order(rows["group"]) if has_groups else [None])
+    label = {"top": "top-{k}", "random": "random {k}", "all_but_top": "all but top-{k}"}[control]
+    panels: dict[str, dict[str, pd.DataFrame]] = {}
+    for k in sorted(rows["k_requested"].unique()):
+        row = {}
+        for group in groups:
+            part = rows[(rows["k_requested"] == k)
+                        & ((rows["group"] == group) if group is not None else True)]
+            if len(part):
+                name = "all probes" if group is None else group
+                row[f"{name} (n={int(part['n_probes'].iloc[0])})"] = window_matrix(
+                    part, control=control, value=value, n_layers=n_layers)
+        if row:
+            panels[f"{label.format(k=int(k))} neurons per layer"] = row
+    return panels
+
+
+def layer_profile(summary: pd.DataFrame, window: int = 1,
+                  value: str = "changed_fraction") -> pd.DataFrame:
+    """Windows of one size, by start layer: tidy rows for a line plot.
+
+    Returns:
+        Columns ``[group,] control, k (the requested k), layer`` (1-based start layer),
+        ``n_probes`` and ``value``, sorted by layer.
+    """
+    rows = summary[summary["window"] == window]
+    keys = (["group"] if "group" in rows.columns else []) + ["control"]
+    out = rows[keys + ["k_requested", "start_layer", "n_probes", value]].rename(
+        columns={"k_requested": "k"})
+    out = out.assign(layer=out.pop("start_layer") + 1)
+    return out[[*keys, "k", "layer", "n_probes", value]].sort_values(
+        [*keys, "k", "layer"]).reset_index(drop=True)
+
+
+def early_late_table(detail: pd.DataFrame, window: int = 1) -> pd.DataFrame:
+    """Compare knockouts in early layers with late ones, per probe (which change more?).
+
+    For each probe and (control, k), the fraction of its windows of size ``window`` whose
+    knockout changed its prediction, over the first half of start layers (*early*) and over the
+    second half (*late*; the middle layer of an odd count is in neither). The two are compared
+    across probes with a two-sided Wilcoxon signed-rank test (paired; p = 1 when every
+    difference is 0, NaN with fewer than 2 probes).
+
+    Args:
+        detail: :func:`knockout_sweep` output with ``per_probe=True``.
+        window: the window size to compare (1 = single layers).
+
+    Returns:
+        One row per ([group,] control, k): ``n_probes, early, late, difference`` (early - late,
+        mean over probes), ``p_value``.
+    """
+    from scipy import stats
+
+    rows = detail[detail["window"] == window]
+    starts = np.sort(rows["start_layer"].unique())
+    half = len(starts) // 2
+    early_layers, late_layers = set(starts[:half]), set(starts[len(starts) - half:])
+    rows = rows.assign(part=np.where(rows["start_layer"].isin(early_layers), "early",
+                                     np.where(rows["start_layer"].isin(late_layers), "late",
+                                              "middle")))
+    keys = (["group"] if "group" in rows.columns else []) + ["control", "k_requested"]
+    per_probe = (rows[rows["part"] != "middle"]
+                 .groupby([*keys, "probe", "part"], sort=False)["changed"].mean()
+                 .unstack("part").reset_index())
+    out = []
+    for key, part in per_probe.groupby(keys, sort=False):
+        early = part.get("early", pd.Series(np.nan, index=part.index)).to_numpy(float)
+        late = part.get("late", pd.Series(np.nan, index=part.index)).to_numpy(float)
+        diff = early - late
+        if len(diff) < 2 or np.isnan(diff).any():
+            p = np.nan
+        elif not np.any(diff):
+            p = 1.0
+        else:
+            p = float(stats.wilcoxon(early, late).pvalue)
+        out.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+                    "n_probes": len(part), "early": float(np.mean(early)),
+                    "late": float(np.mean(late)), "difference": float(np.mean(diff)),
+                    "p_value": p})
+    return pd.DataFrame(out).rename(columns={"k_requested": "k"})
+
+
+def control_contrast(detail: pd.DataFrame, window: int = 1, control: str = "top",
+                     baseline: str = "random") -> pd.DataFrame:
+    """Compare two controls per probe (does ``control`` change more than ``baseline``?).
+
+    Per probe, the fraction of windows of size ``window`` whose knockout changed the prediction,
+    under ``control`` and under ``baseline``; compared across probes with a two-sided Wilcoxon
+    signed-rank test (p = 1 when every difference is 0, NaN with fewer than 2 probes).
+
+    Returns:
+        One row per ([group,] k): ``n_probes``, ``control`` and ``baseline`` means,
+        ``difference`` (control - baseline), ``p_value``.
+    """
+    from scipy import stats
+
+    rows = detail[(detail["window"] == window) & detail["control"].isin([control, baseline])]
+    keys = (["group"] if "group" in rows.columns else []) + ["k_requested"]
+    per_probe = (rows.groupby([*keys, "probe", "control"], sort=False)["changed"].mean()
+                 .unstack("control").reset_index())
+    out = []
+    for key, part in per_probe.groupby(keys, sort=False):
+        if control not in part or baseline not in part:
+            continue
+        a, b = part[control].to_numpy(float), part[baseline].to_numpy(float)
+        if len(a) < 2:
+            p = np.nan
+        elif not np.any(a - b):
+            p = 1.0
+        else:
+            p = float(stats.wilcoxon(a, b).pvalue)
+        out.append({**dict(zip(keys, key if isinstance(key, tuple) else (key,))),
+                    "n_probes": len(part), control: float(a.mean()), baseline: float(b.mean()),
+                    "difference": float((a - b).mean()), "p_value": p})
+    return pd.DataFrame(out).rename(columns={"k_requested": "k"})
+
+
+@torch.no_grad()
+def sub_update_examples(lm: LM, probes: pd.DataFrame | Sequence[str], layers: Sequence[int],
+                        n_neurons: int = 3, n_tokens: int = 5, *,
+                        batch_size: int | None = None) -> pd.DataFrame:
+    """The top sub-updates of chosen layers for a few probes: which tokens they promote.
+
+    For each probe and layer, the ``n_neurons`` highest-scoring sub-updates ``m_i v_i`` at the
+    prediction position (:func:`top_neurons`); for each, the ``n_tokens`` tokens it promotes
+    most (:func:`value_vector_tokens` with the sign of ``m_i``) and the rank of the model's
+    final prediction in its projection (0 = top; as :func:`prediction_rank_in_value_vectors`).
+
+    Args:
+        lm: the model.
+        probes: probe frame (``prompt``, optional ``target``) or plain prompts.
+        layers: 0-based layers.
+        n_neurons: sub-updates per layer.
+        n_tokens: promoted tokens shown per sub-update.
+        batch_size: at most this many prompts per forward.
+
+    Returns:
+        One row per (probe, layer, sub-update): ``probe`` (row of ``probes``), ``prompt``,
+        [``target``,] ``prediction`` (decoded), ``layer`` (**1-based**), ``sub_update`` (1 =
+        highest score), ``neuron``, ``activation``, ``score``, ``promotes`` (the tokens, joined
+        by " | "), ``pred_rank``.
+    """
+    frame = _probe_frame(probes)
+    for layer in layers:
+        if not 0 <= layer < lm.n_layers:
+            raise IndexError(f"layer {layer} out of range for {lm.n_layers} layers")
+    top = top_neurons(lm, frame, n_neurons, batch_size=batch_size, progress=False)
+    rows = []
+    for probe in range(len(frame)):
+        pred = int(top.pred_token[probe])
+        for layer in layers:
+            for j in range(top.indices.shape[2]):
+                neuron = int(top.indices[probe, layer, j])
+                activation = float(top.activations[probe, layer, j])
+                sign = -1.0 if activation < 0 else 1.0
+                logits = value_vector_logits(lm, layer, [neuron], [sign])[0]
+                rows.append({
+                    "probe": probe, "prompt": frame["prompt"].iloc[probe],
+                    **({"target": frame["target"].iloc[probe]} if "target" in frame else {}),
+                    "prediction": lm.tokenizer.decode([pred]), "layer": layer + 1,
+                    "sub_update": j + 1, "neuron": neuron, "activation": activation,
+                    "score": float(top.scores[probe, layer, j]),
+                    "promotes": " | ".join(value_vector_tokens(lm, layer, neuron, n_tokens,
+                                                               sign=sign)),
+                    "pred_rank": int((logits > logits[pred]).sum()),
+                })
+    return pd.DataFrame(rows)
+
+
+def knockout_verdicts(detail: pd.DataFrame, window: int = 1, alpha: float = 0.05,
+                      reference: str = "memorized") -> list[str]:
+    """Plain-language readings of a per-probe sweep (windows of ``window`` layers, control top).
+
+    Per k: does knocking out the top-k neurons change more ``reference`` predictions in early
+    layers than in late ones (:func:`early_late_table`)? More than for the other groups
+    (Mann–Whitney on each probe's mean over windows,
+    :func:`memrecall.analysis.compare_groups`)? More than knocking out k random neurons
+    (:func:`control_contrast`)? "yes" needs the direction and p < ``alpha``.
+
+    Returns:
+        One line per finding; a single line saying so when there are no ``reference`` probes.
+    """
+    from .analysis import compare_groups, group_order
+
+    def verdict(difference: float, p: float) -> str:
+        if not np.isfinite(p):
+            return "untested (too few probes)"
+        if difference > 0 and p < alpha:
+            return "yes"
+        return "no (the opposite)" if difference < 0 and p < alpha else "not significantly"
+
+    if "group" not in detail.columns or not (detail["group"] == reference).any():
+        return [f"no {reference} probes: nothing to read (only the comparison groups ran)"]
+    rows = detail[detail["window"] == window]
+    early_late = early_late_table(rows)
+    contrast = control_contrast(rows) if {"top", "random"} <= set(rows["control"]) else None
+    top = rows[rows["control"] == "top"]
+    others = [g for g in group_order(rows["group"]) if g != reference]
+    lines = []
+    for k in sorted(top["k_requested"].unique()):
+        el = early_late[(early_late["control"] == "top") & (early_late["k"] == k)
+                        & (early_late["group"] == reference)].iloc[0]
+        lines.append(f"top-{k}, {reference}: early layers {el.early:.0%} vs late {el.late:.0%} "
+                     f"of predictions changed (Wilcoxon p={el.p_value:.2g}) -> early > late: "
+                     f"{verdict(el.difference, el.p_value)}")
+        means = (top[top["k_requested"] == k].groupby(["group", "probe"])["changed"].mean())
+        for other in others:
+            if other not in means.index.get_level_values(0):
+                continue
+            test = compare_groups(means[reference], means[other])
+            lines.append(
+                f"top-{k}, {reference} vs {other}: {means[reference].mean():.0%} vs "
+                f"{means[other].mean():.0%} changed on average over windows (Mann-Whitney "
+                f"p={test['p_value']:.2g}) -> {reference} more fragile: "
+                f"{verdict(test['rank_biserial'], test['p_value'])}")
+        if contrast is not None:
+            c = contrast[(contrast["k"] == k) & (contrast["group"] == reference)].iloc[0]
+            lines.append(f"top-{k} vs random {k}, {reference}: {c['top']:.0%} vs "
+                         f"{c['random']:.0%} changed (Wilcoxon p={c.p_value:.2g}) -> top "
+                         f"neurons matter more: {verdict(c.difference, c.p_value)}")
+    return lines

@@ -443,3 +443,140 @@ def plot_bars(frame: pd.DataFrame, path: str | Path, title: str, *, x: str, y: s
         ax.legend(title=hue, loc="upper left", bbox_to_anchor=(1, 1))
     ax.set_title(title)
     return _save(fig, path)
+
+
+@_styled
+def plot_heatmaps(panels: Mapping[str, Mapping[str, pd.DataFrame]], path: str | Path,
+                  title: str, *, cbar_label: str = "fraction of predictions changed",
+                  index_base: int = 0, xlabel: str = "end layer", ylabel: str = "start layer",
+                  vmin: float | None = 0.0, vmax: float | None = 1.0, cmap: str = "viridis",
+                  annotate: bool | None = None, fmt: str = ".2f") -> SavedFigure:
+    """Small multiples of start-layer x end-layer heatmaps on one shared colour scale.
+
+    Args:
+        panels: row label -> column label -> matrix (as :func:`plot_heatmap`'s ``matrix_df``),
+            e.g. :func:`memrecall.interventions.window_panels` (rows = k, columns = groups).
+            Rows may have different columns; missing panels stay empty.
+        path: output path without suffix.
+        title: names the model and the intervention.
+        cbar_label: the colour bar's label, with units.
+        index_base: 0 if the matrices' layer labels are 0-based (shown +1), 1 if 1-based.
+        xlabel: x axis label (bottom row).
+        ylabel: y axis label (left column).
+        vmin: colour scale minimum (None: from the data).
+        vmax: colour scale maximum (None: from the data).
+        cmap: a perceptually uniform, colour-blind-safe colour map name.
+        annotate: write values in cells; default when every panel has at most 144 cells.
+        fmt: format of annotated values.
+
+    Returns:
+        The saved figure.
+
+    """
+    rows = list(panels)
+    columns = list(dict.fromkeys(c for r in rows for c in panels[r]))
+    if not rows or not columns:
+        raise ValueError("no panels to draw")
+    matrices = [m for r in rows for m in panels[r].values()]
+    size = max(max(m.shape) for m in matrices)
+    values = np.concatenate([m.to_numpy(dtype=np.float64).ravel() for m in matrices])
+    finite = values[np.isfinite(values)]
+    low = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
+    high = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
+    norm = mpl.colors.Normalize(low, high if high > low else low + 1)
+    colour_map = mpl.colormaps[cmap]
+    side = min(3.4, max(2.2, 0.14 * size + 1.0))
+    fig = Figure(figsize=(side * len(columns) + 1.2, side * len(rows) + 0.8),
+                 layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(rows), len(columns), squeeze=False))
+    write = annotate if annotate is not None else size * size <= 144
+    shift = 1 - index_base
+    step = max(1, int(np.ceil(size / 10)))
+    for i, row in enumerate(rows):
+        for j, column in enumerate(columns):
+            ax = axes[i, j]
+            ax.grid(False)
+            matrix = panels[row].get(column)
+            if matrix is None:
+                ax.set_axis_off()
+                continue
+            data = matrix.to_numpy(dtype=np.float64)
+            ax.imshow(np.ma.masked_invalid(data), cmap=colour_map, norm=norm, aspect="equal",
+                      origin="upper")
+            ticks_x = list(range(0, data.shape[1], step))
+            ticks_y = list(range(0, data.shape[0], step))
+            ax.set_xticks(ticks_x, [str(int(matrix.columns[t]) + shift) for t in ticks_x])
+            ax.set_yticks(ticks_y, [str(int(matrix.index[t]) + shift) for t in ticks_y])
+            if write:
+                _annotate_cells(ax, data, fmt, colour_map, norm)
+            ax.set_title(f"{column}\n{row}", fontsize=9)
+            if i == len(rows) - 1:
+                ax.set_xlabel(f"{xlabel} (1-based)")
+            if j == 0:
+                ax.set_ylabel(f"{ylabel} (1-based)")
+    mappable = mpl.cm.ScalarMappable(norm=norm, cmap=colour_map)
+    fig.colorbar(mappable, ax=axes, label=cbar_label, shrink=0.8)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+CONTROL_LINESTYLES = {"top": "-", "random": "--", "all_but_top": ":"}
+"""The line style of each knockout control, the same in every figure."""
+
+CONTROL_LABELS = {"top": "top-k knocked out", "random": "random k knocked out",
+                  "all_but_top": "all but top-k knocked out"}
+
+
+@_styled
+def plot_knockout_lines(profile: pd.DataFrame, path: str | Path, title: str, *,
+                        value: str = "changed_fraction",
+                        ylabel: str = "fraction of predictions changed",
+                        controls: Sequence[str] | None = None,
+                        window: int = 1) -> SavedFigure:
+    """Knockout effect against start layer: one panel per k, colour = group, style = control.
+
+    Args:
+        profile: :func:`memrecall.interventions.layer_profile` rows (``group``, ``control``,
+            ``k``, 1-based ``layer``, ``n_probes``, ``value``).
+        path: output path without suffix.
+        title: names the model.
+        value: the column on the y axis.
+        ylabel: its label, with units.
+        controls: which controls to draw, in legend order (default: all present).
+        window: the window size the rows are for (for the x label).
+
+    Returns:
+        The saved figure.
+
+    """
+    frame = profile if "group" in profile.columns else profile.assign(group="all probes")
+    present = list(dict.fromkeys(frame["control"]))
+    controls = [c for c in (controls or present) if c in present]
+    ks = sorted(frame["k"].unique())
+    n_layers = int(frame["layer"].max())
+    fig = Figure(figsize=(min(4.2 * len(ks), 12.0), 3.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(ks), sharey=True, squeeze=False)[0])
+    groups = group_order(frame["group"])
+    for ax, k in zip(axes, ks, strict=True):
+        for group in groups:
+            for control in controls:
+                rows = frame[(frame["group"] == group) & (frame["control"] == control)
+                             & (frame["k"] == k)].sort_values("layer")
+                if len(rows):
+                    ax.plot(rows["layer"], rows[value], color=group_color(group),
+                            ls=CONTROL_LINESTYLES.get(control, "-."), marker=".", ms=4,
+                            lw=1.4, gid=f"{group}|{control}")
+        ax.set_title(f"k = {int(k)} neurons per layer")
+        span = f"{window}-layer windows" if window > 1 else "one layer"
+        ax.set_xlabel(f"start layer (1-based; {span} knocked out)")
+        _integer_layers(ax, n_layers)
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel(ylabel)
+    sizes = frame.groupby("group")["n_probes"].max()
+    handles = [Line2D([], [], color=group_color(g), lw=2, label=_n_label(g, int(sizes[g])))
+               for g in groups]
+    handles += [Line2D([], [], color="0.3", ls=CONTROL_LINESTYLES.get(c, "-."),
+                       label=CONTROL_LABELS.get(c, c)) for c in controls]
+    fig.suptitle(title)
+    _bottom_legend(fig, handles, ncols=3)
+    return _save(fig, path)
