@@ -36,8 +36,8 @@ def preflight(models: list[str]) -> None:
     if missing:
         raise HubUnreachableError(
             f"the Hugging Face hub is unreachable and {', '.join(missing)} "
-            "is not in the local cache. Run the packaged models instead: "
-            "`make reproduce PROFILE=offline` (or PROFILE=smoke for a quick check)."
+            f"{'is' if len(missing) == 1 else 'are'} not in the local cache. Run the packaged "
+            "models instead: `make reproduce PROFILE=offline` (or PROFILE=smoke for a quick check)."
         )
 
 
