@@ -50,7 +50,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from .hooks import (
     Call,
@@ -71,6 +70,7 @@ from .lens import (
     plan_batches,
 )
 from .models import LM
+from .progress import progress_bar
 
 __all__ = [
     "CONTROLS",
@@ -392,7 +392,9 @@ def _top(lm: LM, batches: list[_Batch], n: int, targets: torch.Tensor | None, k:
         return (top.values, top.indices, acts.gather(-1, top.indices), pred,
                 _final_probs(lm, normed, tokens))
 
-    with tqdm(total=n, desc=f"score neurons {lm.name}", unit="probe", disable=not progress) as bar:
+    bar = progress_bar(total=n, desc=f"score neurons {lm.name}", unit="probe",
+                       disable=not progress)
+    with bar:
         for batch, (score, index, act, pred, prob) in _map_batches(lm, batches, run):
             scores[batch.rows] = score
             if index is not None:
@@ -614,7 +616,7 @@ def knockout_sweep(lm: LM, probes: pd.DataFrame | Sequence[str], *,
     pred_after = torch.zeros(n_configs, n, dtype=torch.long, device=lm.device)
     probs_after = torch.zeros(n_configs, n, tokens.shape[1], device=lm.device)
     show = progress if progress is not None else n_configs > 50
-    bar = tqdm(total=n_configs * n, desc=f"knockouts {lm.name} ({n_configs} configs)",
+    bar = progress_bar(total=n_configs * n, desc=f"knockouts {lm.name} ({n_configs} configs)",
                unit="probe", unit_scale=True, disable=not show)
 
     def run(batch: _Batch) -> tuple[torch.Tensor, torch.Tensor]:
