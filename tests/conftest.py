@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+import memrecall as mr
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
@@ -14,3 +16,9 @@ def data_dir() -> Path:
     if not (path / "idiomem" / "idiomem.jsonl").is_file():
         pytest.fail(f"shared data folder not found at {path}; set MEMRECALL_DATA_DIR")
     return path
+
+
+@pytest.fixture(scope="module", params=mr.profile_models("smoke"))
+def tiny(request) -> mr.LM:
+    """Each tiny random model in turn: GPT-2, Llama, Gemma 3 and BERT."""
+    return mr.load(request.param, device="cpu")

@@ -15,11 +15,6 @@ TINY = ["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert"]
 PROMPTS = ["it's raining cats and", "once in a blue"]
 
 
-@pytest.fixture(scope="module", params=TINY)
-def tiny(request):
-    return mr.load(request.param, device="cpu")
-
-
 @torch.inference_mode()
 def greedy(lm, prompt: str) -> int:
     ids, positions = model_inputs(lm, [prompt])

@@ -9,19 +9,12 @@ import memrecall as mr
 from memrecall import interventions as iv
 from memrecall.lens import model_inputs
 
-TINY = ["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert"]
-
 TEXTS = [
     "it's raining cats and dogs",
     "break the ice",
     "the early bird catches the worm",
     "a blessing in disguise",
 ]
-
-
-@pytest.fixture(scope="module", params=TINY)
-def tiny(request):
-    return mr.load(request.param, device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ import memrecall as mr
 from memrecall import lens
 from memrecall.lens import plan_batches, reference_logits
 
-TINY = ["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert"]
-
 TEXTS = [
     "it's raining cats and dogs",
     "break the ice",
@@ -19,11 +17,6 @@ TEXTS = [
     "a blessing in disguise",
     "kill two birds with one stone",
 ]
-
-
-@pytest.fixture(scope="module", params=TINY)
-def tiny(request):
-    return mr.load(request.param, device="cpu")
 
 
 @pytest.fixture(scope="module")
