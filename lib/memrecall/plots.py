@@ -91,8 +91,9 @@ def _save(fig: Figure, path: str | Path) -> SavedFigure:
         base = base.with_suffix("")
     base.parent.mkdir(parents=True, exist_ok=True)
     pdf, png = base.with_name(base.name + ".pdf"), base.with_name(base.name + ".png")
-    fig.savefig(pdf)
-    fig.savefig(png, dpi=PNG_DPI)
+    # No timestamps in the files: a rerun that draws the same figure writes the same bytes.
+    fig.savefig(pdf, metadata={"CreationDate": None})
+    fig.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
     return SavedFigure(fig, pdf, png)
 
 
