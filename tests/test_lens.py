@@ -6,7 +6,9 @@ import torch
 
 import memrecall as mr
 from memrecall import lens
-from memrecall.lens import plan_batches, reference_logits
+from memrecall.batching import plan_batches
+from memrecall.head import Head
+from memrecall.lens import reference_logits
 
 TEXTS = [
     "it's raining cats and dogs",
@@ -64,7 +66,8 @@ def test_every_layer_matches_the_naive_reference(tiny, result):
 def test_output_columns_and_memorized_flag(tiny, result):
     probes, res = result
     assert list(res.columns[:4]) == ["text", "prompt", "target", "target_token"]
-    for column in lens.LENS_COLUMNS:
+    for column in ("pred_token", "is_memorized", "pred_rank", "pred_prob", "target_rank",
+                   "target_prob"):
         assert column in res.columns
     assert all(len(a) == tiny.n_layers for a in res.pred_rank)
     np.testing.assert_array_equal(res.is_memorized, res.pred_token == res.target_token)
@@ -81,20 +84,14 @@ def test_batched_equals_one_at_a_time(tiny, result):
         np.testing.assert_allclose(np.stack(single[column]), np.stack(res[column]), atol=1e-6)
 
 
-def test_vocabulary_chunking_changes_nothing(tiny, result, monkeypatch):
+def test_vocabulary_chunking_changes_nothing(tiny, result):
     probes, res = result
-    monkeypatch.setattr(lens, "LOGIT_CHUNK_BYTES", 1)  # chunks of 1024 ids, several per vocab
-    monkeypatch.setattr(lens, "_chunks", _small_chunks)
-    chunked = mr.project(tiny, probes)
+    # odd size: chunk edges fall anywhere, several chunks per vocabulary
+    chunked = mr.project(tiny, probes, head=Head(tiny.arch, tile_ids=97))
     for column in ("pred_rank", "target_rank"):
         np.testing.assert_array_equal(np.stack(chunked[column]), np.stack(res[column]))
     np.testing.assert_allclose(np.stack(chunked.target_prob), np.stack(res.target_prob),
                                atol=1e-6)
-
-
-def _small_chunks(lm, rows):
-    for start in range(0, lm.vocab_size, 97):  # odd size: chunk edges fall anywhere
-        yield start, min(start + 97, lm.vocab_size)
 
 
 def test_out_of_memory_halves_the_batch(tiny, result, monkeypatch):
@@ -159,10 +156,10 @@ def test_plan_batches_covers_every_row_once_under_the_budget():
     assert all(len(b) <= 2 for b in plan_batches(lengths, 10_000, max_rows=2))
 
 
-def test_row_tiles_change_nothing(tiny, result, monkeypatch):
+def test_row_tiles_change_nothing(tiny, result):
     probes, res = result
-    monkeypatch.setattr(lens, "CPU_TILE_ROWS", 3)  # several row tiles, a ragged last one
-    tiled = mr.project(tiny, probes)
+    # several row tiles, a ragged last one
+    tiled = mr.project(tiny, probes, head=Head(tiny.arch, tile_rows=3))
     np.testing.assert_array_equal(tiled.pred_token, res.pred_token)
     for column in ("pred_rank", "target_rank"):
         np.testing.assert_array_equal(np.stack(tiled[column]), np.stack(res[column]))

@@ -7,8 +7,12 @@ import torch
 from transformers import OPTConfig, OPTForCausalLM
 
 import memrecall as mr
-from memrecall import models
-from memrecall.models import HubUnreachableError, UnknownModelError, UnsupportedArchitectureError
+from memrecall.models import (
+    HubUnreachableError,
+    UnknownModelError,
+    UnsupportedArchitectureError,
+    loading,
+)
 from memrecall.models.tiny import build_tiny
 
 
@@ -31,7 +35,7 @@ def test_unknown_name_lists_the_registered_ones():
 def test_unreachable_hub_fails_fast_and_names_the_offline_profile(name, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache: nothing to fall back on
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(models, "HUB_HOST", "hub.invalid")  # reserved TLD: never resolves
+    monkeypatch.setattr(loading, "HUB_HOST", "hub.invalid")  # reserved TLD: never resolves
     start = time.monotonic()
     with pytest.raises(HubUnreachableError, match="PROFILE=offline"):
         mr.load(name)
@@ -41,7 +45,7 @@ def test_unreachable_hub_fails_fast_and_names_the_offline_profile(name, monkeypa
 def test_hf_hub_offline_is_respected(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(models, "_hub_reachable", lambda: pytest.fail("must not touch the net"))
+    monkeypatch.setattr(loading, "_hub_reachable", lambda: pytest.fail("must not touch the net"))
     with pytest.raises(HubUnreachableError, match="HF_HUB_OFFLINE"):
         mr.load("bert-base-uncased")
 

@@ -10,8 +10,9 @@ __version__ = "0.1.0"
 
 from .data import load_facts, load_idiomem, load_wiki
 from .lens import project
-from .models import LM, PROFILES, REGISTRY, load, profile_models, wrap
+from .models import LM, REGISTRY, load, profile_models, wrap
 from .probes import make_probes
+from .profiles import PROFILES
 
 __all__ = [
     "LM",

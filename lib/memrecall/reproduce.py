@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .models import REGISTRY, HubUnreachableError, hub_models_available, profile_models
+from .models import REGISTRY, HubUnreachableError, profile_models, unavailable_hub_models
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -32,7 +32,7 @@ def preflight(models: list[str]) -> None:
     """Fail in seconds, before any work, when a hub model can't be fetched."""
     hub = [m for m in models if m in REGISTRY and REGISTRY[m].hub_id] + \
         [m for m in models if m not in REGISTRY and m.count("/") == 1]
-    missing = hub_models_available(hub)
+    missing = unavailable_hub_models(hub)
     if missing:
         raise HubUnreachableError(
             f"the Hugging Face hub is unreachable and {', '.join(missing)} "

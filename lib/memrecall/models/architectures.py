@@ -102,7 +102,8 @@ def _first(root: nn.Module, candidates: tuple[str, ...], what: str, model_type: 
             return obj
     raise UnsupportedArchitectureError(
         f"{type(root).__name__} ({model_type}): none of {list(candidates)} found for the {what}; "
-        "the architecture table in memrecall.architectures needs updating for this model class"
+        "the architecture table in memrecall.models.architectures needs updating for this "
+        "model class"
     )
 
 
@@ -164,7 +165,7 @@ def resolve(model: nn.Module) -> Architecture:
         raise UnsupportedArchitectureError(
             f"model_type {model_type!r} ({type(model).__name__}) is not supported; supported: "
             f"{', '.join(supported_model_types())}. Add an entry to "
-            "memrecall.architectures.ARCHITECTURES."
+            "memrecall.models.architectures.ARCHITECTURES."
         )
     if spec.kind == "masked" and not hasattr(model, "cls"):
         raise UnsupportedArchitectureError(

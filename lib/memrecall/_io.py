@@ -1,0 +1,101 @@
+"""Small helpers every layer shares: atomic writes, slug, repo root, hub ids, code fingerprint.
+
+The fingerprint of the package's own source is part of every results-cache key.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "code_fingerprint",
+    "is_hub_id",
+    "repo_root",
+    "slug",
+]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` all or nothing: ``write(temp)`` in the same folder, then a rename.
+
+    An interrupted write leaves the old file (or none), never a truncated one; the temp file
+    is flushed to disk before the rename and removed if ``write`` raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(temp))
+        with open(temp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """:func:`atomic_write` of a UTF-8 text."""
+    atomic_write(path, lambda temp: temp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, raw: bytes) -> None:
+    """:func:`atomic_write` of raw bytes."""
+    atomic_write(path, lambda temp: temp.write_bytes(raw))
+
+
+def slug(text: str, max_len: int | None = 60) -> str:
+    """A file-name-safe form of ``text``: runs of other characters become ``-``.
+
+    ``"openai-community/gpt2"`` -> ``"openai-community-gpt2"``; at most ``max_len`` characters.
+    """
+    out = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-")
+    return out if max_len is None else out[:max_len]
+
+
+def repo_root() -> Path:
+    """The checkout this package runs from: ``data/`` and ``notebooks/`` are there in a clone."""
+    return PACKAGE_DIR.parents[1]
+
+
+def is_hub_id(name: str) -> bool:
+    """Whether ``name`` is shaped like a Hugging Face hub id (``owner/name``, not a path)."""
+    return name.count("/") == 1 and not name.startswith((".", "/", "~")) and " " not in name
+
+
+def code_fingerprint(package_dir: str | Path | None = None) -> str:
+    """A hash of the package's source: every ``**/*.py`` under ``lib/memrecall``, by path.
+
+    16 hex characters. It is part of every results-cache key, so an edit to the lens or the
+    sweep recomputes results instead of reusing stale ones (the version string never moves).
+
+    Args:
+        package_dir: the package folder to hash; default this package (computed once per
+            process: the code a process runs is the code it imported).
+    """
+    if package_dir is None:
+        return _fingerprint_of(PACKAGE_DIR)
+    return _fingerprint_of.__wrapped__(Path(package_dir).resolve())
+
+
+@functools.lru_cache(maxsize=1)
+def _fingerprint_of(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(folder.rglob("*.py"), key=lambda p: p.relative_to(folder).as_posix()):
+        if "__pycache__" in file.parts:
+            continue
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
