@@ -9,24 +9,45 @@ SentencePiece (``▁`` pieces) and WordPiece (``##`` continuations) are handled 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .data import DataFormatError, validate_texts
 from .models import LM
 
+__all__ = [
+    "PROBE_COLUMNS",
+    "first_token_after",
+    "make_probes",
+    "multi_token_fraction",
+    "target_token_counts",
+]
+
 PROBE_COLUMNS = ["text", "prompt", "target", "target_token"]
 _LAST_WORD = re.compile(r"\S+$")
 
 
-def _first_token_at(offsets: list[tuple[int, int]], special: list[int], char: int) -> int:
-    """Index of the first non-special token that ends after character ``char``.
+def first_token_after(offsets: Sequence[tuple[int, int]], special_mask: Sequence[int] | None,
+                      char: int) -> int:
+    """Index of the first non-special token that ends after character ``char``: the one rule.
 
     ``char`` is where the prompt's text ends, so a token holding only the space before the
     last word counts as the word's first piece (SentencePiece ``▁``); so does a zero-width one
-    (byte-level BPE with trimmed offsets gives a lone ``Ġ`` an empty span).
+    (byte-level BPE with trimmed offsets gives a lone ``Ġ`` an empty span). The split of
+    :func:`make_probes` and the counts of :func:`target_token_counts` both use it.
+
+    Args:
+        offsets: the tokenizer's ``(start, end)`` character offsets of one text.
+        special_mask: 1 for special tokens (skipped), or None when there are none.
+        char: the boundary, a character index into the text.
+
+    Raises:
+        IndexError: no token ends after ``char``.
     """
+    special = special_mask if special_mask is not None else [0] * len(offsets)
     for index, ((start, end), is_special) in enumerate(zip(offsets, special)):
         if not is_special and (end > char or start == end >= char):
             return index
@@ -41,7 +62,7 @@ def _split(texts: list[str], boundaries: list[int], lm: LM) -> pd.DataFrame:
         ids, offsets = encodings["input_ids"][row], encodings["offset_mapping"][row]
         try:
             prompt_end = len(text[:boundary].rstrip())
-            index = _first_token_at(offsets, encodings["special_tokens_mask"][row], prompt_end)
+            index = first_token_after(offsets, encodings["special_tokens_mask"][row], prompt_end)
         except IndexError:
             raise DataFormatError(
                 f"row {row}: no token of {text!r} starts the target at character {boundary}"
@@ -94,3 +115,63 @@ def make_probes(texts: Iterable[str] | pd.DataFrame, lm: LM) -> pd.DataFrame:
     cleaned = [text.strip() for text in validate_texts(list(texts))]
     boundaries = [_LAST_WORD.search(text).start() for text in cleaned]
     return _split(cleaned, boundaries, lm)
+
+
+def target_token_counts(probes: pd.DataFrame, tokenizer: Any) -> np.ndarray:
+    """How many sub-tokens each probe's target spans, in context (what greedy decoding must emit).
+
+    Counts the tokens of ``prompt + " " + target`` from the first one after the prompt
+    (:func:`first_token_after`: a lone SentencePiece ``▁`` or a zero-width byte-level ``Ġ``
+    before the word counts, as in :func:`make_probes`) to the end.
+
+    Args:
+        probes: :func:`make_probes` output (``prompt``, ``target``; uses ``text`` if present).
+        tokenizer: a fast Hugging Face tokenizer.
+
+    Returns:
+        ``(n,)`` int counts, at least 1.
+    """
+    prompts = probes["prompt"].astype(str).tolist()
+    if "text" in probes:
+        texts = probes["text"].astype(str).tolist()
+    else:
+        texts = [f"{p} {t}" for p, t in zip(prompts, probes["target"].astype(str), strict=True)]
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    counts = []
+    for prompt, offsets in zip(prompts, encoded["offset_mapping"], strict=True):
+        try:
+            counts.append(max(1, len(offsets) - first_token_after(offsets, None, len(prompt))))
+        except IndexError:
+            counts.append(1)
+    return np.asarray(counts, dtype=np.int64)
+
+
+def _last_word_span(text: str) -> tuple[int, int]:
+    stripped = text.rstrip()
+    start = max(stripped.rfind(" "), stripped.rfind("\t"), stripped.rfind("\n")) + 1
+    return start, len(stripped)
+
+
+def multi_token_fraction(targets: Iterable[str], tokenizer: Any) -> float:
+    """Fraction of texts whose last word is split into more than one sub-token.
+
+    The last word is tokenized in context (the whole text, the tokenizer's offsets), so
+    a leading space or a SentencePiece ``▁`` is counted as it really occurs.
+
+    Args:
+        targets: texts whose last whitespace-separated word is the target (or bare words).
+        tokenizer: a fast Hugging Face tokenizer (offsets needed).
+
+    Returns:
+        A fraction in ``[0, 1]``.
+    """
+    texts = [str(t) for t in targets]
+    if not texts:
+        raise ValueError("no targets")
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    multi = 0
+    for text, offsets in zip(texts, encoded["offset_mapping"], strict=True):
+        start, end = _last_word_span(text)
+        inside = [(s, e) for s, e in offsets if e > s and e > start and s < end]
+        multi += len(inside) > 1
+    return multi / len(texts)
