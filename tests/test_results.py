@@ -1,6 +1,8 @@
 """The results cache: round trip, keys, atomic writes, no recomputation of what is done."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,6 +10,9 @@ import pytest
 
 import memrecall as mr
 from memrecall import results
+from memrecall._io import code_fingerprint
+
+PACKAGE = Path(results.__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +51,7 @@ def test_cached_project_computes_once(lm, probes, tmp_path, monkeypatch):
     np.testing.assert_array_equal(np.stack(again.target_rank), np.stack(first.target_rank))
     provenance = json.loads(files[0].with_suffix(".json").read_text())
     assert provenance["model"] == "tiny-llama" and provenance["revision"] == "seed=0"
+    assert provenance["code_fingerprint"] == code_fingerprint()
 
 
 def test_key_changes_with_inputs_and_model(lm, probes, tmp_path):
@@ -72,3 +78,30 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 def test_cache_disabled_with_none(lm, probes):
     res = results.cached(None, {"model": "m", "kind": "k"}, lambda: pd.DataFrame({"x": [1]}))
     assert res.x.tolist() == [1]
+
+
+def test_editing_a_source_file_changes_the_fingerprint_and_the_cache_key(lm, probes, tmp_path,
+                                                                         monkeypatch):
+    copy = tmp_path / "memrecall"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    assert code_fingerprint(copy) == code_fingerprint() == code_fingerprint(PACKAGE)
+    key = results.result_key(lm, "sha", "project")
+    assert key["code_fingerprint"] == code_fingerprint()
+
+    lens = copy / "lens.py"
+    lens.write_text(lens.read_text() + "\n# an edit\n")
+    edited = code_fingerprint(copy)
+    assert edited != code_fingerprint() and len(edited) == 16
+    monkeypatch.setattr(results, "code_fingerprint", lambda: edited)
+    edited_key = results.result_key(lm, "sha", "project")
+    assert results.cache_path(tmp_path, edited_key) != results.cache_path(tmp_path, key)
+
+    (copy / "models" / "extra.py").write_text("# a new module\n")
+    assert code_fingerprint(copy) != edited
+
+
+def test_a_source_edit_recomputes_instead_of_reusing(lm, probes, tmp_path, monkeypatch):
+    results.cached_project(lm, probes, tmp_path)
+    monkeypatch.setattr(results, "code_fingerprint", lambda: "0123456789abcdef")
+    results.cached_project(lm, probes, tmp_path)
+    assert len(list(tmp_path.glob("*.parquet"))) == 2

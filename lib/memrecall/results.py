@@ -1,17 +1,16 @@
-"""Results cache: one Parquet file per (model, revision, inputs, parameters, package version).
+"""Results cache: one Parquet file per (model, revision, inputs, parameters, code fingerprint).
 
 Files are written atomically (temp file in the same folder, then rename), so an interrupted run
-leaves either a complete result or none, and a rerun recomputes only what is missing. A JSON
-sidecar records the provenance (model, revision, dtype, input checksum, parameters). No pickles.
+leaves either a complete result or none, and a rerun recomputes only what is missing. The key
+holds :func:`memrecall._io.code_fingerprint` (a hash of the package's source), so after an edit
+to the lens or the sweep the results are recomputed, not reused. A JSON sidecar records the
+provenance (model, revision, dtype, input checksum, parameters, code fingerprint). No pickles.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import re
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -19,7 +18,19 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
+from ._io import atomic_write, atomic_write_text, code_fingerprint, slug
 from .models import LM
+
+__all__ = [
+    "ARRAY_COLUMNS",
+    "cache_path",
+    "cached",
+    "cached_project",
+    "frame_sha256",
+    "load_frame",
+    "result_key",
+    "save_frame",
+]
 
 ARRAY_COLUMNS = ("pred_rank", "pred_prob", "target_rank", "target_prob")
 
@@ -32,41 +43,25 @@ def frame_sha256(frame: pd.DataFrame, columns: list[str] | None = None) -> str:
 
 
 def result_key(lm: LM, inputs_sha256: str, kind: str, **params) -> dict:
-    """Everything a cached result depends on."""
+    """Everything a cached result depends on, the package's source included."""
     return {"kind": kind, **lm.provenance(), "inputs_sha256": inputs_sha256,
-            "params": params, "memrecall": __version__}
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60]
+            "params": params, "memrecall": __version__, "code_fingerprint": code_fingerprint()}
 
 
 def cache_path(cache_dir: str | Path, key: Mapping) -> Path:
     """Where the result for ``key`` lives: readable prefix plus a hash of the whole key."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
-    name = f"{_slug(str(key['model']))}__{_slug(key['kind'])}__{digest[:16]}.parquet"
+    name = f"{slug(str(key['model']))}__{slug(key['kind'])}__{digest[:16]}.parquet"
     return Path(cache_dir) / name
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temp))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def save_frame(frame: pd.DataFrame, path: str | Path, provenance: Mapping | None = None) -> None:
     """Write ``frame`` (numpy-array cells allowed) to Parquet atomically, provenance beside it."""
     path = Path(path)
     if provenance is not None:
-        _atomic_write(path.with_suffix(".json"), lambda p: p.write_text(
-            json.dumps(provenance, indent=2, sort_keys=True, default=str)))
-    _atomic_write(path, lambda p: frame.to_parquet(p, index=False))
+        atomic_write_text(path.with_suffix(".json"),
+                          json.dumps(provenance, indent=2, sort_keys=True, default=str))
+    atomic_write(path, lambda p: frame.to_parquet(p, index=False))
 
 
 def load_frame(path: str | Path) -> pd.DataFrame:
