@@ -13,8 +13,10 @@ from pathlib import Path
 import pandas as pd
 
 from . import data
-from .models import LM, profile_models
+from ._io import slug
+from .models import LM
 from .probes import make_probes
+from .profiles import profile as get_profile
 from .results import cached_project
 
 
@@ -46,6 +48,10 @@ class Settings:
         """Whether this run uses the tiny random models."""
         return self.profile == "smoke"
 
+    def slug(self, model: str) -> str:
+        """``model`` as a flat file-name part: a hub id's ``/`` never makes a sub-folder."""
+        return slug(model)
+
     def title(self, model: str) -> str:
         """A figure title that says honestly what the model is."""
         if self.is_smoke:
@@ -55,23 +61,12 @@ class Settings:
         return model
 
 
-# n_knockout probes per group in the knockout sweep (the authors used 30 memorized idioms). The
-# paper's full grid (k up to 1000, windows of 1-5 layers) is for a GPU; on a CPU the offline
-# profile keeps two k values and windows of up to 2 layers (about 10 minutes per model).
-SAMPLE_SIZES = {
-    "paper": dict(n_idioms=None, n_wiki=1000, n_facts=None, n_knockout=30,
-                  knockout_ks=(1, 10, 100, 1000), knockout_max_window=5),
-    "offline": dict(n_idioms=None, n_wiki=1000, n_facts=None, n_knockout=30,
-                    knockout_ks=(10, 100), knockout_max_window=2),
-    "smoke": dict(n_idioms=40, n_wiki=24, n_facts=24, n_knockout=6,
-                  knockout_ks=(1, 10), knockout_max_window=2),
-}
-
-
 def settings(profile: str, models: list[str] | str | None = None, root: str | Path = "..",
              results_dir: str | Path | None = None, figures_dir: str | Path | None = None,
              **overrides) -> Settings:
     """Settings for ``profile``; ``overrides`` replace sample sizes, seed, device, batch size.
+
+    The defaults are the profile's (:data:`memrecall.profiles.PROFILES`).
 
     Args:
         profile: ``paper``, ``offline`` or ``smoke``.
@@ -85,13 +80,19 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]
     root = Path(root)
+    defaults = get_profile(profile)
     base = Settings(
         profile=profile,
-        models=tuple(models or profile_models(profile)),
+        models=tuple(models or defaults.models),
+        n_idioms=defaults.n_idioms,
+        n_wiki=defaults.n_wiki,
+        n_facts=defaults.n_facts,
+        n_knockout=defaults.n_knockout,
+        knockout_ks=defaults.knockout_ks,
+        knockout_max_window=defaults.knockout_max_window,
         seed=0,
         results_dir=Path(results_dir or root / "results" / profile),
         figures_dir=Path(figures_dir or root / "figures" / profile),
-        **SAMPLE_SIZES[profile],
     )
     overrides = {k: v for k, v in overrides.items() if v is not None}
     result = replace(base, **overrides)
@@ -100,7 +101,7 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
     return result
 
 
-def _head(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+def _sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
     """All rows, or a seeded sample of ``n`` in original order."""
     if n is None or n >= len(frame):
         return frame.reset_index(drop=True)
@@ -109,7 +110,7 @@ def _head(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
 
 def idioms(run: Settings) -> pd.DataFrame:
     """IdioMem (or the profile's sample of it)."""
-    return _head(data.load_idiomem(), run.n_idioms, run.seed)
+    return _sample(data.load_idiomem(), run.n_idioms, run.seed)
 
 
 def idiom_results(lm: LM, run: Settings) -> pd.DataFrame:
@@ -129,6 +130,6 @@ def wiki_results(lm: LM, run: Settings) -> pd.DataFrame:
 
 def facts_results(lm: LM, run: Settings) -> pd.DataFrame:
     """``known_1000`` facts (prompt, attribute) through the lens, cached."""
-    facts = _head(data.load_facts(), run.n_facts, run.seed)
+    facts = _sample(data.load_facts(), run.n_facts, run.seed)
     probes = make_probes(facts.drop(columns=["text"]), lm)
     return cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size)
