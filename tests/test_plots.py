@@ -1,12 +1,16 @@
 """Tests of memrecall.plots: files written, no figure left open, stable group colours."""
 
+import os
+import subprocess
+import sys
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.colors import to_hex
 
-from memrecall import analysis, plots
+from memrecall import plots, stats
 
 
 def labelled(n_layers: int, seed: int = 0) -> pd.DataFrame:
@@ -30,8 +34,8 @@ def frame() -> pd.DataFrame:
 
 
 def summaries(frame: pd.DataFrame, what: str = "pred") -> tuple[pd.DataFrame, pd.DataFrame]:
-    return (analysis.layer_summary(frame, f"{what}_prob", n_boot=200),
-            analysis.layer_summary(frame, f"{what}_rank", n_boot=200))
+    return (stats.layer_summary(frame, f"{what}_prob", n_boot=200),
+            stats.layer_summary(frame, f"{what}_rank", n_boot=200))
 
 
 def heatmap_frame() -> pd.DataFrame:
@@ -53,12 +57,13 @@ def make_all(frame: pd.DataFrame, tmp_path) -> dict:
         "target": plots.plot_target_layerwise(*summaries(frame, "target"),
                                               tmp_path / "target.pdf", "m"),
         "promotion": plots.plot_promotion(
-            analysis.per_example_table(frame), tmp_path / "promotion", "m"),
+            stats.per_example_table(frame), tmp_path / "promotion", "m"),
         "cross": plots.plot_cross_model(
-            {"eight": prob, "twelve": analysis.layer_summary(other, "pred_prob", n_boot=50)},
-            {"eight": rank, "twelve": analysis.layer_summary(other, "pred_rank", n_boot=50)},
+            {"eight": prob, "twelve": stats.layer_summary(other, "pred_prob", n_boot=50)},
+            {"eight": rank, "twelve": stats.layer_summary(other, "pred_rank", n_boot=50)},
             tmp_path / "sub" / "cross", "two models"),
-        "heatmap": plots.plot_heatmap(heatmap_frame(), tmp_path / "heat", "knockout"),
+        "heatmap": plots.plot_heatmaps({"k": {"g": heatmap_frame()}}, tmp_path / "heat",
+                                       "knockout"),
         "bars": plots.plot_bars(bars, tmp_path / "bars.png", "memorized", x="source", y="pct",
                                 hue="model", ylabel="memorized idioms (%)"),
     }
@@ -100,7 +105,7 @@ def colors_by_gid(fig) -> dict[str, str]:
     for ax in fig.axes:
         for artist in [*ax.lines, *ax.patches]:
             gid = artist.get_gid()
-            if gid in analysis.GROUPS:
+            if gid in stats.GROUPS:
                 color = (artist.get_color() if hasattr(artist, "get_xdata")
                          else artist.get_facecolor())
                 found.setdefault(gid, set()).add(to_hex(color, keep_alpha=False))
@@ -110,7 +115,7 @@ def colors_by_gid(fig) -> dict[str, str]:
 def test_same_group_same_colour_across_figures(made):
     saved = made[3]
     seen = [colors_by_gid(saved[name].figure) for name in ("layerwise", "promotion", "cross")]
-    for group in analysis.GROUPS:
+    for group in stats.GROUPS:
         colours = set().union(*(s[group] for s in seen))
         assert colours == {plots.GROUP_COLORS[group].lower()}, group
     assert len(set(plots.GROUP_COLORS.values())) == len(plots.GROUP_COLORS)
@@ -129,12 +134,12 @@ def test_layerwise_axes_are_one_based_and_rank_axis_is_log(frame, tmp_path):
 
 
 def test_heatmap_labels_are_one_based(tmp_path):
-    fig = plots.plot_heatmap(heatmap_frame(), tmp_path / "h", "k").figure
+    fig = plots.plot_heatmaps({"k": {"g": heatmap_frame()}}, tmp_path / "h", "k").figure
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4", "5", "6"]
     assert "fraction" in fig.axes[1].get_ylabel()
-    one_based = plots.plot_heatmap(heatmap_frame().rename(index=lambda i: i + 1),
-                                   tmp_path / "h1", "k", index_base=1).figure
+    one_based = plots.plot_heatmaps({"k": {"g": heatmap_frame().rename(index=lambda i: i + 1)}},
+                                    tmp_path / "h1", "k", index_base=1).figure
     assert one_based.axes[0].get_yticklabels()[0].get_text() == "1"
 
 
@@ -146,18 +151,21 @@ def test_bars_label_values_and_use_one_colour_per_model(made):
     assert set(colours) == {"a", "b"} and colours["a"] != colours["b"]
 
 
+UNKNOWN_GROUPS = ["facts: other", "idioms: rare", "xyz", "wikipedia: long", "a", "b", "c"]
+
+
 def test_group_color_is_stable_for_unknown_groups():
-    assert plots.group_color("facts: other") == plots.group_color("facts: other")
+    """The same unknown group gets the same colour in another process (another hash seed)."""
     assert plots.group_color("memorized") == plots.GROUP_COLORS["memorized"]
-
-
-def test_show_figure_finds_the_png(frame, tmp_path):
-    pytest.importorskip("IPython")
-    prob, rank = summaries(frame)
-    saved = plots.plot_layerwise(prob, rank, tmp_path / "f", "m")
-    image = plots.show_figure(saved)
-    assert image.data == saved.png.read_bytes()
-    assert plots.show_figure(saved.pdf).data == saved.png.read_bytes()
+    here = [plots.group_color(g) for g in UNKNOWN_GROUPS]
+    assert len(set(here)) > 1  # spare colours are spread, not one constant
+    code = ("import sys; from memrecall import plots; "
+            "print(','.join(plots.group_color(g) for g in sys.argv[1:]))")
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", code, *UNKNOWN_GROUPS], env=env,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        assert out.split(",") == here, f"colours change with PYTHONHASHSEED={seed}"
 
 
 def knockout_profile(n_layers: int = 6) -> pd.DataFrame:

@@ -28,7 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
-from .analysis import group_order, normalised_depth
+from .report import to_display_layer
+from .stats import group_order, normalised_depth
 
 OKABE_ITO = {
     "blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00",
@@ -108,22 +109,6 @@ def _styled(function: Callable[..., SavedFigure]) -> Callable[..., SavedFigure]:
     return inner
 
 
-def show_figure(saved: SavedFigure | str | Path) -> Any:
-    """Display a saved figure's PNG in a notebook.
-
-    Args:
-        saved: a :class:`SavedFigure`, or a path (a ``.pdf`` or suffix-less path finds the PNG).
-
-    Returns:
-        The ``IPython.display.Image`` (displayed when it ends a cell).
-
-    """
-    from IPython.display import Image
-
-    png = saved.png if isinstance(saved, SavedFigure) else Path(saved).with_suffix(".png")
-    return Image(filename=str(png))
-
-
 # --------------------------------------------------------------------------- axes helpers
 
 
@@ -149,7 +134,7 @@ def _rank_tick(value: float, _position: int) -> str:
 
 def _draw_summary(ax: Axes, summary: pd.DataFrame, x: Callable[[np.ndarray], np.ndarray],
                   label: Callable[[str, int], str], band: bool = True, **line_kw: Any) -> None:
-    """One line (and CI band) per group of a :func:`~memrecall.analysis.layer_summary` frame."""
+    """One line (and CI band) per group of a :func:`~memrecall.stats.layer_summary` frame."""
     for group in group_order(summary["group"]):
         rows = summary[summary["group"] == group].sort_values("layer")
         xs, color = x(rows["layer"].to_numpy()), group_color(group)
@@ -195,10 +180,9 @@ def _layerwise(summary_prob: pd.DataFrame, summary_rank: pd.DataFrame, path: str
                title: str, split_layer: float | None, subject: str) -> SavedFigure:
     fig = Figure(figsize=(6.4, 5.6), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True)
-    n_layers = int(max(summary_prob["layer"].max(), summary_rank["layer"].max()))
-    identity = np.asarray
-    _draw_summary(top, summary_prob, identity, _n_label)
-    _draw_summary(bottom, summary_rank, identity, _n_label)
+    n_layers = int(max(summary_prob["layer"].max(), summary_rank["layer"].max())) + 1
+    _draw_summary(top, summary_prob, to_display_layer, _n_label)
+    _draw_summary(bottom, summary_rank, to_display_layer, _n_label)
     top.set_ylabel(f"probability of {subject}\n({_statistic(summary_prob)}, 95% CI)")
     top.set_ylim(bottom=0)
     bottom.set_ylabel(f"rank of {subject}\n({_statistic(summary_rank)}; 0 = top-1)")
@@ -217,12 +201,12 @@ def plot_layerwise(summary_prob: pd.DataFrame, summary_rank: pd.DataFrame, path:
     """Draw the paper's main figure: probability (top) and rank (bottom) of the prediction.
 
     Args:
-        summary_prob: :func:`~memrecall.analysis.layer_summary` of ``pred_prob``.
-        summary_rank: :func:`~memrecall.analysis.layer_summary` of ``pred_rank``.
+        summary_prob: :func:`~memrecall.stats.layer_summary` of ``pred_prob``.
+        summary_rank: :func:`~memrecall.stats.layer_summary` of ``pred_rank``.
         path: output path without suffix (``.pdf`` and ``.png`` are written).
         title: names the model (and "smoke test: random weights" for tiny models).
         split_layer: 1-based layer for a dashed "Candidate Promotion | Confidence Boosting" line
-            (e.g. :func:`~memrecall.analysis.suggest_split_layer`); None for no line.
+            (e.g. :func:`~memrecall.report.split_layer`); None for no line.
 
     Returns:
         The saved figure.
@@ -250,7 +234,7 @@ def plot_promotion(per_example_df: pd.DataFrame, path: str | Path, title: str) -
     """Distributions of promotion layer (ECDF) and confidence boost (box plot) by group.
 
     Args:
-        per_example_df: :func:`~memrecall.analysis.per_example_table` output (``group``,
+        per_example_df: :func:`~memrecall.stats.per_example_table` output (``group``,
             ``promotion_layer``, ``confidence_boost``, ``n_layers``).
         path: output path without suffix.
         title: names the model.
@@ -266,8 +250,8 @@ def plot_promotion(per_example_df: pd.DataFrame, path: str | Path, title: str) -
     boosts = []
     for group in groups:
         rows = per_example_df[per_example_df["group"] == group]
-        _ecdf(left, rows["promotion_layer"].to_numpy() + 1, color=group_color(group), gid=group,
-              label=_n_label(group, len(rows)), lw=1.6)
+        _ecdf(left, to_display_layer(rows["promotion_layer"].to_numpy()),
+              color=group_color(group), gid=group, label=_n_label(group, len(rows)), lw=1.6)
         boosts.append(rows["confidence_boost"].to_numpy())
     left.set_xlabel(f"promotion layer (1–{n_layers}; from here on the prediction stays top-1)")
     left.set_ylabel("fraction of examples promoted\nat or before this layer")
@@ -293,7 +277,7 @@ def plot_cross_model(summary_prob: Mapping[str, pd.DataFrame],
     Colour is the group (as everywhere), line style the model. No CI bands: too many lines.
 
     Args:
-        summary_prob: model name -> :func:`~memrecall.analysis.layer_summary` of ``pred_prob``.
+        summary_prob: model name -> :func:`~memrecall.stats.layer_summary` of ``pred_prob``.
         summary_rank: model name -> the same of ``pred_rank`` (same models).
         path: output path without suffix.
         title: names the models or profile.
@@ -308,11 +292,10 @@ def plot_cross_model(summary_prob: Mapping[str, pd.DataFrame],
     styles = {m: MODEL_LINESTYLES[i % len(MODEL_LINESTYLES)] for i, m in enumerate(models)}
     highest, groups = 1.0, []
     for model in models:
-        n_layers = int(summary_prob[model]["layer"].max())
-        depth = normalised_depth(n_layers)
+        depth = normalised_depth(int(summary_prob[model]["layer"].max()) + 1)
 
         def x(layers: np.ndarray, depth: np.ndarray = depth) -> np.ndarray:
-            return depth[layers - 1]
+            return depth[layers]
 
         for ax, summary in ((top, summary_prob[model]), (bottom, summary_rank[model])):
             _draw_summary(ax, summary, x, lambda g, n: g, band=False, ls=styles[model])
@@ -342,52 +325,6 @@ def _annotate_cells(ax: Axes, values: np.ndarray, fmt: str, cmap: Any, norm: Any
             dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
             ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=7,
                     color="white" if dark else "black")
-
-
-@_styled
-def plot_heatmap(matrix_df: pd.DataFrame, path: str | Path, title: str, *,
-                 cbar_label: str = "fraction of predictions changed", index_base: int = 0,
-                 xlabel: str = "end layer", ylabel: str = "start layer",
-                 vmin: float | None = 0.0, vmax: float | None = 1.0, cmap: str = "viridis",
-                 annotate: bool | None = None, fmt: str = ".2f") -> SavedFigure:
-    """Start-layer x end-layer heatmap (e.g. knockout windows); NaN cells are left blank.
-
-    Args:
-        matrix_df: values, index = start layer, columns = end layer (layer numbers).
-        path: output path without suffix.
-        title: names the model and the intervention (e.g. "top-10 neurons knocked out").
-        cbar_label: the colour bar's label, with units.
-        index_base: 0 if the index/columns are 0-based layer indices (shown +1), 1 if 1-based.
-        xlabel: x axis label.
-        ylabel: y axis label.
-        vmin: colour scale minimum (None: from the data).
-        vmax: colour scale maximum (None: from the data).
-        cmap: a perceptually uniform, colour-blind-safe colour map name.
-        annotate: write values in cells; default when the matrix has at most 400 cells.
-        fmt: format of annotated values.
-
-    Returns:
-        The saved figure.
-
-    """
-    values = matrix_df.to_numpy(dtype=np.float64)
-    rows, cols = values.shape
-    fig = Figure(figsize=(min(8.0, 1.8 + 0.32 * cols), min(6.5, 1.4 + 0.3 * rows)),
-                 layout="constrained")
-    ax = fig.subplots()
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=vmax,
-                      aspect="auto", origin="upper")
-    shift = 1 - index_base
-    ax.set_xticks(range(cols), [str(int(c) + shift) for c in matrix_df.columns])
-    ax.set_yticks(range(rows), [str(int(r) + shift) for r in matrix_df.index])
-    ax.grid(False)
-    ax.set_xlabel(f"{xlabel} (1-based)")
-    ax.set_ylabel(f"{ylabel} (1-based)")
-    if annotate if annotate is not None else values.size <= 400:
-        _annotate_cells(ax, values, fmt, image.cmap, image.norm)
-    fig.colorbar(image, ax=ax, label=cbar_label)
-    ax.set_title(title)
-    return _save(fig, path)
 
 
 @_styled
@@ -455,7 +392,7 @@ def plot_heatmaps(panels: Mapping[str, Mapping[str, pd.DataFrame]], path: str | 
     """Small multiples of start-layer x end-layer heatmaps on one shared colour scale.
 
     Args:
-        panels: row label -> column label -> matrix (as :func:`plot_heatmap`'s ``matrix_df``),
+        panels: row label -> column label -> matrix (index = start layer, columns = end layer),
             e.g. :func:`memrecall.interventions.window_panels` (rows = k, columns = groups).
             Rows may have different columns; missing panels stay empty.
         path: output path without suffix.
@@ -491,7 +428,10 @@ def plot_heatmaps(panels: Mapping[str, Mapping[str, pd.DataFrame]], path: str | 
                  layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(rows), len(columns), squeeze=False))
     write = annotate if annotate is not None else size * size <= 144
-    shift = 1 - index_base
+
+    def label(layer: Any) -> str:
+        return str(to_display_layer(int(layer)) if index_base == 0 else int(layer))
+
     step = max(1, int(np.ceil(size / 10)))
     for i, row in enumerate(rows):
         for j, column in enumerate(columns):
@@ -506,8 +446,8 @@ def plot_heatmaps(panels: Mapping[str, Mapping[str, pd.DataFrame]], path: str | 
                       origin="upper")
             ticks_x = list(range(0, data.shape[1], step))
             ticks_y = list(range(0, data.shape[0], step))
-            ax.set_xticks(ticks_x, [str(int(matrix.columns[t]) + shift) for t in ticks_x])
-            ax.set_yticks(ticks_y, [str(int(matrix.index[t]) + shift) for t in ticks_y])
+            ax.set_xticks(ticks_x, [label(matrix.columns[t]) for t in ticks_x])
+            ax.set_yticks(ticks_y, [label(matrix.index[t]) for t in ticks_y])
             if write:
                 _annotate_cells(ax, data, fmt, colour_map, norm)
             ax.set_title(f"{column}\n{row}", fontsize=9)

@@ -186,7 +186,8 @@ def conclusions(tables: Mapping[str, pd.DataFrame], tests: pd.DataFrame,
         memorized = ", ".join(f"{pct:.1f}% of {source}" for source, pct
                               in zip(shares["source"], shares["memorized (%)"], strict=True))
         lines.append(f"{name} ({n_layers} layers): memorized {memorized}")
-        medians = medians_table(table)["median promotion layer (1-based)"]
+        medians = to_display_layer(stats.group_medians(
+            table, measures=("promotion_layer",))["median_promotion_layer"])
         lines.append("    median promotion layer: "
                      + ", ".join(f"{group} {value:.3g}" for group, value in medians.items()))
         model_tests = tests[tests["model"] == name]
@@ -279,3 +280,65 @@ def split_layer(table: pd.DataFrame, group: str = "memorized",
         return None
     layer = to_display_layer(float(rows["promotion_layer"].median()))
     return layer if layer < int(rows["n_layers"].max()) else None
+
+
+# --- knockout sweep ---
+
+
+def knockout_verdicts(detail: pd.DataFrame, window: int = 1, alpha: float = 0.05,
+                      reference: str = "memorized") -> list[str]:
+    """Plain-language readings of a per-probe sweep (windows of ``window`` layers, control top).
+
+    Per k: does knocking out the top-k neurons change more ``reference`` predictions in early
+    layers than in late ones (:func:`memrecall.stats.early_late_table`)? More than for the other
+    groups (Mann–Whitney on each probe's mean over windows,
+    :func:`memrecall.stats.compare_groups`)? More than knocking out k random neurons
+    (:func:`memrecall.stats.control_contrast`)? "yes" needs the direction and p < ``alpha``.
+
+    Args:
+        detail: :func:`memrecall.interventions.knockout_sweep` output with ``per_probe=True``.
+        window: the window size read (1 = single layers).
+        alpha: the significance level.
+        reference: the group the questions are about.
+
+    Returns:
+        One line per finding; a single line saying so when there are no ``reference`` probes.
+    """
+    def answer(difference: float, p: float) -> str:
+        if not np.isfinite(p):
+            return "untested (too few probes)"
+        if difference > 0 and p < alpha:
+            return "yes"
+        return "no (the opposite)" if difference < 0 and p < alpha else "not significantly"
+
+    if "group" not in detail.columns or not (detail["group"] == reference).any():
+        return [f"no {reference} probes: nothing to read (only the comparison groups ran)"]
+    rows = detail[detail["window"] == window]
+    early_late = stats.early_late_table(rows)
+    contrast = (stats.control_contrast(rows) if {"top", "random"} <= set(rows["control"])
+                else None)
+    top = rows[rows["control"] == "top"]
+    others = [g for g in stats.group_order(rows["group"]) if g != reference]
+    lines = []
+    for k in sorted(top["k_requested"].unique()):
+        el = early_late[(early_late["control"] == "top") & (early_late["k"] == k)
+                        & (early_late["group"] == reference)].iloc[0]
+        lines.append(f"top-{k}, {reference}: early layers {el.early:.0%} vs late {el.late:.0%} "
+                     f"of predictions changed (Wilcoxon p={el.p_value:.2g}) -> early > late: "
+                     f"{answer(el.difference, el.p_value)}")
+        means = (top[top["k_requested"] == k].groupby(["group", "probe"])["changed"].mean())
+        for other in others:
+            if other not in means.index.get_level_values(0):
+                continue
+            test = stats.compare_groups(means[reference], means[other])
+            lines.append(
+                f"top-{k}, {reference} vs {other}: {means[reference].mean():.0%} vs "
+                f"{means[other].mean():.0%} changed on average over windows (Mann-Whitney "
+                f"p={test['p_value']:.2g}) -> {reference} more fragile: "
+                f"{answer(test['rank_biserial'], test['p_value'])}")
+        if contrast is not None:
+            c = contrast[(contrast["k"] == k) & (contrast["group"] == reference)].iloc[0]
+            lines.append(f"top-{k} vs random {k}, {reference}: {c['top']:.0%} vs "
+                         f"{c['random']:.0%} changed (Wilcoxon p={c.p_value:.2g}) -> top "
+                         f"neurons matter more: {answer(c.difference, c.p_value)}")
+    return lines

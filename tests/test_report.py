@@ -1,0 +1,184 @@
+"""What people read: the one 0 -> 1-based shift, medians tables, verdicts, summary rows."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_stats import fake_results as random_results
+from test_stats import table_of
+
+from memrecall import report, stats
+
+
+def test_to_display_layer_is_plus_one_for_scalars_and_arrays():
+    assert report.to_display_layer(0) == 1
+    assert report.to_display_layer(2.5) == 3.5
+    np.testing.assert_array_equal(report.to_display_layer(np.arange(3)), [1, 2, 3])
+    assert np.isnan(report.to_display_layer(float("nan")))
+
+
+def test_readable_tests_one_based_medians():
+    table = table_of({"memorized": [1, 2, 2, 3], "non-memorized": [7, 8, 9, 9]})
+    tests = report.readable_tests(stats.group_tests(table, [("memorized", "non-memorized")]))
+    layer = tests[tests["measure"] == "promotion_layer"].iloc[0]
+    assert layer["median_a"] == 3 and layer["median_b"] == 9.5  # 0-based 2 and 8.5, plus 1
+    boost = tests[tests["measure"] == "confidence_boost"].iloc[0]
+    assert boost["median_a"] == pytest.approx(0.2)  # not shifted
+    assert layer["mean_a"] == 3 and boost["mean_a"] == pytest.approx(0.2)
+    assert "<table" in report.style_tests(tests).to_html()
+
+
+def test_verdicts_one_based_and_effect_words():
+    table = table_of({"memorized": [1, 2, 2, 3], "non-memorized": [7, 8, 9, 9]})
+    tests = stats.group_tests(table, [("memorized", "non-memorized")])
+    layer = tests[tests["measure"] == "promotion_layer"].iloc[0]
+    boost = tests[tests["measure"] == "confidence_boost"].iloc[0]
+    assert "mean 0.2 vs" in report.verdict(boost)
+    assert "earlier than" in report.verdict(layer, n_layers=10)
+    assert "of 10" in report.verdict(layer, n_layers=10)
+    assert "median 3 vs 9.5 of 10" in report.verdict(layer, n_layers=10)  # 1-based
+    assert "smaller than" in report.verdict(boost)
+
+
+@pytest.mark.parametrize("sizes", [(0, 5), (1, 5), (0, 0)])
+def test_verdict_of_an_untested_pair(sizes):
+    table = table_of({"memorized": [3] * sizes[0], "non-memorized": [5] * sizes[1]})
+    tests = stats.group_tests(table, [("memorized", "non-memorized")])
+    assert "not tested" in report.verdict(tests.iloc[0])
+
+
+def test_verdict_not_significant():
+    table = table_of({"a": [1, 5, 3, 7], "b": [2, 6, 4, 8]})
+    row = stats.group_tests(table, [("a", "b")], measures=["promotion_layer"]).iloc[0]
+    assert "no significant difference" in report.verdict(row)
+
+
+def test_medians_table():
+    table = table_of({"memorized": [1, 9, 9], "wikipedia": [9]}).assign(
+        promotion_depth=0.5, final_prob=0.9)
+    medians = report.medians_table(table)
+    assert list(medians.index) == ["memorized", "wikipedia"]
+    assert medians.loc["memorized", "median promotion layer (1-based)"] == 10
+    assert medians.loc["memorized", "promoted only at the last layer (%)"] == pytest.approx(200 / 3)
+    assert medians.loc["memorized", "median confidence boost (probability)"] == pytest.approx(0.9)
+    assert medians.loc["wikipedia", "n"] == 1
+
+
+# --------------------------------------------------------------------------- summary row
+
+
+def fake_results(memorized: list[bool], promotion: list[int], n_layers: int = 4) -> pd.DataFrame:
+    ranks = [np.array([5] * p + [0] * (n_layers - p)) for p in promotion]
+    probs = [np.linspace(0.1, 0.9, n_layers) for _ in promotion]
+    return pd.DataFrame({"is_memorized": memorized, "pred_rank": ranks, "pred_prob": probs})
+
+
+def test_summary_row_is_one_based():
+    idioms = fake_results([True, True, False], [0, 2, 3])
+    wiki = fake_results([False, False], [3, 3])
+    row = report.summary_row("m", idioms, wiki)
+    table = stats.per_example_table(stats.label_groups(idioms, wiki))
+    raw = stats.group_medians(table)
+    assert row["median_promotion_layer_1based_memorized"] == raw.loc[
+        "memorized", "median_promotion_layer"] + 1 == 2
+    assert row["median_promotion_layer_1based_wikipedia"] == 4
+    assert not any(k.startswith("median_promotion_layer_memorized") for k in row)
+    assert row["memorized_pct"] == pytest.approx(66.7)
+    assert row["mean_confidence_boost_wikipedia"] == 0
+    assert set(row) >= {"model", "n_layers", "n_memorized", "mean_confidence_boost_non_memorized"}
+
+
+def test_summary_row_columns_in_order():
+    row = report.summary_row("m", fake_results([True, False], [0, 3]), fake_results([False], [3]))
+    groups = ["memorized", "non_memorized", "wikipedia"]
+    expected = ["model", "n_layers", "n_idioms", "n_memorized", "memorized_pct"]
+    for g in groups:
+        expected += [f"n_{g}", f"median_promotion_layer_1based_{g}",
+                     f"median_promotion_depth_{g}"]
+    expected.remove("n_memorized")  # the memorized group's size is n_memorized, already there
+    expected.insert(3, "n_memorized")
+    expected += [f"mean_confidence_boost_{g}" for g in groups]
+    assert list(row) == list(dict.fromkeys(expected))
+
+
+def test_summary_row_without_memorized_is_nan():
+    row = report.summary_row("m", fake_results([False, False], [1, 3]))
+    assert np.isnan(row["median_promotion_layer_1based_memorized"])
+    assert np.isnan(row["mean_confidence_boost_memorized"])
+
+
+def test_summary_row_numbers():
+    idioms = random_results(20, 8, 0.25, promote_at=2)
+    late = np.array([3] * 6 + [0, 0])
+    pairs = zip(idioms["pred_rank"], idioms["is_memorized"], strict=True)
+    idioms["pred_rank"] = [rank if memorized else late for rank, memorized in pairs]
+    wiki = random_results(5, 8, 0.0, promote_at=7)
+    row = report.summary_row("fake", idioms, wiki)
+    n_mem = int(idioms["is_memorized"].sum())
+    assert row["model"] == "fake" and row["n_layers"] == 8 and row["n_idioms"] == 20
+    assert row["n_memorized"] == n_mem
+    assert row["memorized_pct"] == pytest.approx(100 * n_mem / 20, abs=0.05)
+    assert row["median_promotion_layer_1based_memorized"] == 2 + 1
+    assert row["median_promotion_layer_1based_non_memorized"] == 6 + 1
+    assert row["median_promotion_layer_1based_wikipedia"] == 7 + 1
+    assert row["median_promotion_depth_wikipedia"] == 1.0
+    assert row["n_wikipedia"] == 5
+
+
+# --------------------------------------------------------------------------- split line
+
+
+def test_split_layer():
+    table = table_of({"memorized": [2, 3, 4], "non-memorized": [9, 9]}, n_layers=10)
+    assert report.split_layer(table) == 4.0  # median 3, 1-based
+    assert report.split_layer(table, group="non-memorized") is None  # last layer: no line
+    assert report.split_layer(table, group="facts: memorized") is None  # empty group
+
+
+def test_split_layer_is_one_based():
+    table = stats.per_example_table(
+        stats.label_groups(random_results(10, 6, 1.0, promote_at=2)))
+    assert report.split_layer(table) == 3.0
+
+
+# --------------------------------------------------------------------------- two steps
+
+
+@pytest.mark.parametrize(("mem", "boost_sign", "expected"), [
+    ([0, 1, 1, 2], 1, "supported"),
+    ([0, 1, 1, 2], -1, "partly supported: promoted earlier, but not boosted more"),
+    ([8, 9, 9, 9], 1, "partly supported: boosted more, but not promoted earlier"),
+    ([8, 9, 9, 9], -1, "not supported"),
+])
+def test_two_step_verdict(mem, boost_sign, expected):
+    table = table_of({"memorized": mem, "non-memorized": [5, 6, 6, 7]})
+    table["confidence_boost"] = np.where(table["group"] == "memorized", boost_sign, 0) + \
+        np.arange(len(table)) * 1e-3
+    tests = stats.group_tests(table, [("memorized", "non-memorized")])
+    assert report.two_step_verdict(tests) == expected
+
+
+def test_two_step_verdict_small_groups():
+    table = table_of({"memorized": [1], "non-memorized": [5, 6]})
+    tests = stats.group_tests(table, [("memorized", "non-memorized")])
+    assert report.two_step_verdict(tests).startswith("not tested")
+    assert report.two_step_verdict(tests.iloc[:0]).startswith("not tested")
+
+
+def test_conclusions_per_model_and_missing_pairs_tested_here():
+    idioms = table_of({"memorized": [0, 1, 1, 2], "non-memorized": [5, 6, 6, 7]})
+    facts = table_of({"facts: memorized": [1, 2], "facts: non-memorized": [8]})
+    table = pd.concat([idioms.assign(source="idioms"), facts.assign(source="facts")],
+                      ignore_index=True)
+    table["is_memorized"] = ~table["group"].str.contains("non-")
+    table["confidence_boost"] = np.where(table["is_memorized"], 1, 0) + \
+        np.arange(len(table)) * 1e-3
+    pairs = [("facts: memorized", "facts: non-memorized")]
+    tests = stats.group_tests_by_model({"m": table}, pairs)
+    text = report.conclusions({"m": table}, tests,
+                              two_step=[*pairs, ("memorized", "non-memorized")])
+    lines = text.splitlines()
+    assert lines[0] == "m (10 layers): memorized 50.0% of idioms, 66.7% of facts"
+    assert lines[1].startswith("    median promotion layer: memorized 2, non-memorized 7")
+    assert sum("not tested" in line for line in lines) == 3  # 2 verdicts + the facts' two steps
+    assert lines[-1].endswith("(memorized promoted earlier AND boosted more than "
+                              "non-memorized): supported")
