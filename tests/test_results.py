@@ -105,3 +105,20 @@ def test_a_source_edit_recomputes_instead_of_reusing(lm, probes, tmp_path, monke
     monkeypatch.setattr(results, "code_fingerprint", lambda: "0123456789abcdef")
     results.cached_project(lm, probes, tmp_path)
     assert len(list(tmp_path.glob("*.parquet"))) == 2
+
+
+def test_reproduce_records_the_code_next_to_results_and_in_notebooks(tmp_path):
+    import nbformat
+
+    from memrecall.reproduce import stamp_notebook, write_fingerprint
+
+    record = write_fingerprint(tmp_path / "results")
+    stored = json.loads((tmp_path / "results" / "fingerprint.json").read_text())
+    assert stored == record and stored["code_fingerprint"] == code_fingerprint()
+    assert {"git_revision", "git_dirty"} <= set(stored)
+
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), path)
+    stamp_notebook(path, code_fingerprint())
+    metadata = nbformat.read(path, as_version=4).metadata
+    assert metadata["memrecall"]["code_fingerprint"] == code_fingerprint()

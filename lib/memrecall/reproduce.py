@@ -2,7 +2,11 @@
 
 Writes executed notebooks to ``notebooks/rendered/<profile>/`` and figures to
 ``figures/<profile>/``; prints one progress line per notebook and, at the end, the summary table
-that notebook 03 writes to ``results/<profile>/summary.csv``.
+that notebook 03 writes to ``results/<profile>/summary.csv``. Every notebook gets the papermill
+parameter ``interactive=False`` (plain output, no widgets). The code that made the results is
+recorded: ``results/<profile>/fingerprint.json`` (the package's source fingerprint, the git
+revision and whether the source differs from it) and each rendered notebook's metadata
+(``metadata.memrecall.code_fingerprint``).
 
 Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--device cpu]``
 """
@@ -10,16 +14,21 @@ Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--devic
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from ._io import atomic_write_text, code_fingerprint, is_hub_id, repo_root
 from .models import REGISTRY, HubUnreachableError, profile_models, unavailable_hub_models
+from .profiles import PROFILES
+from .runmode import PLAIN_ENV
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = repo_root()
 NOTEBOOKS = ROOT / "notebooks"
 
 
@@ -31,7 +40,7 @@ def numbered_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
 def preflight(models: list[str]) -> None:
     """Fail in seconds, before any work, when a hub model can't be fetched."""
     hub = [m for m in models if m in REGISTRY and REGISTRY[m].hub_id] + \
-        [m for m in models if m not in REGISTRY and m.count("/") == 1]
+        [m for m in models if m not in REGISTRY and is_hub_id(m)]
     missing = unavailable_hub_models(hub)
     if missing:
         raise HubUnreachableError(
@@ -41,8 +50,42 @@ def preflight(models: list[str]) -> None:
         )
 
 
+def git_revision(root: Path = ROOT) -> dict[str, str | bool | None]:
+    """The checkout's commit and whether the package's source differs from it (None: no git)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                              check=True, timeout=30).stdout.strip()
+
+    try:
+        revision = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--", "lib/memrecall"))
+    except (OSError, subprocess.SubprocessError):
+        return {"git_revision": None, "git_dirty": None}
+    return {"git_revision": revision, "git_dirty": dirty}
+
+
+def write_fingerprint(results_dir: Path) -> dict:
+    """Record the code this run uses in ``results_dir/fingerprint.json``, next to summary.csv."""
+    record = {"code_fingerprint": code_fingerprint(), **git_revision()}
+    atomic_write_text(results_dir / "fingerprint.json",
+                      json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return record
+
+
+def stamp_notebook(path: Path, fingerprint: str) -> None:
+    """Store ``fingerprint`` in the notebook's ``metadata.memrecall.code_fingerprint``."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    notebook.metadata.setdefault("memrecall", {})["code_fingerprint"] = fingerprint
+    nbformat.write(notebook, path)
+
+
 def run_notebook(notebook: Path, output: Path, parameters: dict) -> None:
-    """Execute one notebook; the rendered copy appears only if every cell succeeded."""
+    """Execute one notebook; the rendered copy appears only if every cell succeeded.
+
+    The rendered copy carries the code fingerprint in its metadata.
+    """
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -60,6 +103,7 @@ def run_notebook(notebook: Path, output: Path, parameters: dict) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    stamp_notebook(partial, code_fingerprint())
     partial.replace(output)
 
 
@@ -76,7 +120,7 @@ class NotebookFailed(RuntimeError):
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="paper", choices=["paper", "offline", "smoke"])
+    parser.add_argument("--profile", default="paper", choices=list(PROFILES))
     parser.add_argument("--models", help="comma-separated registry names (default: profile's)")
     parser.add_argument("--device", choices=["cuda", "cpu"])
     parser.add_argument("--batch-size", type=int)
@@ -90,10 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     parameters = {"profile": args.profile, "models": ",".join(models),
-                  "device": args.device, "batch_size": args.batch_size}
+                  "device": args.device, "batch_size": args.batch_size, "interactive": False}
     rendered = NOTEBOOKS / "rendered" / args.profile
     notebooks = numbered_notebooks()
-    os.environ["MEMRECALL_PLAIN_PROGRESS"] = "1"  # text progress bars, readable in both places
+    os.environ[PLAIN_ENV] = "1"  # text progress bars, readable in both places
+    write_fingerprint(ROOT / "results" / args.profile)
     start = time.monotonic()
     for index, notebook in enumerate(notebooks, 1):
         began = time.monotonic()
