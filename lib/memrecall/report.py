@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .memorization import memorized_rates
 
 Layer = TypeVar("Layer", int, float, np.ndarray, pd.Series, pd.Index)
 
@@ -132,7 +133,7 @@ def two_step_verdict(tests: pd.DataFrame, a: str = "memorized", b: str = "non-me
 
     The picture needs both steps: ``a`` promoted significantly earlier (negative effect on
     ``promotion_layer``) and boosted significantly more (positive effect on
-    ``confidence_boost``); see :func:`memrecall.stats.two_step`.
+    ``confidence_boost``).
 
     Args:
         tests: :func:`memrecall.stats.group_tests` rows of one model (other pairs are ignored).
@@ -144,10 +145,15 @@ def two_step_verdict(tests: pd.DataFrame, a: str = "memorized", b: str = "non-me
         ``"supported"``, ``"partly supported: ..."``, ``"not supported"`` or ``"not tested: ..."``.
 
     """
-    steps = stats.two_step(tests, a, b, alpha=alpha)
-    if steps["note"]:
-        return steps["note"]
-    earlier, boosted = steps["earlier"], steps["boosted"]
+    rows = tests[(tests["a"] == a) & (tests["b"] == b)].set_index("measure")
+    if not {"promotion_layer", "confidence_boost"} <= set(rows.index):
+        return "not tested: promotion layer and confidence boost tests are both needed"
+    notes = [note for note in rows["note"] if note]
+    if notes:
+        return notes[0]
+    layer, boost = rows.loc["promotion_layer"], rows.loc["confidence_boost"]
+    earlier = bool(layer["p_value"] < alpha and layer["rank_biserial"] < 0)
+    boosted = bool(boost["p_value"] < alpha and boost["rank_biserial"] > 0)
     if earlier and boosted:
         return "supported"
     if earlier or boosted:
@@ -178,7 +184,7 @@ def conclusions(tables: Mapping[str, pd.DataFrame], tests: pd.DataFrame,
         Lines of text, one block per model.
 
     """
-    rates = stats.memorized_rates(tables, sources)
+    rates = memorized_rates(tables, sources)
     lines = []
     for name, table in tables.items():
         n_layers = int(table["n_layers"].iloc[0])
