@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from memrecall import data
+from memrecall._io import repo_root
 from memrecall.data import (
     DATA_SOURCES,
     ChecksumError,
@@ -21,9 +22,11 @@ from memrecall.data import (
     load_wiki,
     resolve_data_file,
     sha256_file,
+    sources,
     split_sentences,
     validate_texts,
 )
+from memrecall.data.idiomem import parse_idiomem
 
 UNREACHABLE = "http://127.0.0.1:9/nothing-here"
 
@@ -33,7 +36,7 @@ def isolated(monkeypatch, tmp_path):
     """No $MEMRECALL_DATA_DIR, an empty tmp cache, and unreachable download URLs."""
     monkeypatch.delenv("MEMRECALL_DATA_DIR", raising=False)
     cache = tmp_path / "cache"
-    monkeypatch.setattr(data, "default_cache_dir", lambda: cache)
+    monkeypatch.setattr(sources, "default_cache_dir", lambda: cache)
     for key, src in list(DATA_SOURCES.items()):
         monkeypatch.setitem(DATA_SOURCES, key, dataclasses.replace(src, url=UNREACHABLE))
     return cache
@@ -138,7 +141,7 @@ def test_idiomem_parser_skips_blank_lines(data_dir, tmp_path):
     lines = (data_dir / "idiomem/idiomem.jsonl").read_text(encoding="utf-8").splitlines()
     padded = tmp_path / "idiomem.jsonl"
     padded.write_text("\n\n".join(lines) + "\n   \n", encoding="utf-8")
-    rows = data._parse_idiomem(padded)
+    rows = parse_idiomem(padded)
     assert len(rows) == 852
     assert rows[0][0] == "for crying out loud"
 
@@ -292,7 +295,7 @@ def test_load_wiki_rejects_bad_arguments(data_dir):
 
 def test_load_wiki_does_not_depend_on_cwd(data_dir, monkeypatch, tmp_path, isolated):
     expected = load_wiki(n=50, seed=7, path=data_dir)
-    repo = Path(data.__file__).resolve().parents[2]
+    repo = repo_root()
     # A relative $MEMRECALL_DATA_DIR, written relative to the project root, run from elsewhere.
     monkeypatch.setenv("MEMRECALL_DATA_DIR", os.path.relpath(data_dir, repo))
     elsewhere = tmp_path / "elsewhere"
@@ -375,13 +378,13 @@ def test_checksum_mismatch_names_file_and_hashes(data_dir, tmp_path, isolated):
 def test_verification_is_cached(data_dir, tmp_path, monkeypatch):
     copy = _copy(data_dir, tmp_path, "ef_idioms")
     calls = []
-    real = data.sha256_file
+    real = sources.sha256_file
 
     def counting(path):
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(data, "sha256_file", counting)
+    monkeypatch.setattr(sources, "sha256_file", counting)
     resolve_data_file("ef_idioms", copy)
     resolve_data_file("ef_idioms", copy)
     assert len(calls) == 1
@@ -423,7 +426,7 @@ def test_download_lands_atomically_in_cache(data_dir, monkeypatch, isolated):
     def no_network(url, timeout=0):
         raise AssertionError("should not download again")
 
-    monkeypatch.setattr(data, "_download", no_network)
+    monkeypatch.setattr(sources, "download", no_network)
     assert resolve_data_file("idiomem") == path
     assert len(load_idiomem()) == 852
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from memrecall import data, load_idiomem
-from memrecall import idiom_lists as il
+from memrecall.data import idiomem_rebuild as il
 
 
 def test_clean_idiom_lowercases_and_trims():

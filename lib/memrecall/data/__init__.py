@@ -1,0 +1,61 @@
+"""The datasets: IdioMem, ROME's known facts and WikiText-2 control sentences.
+
+* :mod:`~memrecall.data.sources`: the pinned files (URL, sha256), the resolution order
+  (explicit path, ``$MEMRECALL_DATA_DIR``, cache, download) and the errors;
+* :mod:`~memrecall.data.idiomem`: the IdioMem release;
+* :mod:`~memrecall.data.facts`: ``known_1000.json``;
+* :mod:`~memrecall.data.wikitext`: WikiText-2 sentences (detokenize, split, filter, sample);
+* :mod:`~memrecall.data.idiomem_rebuild`: IdioMem's EF / EPIC / LIdioms part rebuilt from the
+  raw lists.
+"""
+
+from .facts import FACTS_FIELDS, facts_content_sha256, load_facts
+from .idiomem import IDIOMEM_COLUMNS, load_idiomem
+from .sources import (
+    DATA_DIR_ENV,
+    DATA_SOURCES,
+    ChecksumError,
+    DataFormatError,
+    DataNotFoundError,
+    DataSource,
+    default_cache_dir,
+    resolve_data_file,
+    sha256_file,
+    validate_texts,
+    verify_data_file,
+)
+from .wikitext import (
+    WIKITEXT_HF_CONFIG,
+    WIKITEXT_HF_DATASET,
+    WIKITEXT_HF_REVISION,
+    detokenize,
+    load_wiki,
+    split_sentences,
+    wiki_sentences,
+)
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "DATA_SOURCES",
+    "FACTS_FIELDS",
+    "IDIOMEM_COLUMNS",
+    "WIKITEXT_HF_CONFIG",
+    "WIKITEXT_HF_DATASET",
+    "WIKITEXT_HF_REVISION",
+    "ChecksumError",
+    "DataFormatError",
+    "DataNotFoundError",
+    "DataSource",
+    "default_cache_dir",
+    "detokenize",
+    "facts_content_sha256",
+    "load_facts",
+    "load_idiomem",
+    "load_wiki",
+    "resolve_data_file",
+    "sha256_file",
+    "split_sentences",
+    "validate_texts",
+    "verify_data_file",
+    "wiki_sentences",
+]

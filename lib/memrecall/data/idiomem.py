@@ -1,0 +1,97 @@
+"""IdioMem: the 852 idioms and their four filter flags (``idiomem.jsonl``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .sources import DataFormatError, file_key, resolve_data_file, verify_data_file
+
+__all__ = ["IDIOMEM_COLUMNS", "load_idiomem", "parse_idiomem"]
+
+IDIOMEM_COLUMNS = (
+    "idiom",
+    "id",
+    "source",
+    "prompt_comp_ind",
+    "similarity_ind",
+    "frequent_target_ind",
+    "hard_to_guess",
+)
+_IDIOMEM_BOOLS = IDIOMEM_COLUMNS[3:]
+
+_IDIOMEM_CACHE: dict[tuple[str, int, int, str], tuple[tuple[Any, ...], ...]] = {}
+
+
+_IDIOMEM_CACHE: dict[tuple[str, int, int, str], tuple[tuple[Any, ...], ...]] = {}
+
+
+def parse_idiomem(path: Path) -> tuple[tuple[Any, ...], ...]:
+    """Rows of an ``idiomem.jsonl`` file, values in :data:`IDIOMEM_COLUMNS` order.
+
+    Blank lines are skipped.
+
+    Raises:
+        DataFormatError: a line is not a JSON object with every field of the right type
+            (the message names the file, the line and the field).
+    """
+    rows: list[tuple[Any, ...]] = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}: line {lineno}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataFormatError(f"{where}: bad JSON: {err}") from None
+            if not isinstance(rec, dict):
+                raise DataFormatError(f"{where}: expected a JSON object, got {rec!r:.60}")
+            for field in IDIOMEM_COLUMNS:
+                if field not in rec:
+                    raise DataFormatError(f"{where}: missing field '{field}'")
+            for field in IDIOMEM_COLUMNS[:3]:
+                if not isinstance(rec[field], str) or not rec[field].strip():
+                    raise DataFormatError(
+                        f"{where}: field '{field}' is {rec[field]!r:.60}, expected a non-empty "
+                        "string"
+                    )
+            for field in _IDIOMEM_BOOLS:
+                if not isinstance(rec[field], bool):
+                    raise DataFormatError(
+                        f"{where}: field '{field}' is {rec[field]!r:.60}, expected true or false"
+                    )
+            rows.append(tuple(rec[c] for c in IDIOMEM_COLUMNS))
+    return tuple(rows)
+
+
+def load_idiomem(path: str | Path | None = None) -> pd.DataFrame:
+    """Load IdioMem (852 idioms and their four filter flags), in file order.
+
+    Args:
+        path: Optional explicit ``idiomem.jsonl`` or data folder (see
+            :func:`resolve_data_file`).
+
+    Returns:
+        A new DataFrame with columns :data:`IDIOMEM_COLUMNS` (the four flags as bool).
+
+    Raises:
+        DataFormatError: A line is not valid JSON or lacks a field (names file and line).
+        ChecksumError: The file differs from the pinned IdioMem file.
+        DataNotFoundError: The file was found nowhere.
+
+    """
+    file = resolve_data_file("idiomem", path, verify=False)
+    ckey = file_key(file, "rows")
+    rows = _IDIOMEM_CACHE.get(ckey)
+    if rows is None:
+        rows = parse_idiomem(file)
+        verify_data_file("idiomem", file)
+        _IDIOMEM_CACHE[ckey] = rows
+    else:
+        verify_data_file("idiomem", file)
+    df = pd.DataFrame(list(rows), columns=list(IDIOMEM_COLUMNS))
+    return df.astype({c: bool for c in _IDIOMEM_BOOLS})

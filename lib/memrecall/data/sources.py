@@ -1,0 +1,451 @@
+"""The pinned data files: where each comes from, how it is checked, where it is looked for.
+
+Every data file is looked up in one fixed order (DESIGN.md, "Data resolution order"):
+
+1. an explicit ``path`` argument (the file itself, or a folder laid out like the data dir);
+2. ``$MEMRECALL_DATA_DIR/<relpath>`` (a folder laid out like ``../shared/data``);
+3. the download cache ``<repo>/data/<relpath>`` (or ``~/.cache/memrecall/data`` when the
+   package is not run from a writable checkout);
+4. a download from the pinned public URL, written atomically into the cache.
+
+Every file, wherever it was found, is checked against a pinned sha256 before it is used: of its
+bytes, or (``checksum="content"``) of the canonical JSON of its records restricted to the pinned
+fields, so that a copy with extra fields or another layout still verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_bytes, repo_root
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "DATA_SOURCES",
+    "FACTS_FIELDS",
+    "ChecksumError",
+    "DataFormatError",
+    "DataNotFoundError",
+    "DataSource",
+    "content_sha256",
+    "default_cache_dir",
+    "download",
+    "file_key",
+    "parse_records",
+    "resolve_data_file",
+    "sha256_file",
+    "validate_texts",
+    "verify_data_file",
+]
+
+DATA_DIR_ENV = "MEMRECALL_DATA_DIR"
+DOWNLOAD_TIMEOUT_S = 20.0
+
+_IDIOMEM_COMMIT = "386ee4624a37bfe6d77aa22e47f0f426b133e81b"
+_IDIOMEM_RAW = f"https://raw.githubusercontent.com/adihaviv/idiomem/{_IDIOMEM_COMMIT}"
+_WIKITEXT_RAW = (
+    "https://raw.githubusercontent.com/pytorch/examples/"
+    "77f55b912142e11fcfdf5b530231fb9c52f181e8/word_language_model/data/wikitext-2"
+)
+_FACTS_URL = (
+    "https://raw.githubusercontent.com/lab-paper-code/dual_path_attribution/"
+    "411720aaa63c1b479ad425d3b950f55d04d72918/data/known_1000.json"
+)
+
+# The original ROME fields of known_1000.json; the content checksum covers exactly these.
+FACTS_FIELDS = (
+    "known_id",
+    "subject",
+    "attribute",
+    "template",
+    "prediction",
+    "prompt",
+    "relation_id",
+)
+
+
+class DataFormatError(ValueError):
+    """A data file or a list of texts does not have the expected format."""
+
+
+class ChecksumError(ValueError):
+    """A data file's checksum differs from the pinned one."""
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A data file could be found in none of the places of the resolution order."""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One pinned data file.
+
+    Attributes:
+        relpath: Path inside the data dir (``$MEMRECALL_DATA_DIR`` or the cache).
+        url: Pinned download URL.
+        sha256: Expected sha256: of the file's bytes (``checksum == "bytes"``) or of the
+            canonical JSON of its records (``checksum == "content"``, see
+            :func:`content_sha256`).
+        checksum: ``"bytes"`` or ``"content"``.
+        fields: For a content checksum, the pinned fields (the first one orders the records).
+        description: One line on what the file is.
+
+    """
+
+    relpath: str
+    url: str
+    sha256: str
+    checksum: str = "bytes"
+    description: str = ""
+    fields: tuple[str, ...] = ()
+
+DATA_SOURCES: dict[str, DataSource] = {
+    "idiomem": DataSource(
+        "idiomem/idiomem.jsonl",
+        f"{_IDIOMEM_RAW}/idiomem.jsonl",
+        "4f7cb66587418558af7918fbcb5c7cee8979d5a9b9f814c485126f37a58f56f2",
+        description="IdioMem: 852 English idioms with the four filter flags",
+    ),
+    "ef_idioms": DataSource(
+        "idiomem/ef_idioms.txt",
+        f"{_IDIOMEM_RAW}/data/ef_idioms.txt",
+        "32b1c45e4d214a03851d8140f6c6446dd23e8acab98424d67e54b290bbbed420",
+        description="raw EF idiom list (tab-separated idiom and usage)",
+    ),
+    "epic_idioms": DataSource(
+        "idiomem/EPIC_unique_Idioms.txt",
+        f"{_IDIOMEM_RAW}/data/EPIC_unique_Idioms.txt",
+        "97c7ec9a0f40b84f23f75b09cee324b9bfad16d8b2c176d0a95636d27b1ae41b",
+        description="raw EPIE-style idiom list, one idiom a line",
+    ),
+    "lidioms": DataSource(
+        "idiomem/LIdioms_english.ttl",
+        f"{_IDIOMEM_RAW}/data/LIdioms_english.ttl",
+        "515b7bc2697f2f8c5f6b48242111e220d10c4b14fd66d630de0a6eb9e19a616b",
+        description="raw LIdioms English idioms (Turtle/RDF)",
+    ),
+    "wikitext2_test": DataSource(
+        "wikitext-2/test.txt",
+        f"{_WIKITEXT_RAW}/test.txt",
+        "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+        description="WikiText-2 (tokenized, v1) test split, one paragraph a line",
+    ),
+    "wikitext2_valid": DataSource(
+        "wikitext-2/valid.txt",
+        f"{_WIKITEXT_RAW}/valid.txt",
+        "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+        description="WikiText-2 (tokenized, v1) validation split, one paragraph a line",
+    ),
+    "facts": DataSource(
+        "facts/known_1000.json",
+        _FACTS_URL,
+        # Content checksum: the upstream file has extra fields, the shared copy only
+        # FACTS_FIELDS, so their bytes differ but their canonical content does not.
+        "0ff3536fc767a71b18079a9a4426a4ae97d46f16e3536c25ace27604f53cdc7b",
+        checksum="content",
+        description="ROME known_1000.json: 1,209 factual prompts with their attribute",
+        fields=FACTS_FIELDS,
+    ),
+}
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def sha256_file(path: str | Path) -> str:
+    """Return the hex sha256 of a file's bytes.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The lowercase hex digest.
+
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_sha256(records: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:
+    """Return the content checksum of JSON records.
+
+    The sha256 of ``json.dumps`` of the records sorted by ``fields[0]`` and restricted to
+    ``fields`` (``sort_keys=True, ensure_ascii=False, separators=(",", ":")``). Extra fields
+    and the file's layout do not change it.
+
+    Args:
+        records: The parsed records (each must have all of ``fields``).
+        fields: The pinned fields.
+
+    Returns:
+        The lowercase hex digest.
+
+    """
+    canon = [{k: rec[k] for k in fields} for rec in sorted(records, key=lambda r: r[fields[0]])]
+    text = json.dumps(canon, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def parse_records(raw: bytes, fields: Sequence[str], where: str) -> list[dict[str, Any]]:
+    """The records of a JSON file's bytes: a list of objects, each with every one of ``fields``.
+
+    Raises:
+        DataFormatError: bad UTF-8 or JSON, not a list of objects, or a record without a field
+            (the message names ``where`` and the record index).
+    """
+    try:
+        records = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataFormatError(f"{where}: not valid UTF-8 JSON: {err}") from None
+    if not isinstance(records, list):
+        raise DataFormatError(f"{where}: expected a JSON list of records, got {type(records)}")
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise DataFormatError(f"{where}: record {i}: expected an object, got {rec!r:.60}")
+        for field in fields:
+            if field not in rec:
+                raise DataFormatError(f"{where}: record {i}: missing field '{field}'")
+    return records
+
+
+def _records_checksum(raw: bytes, fields: Sequence[str], where: str) -> str:
+    records = parse_records(raw, fields, where)
+    try:
+        return content_sha256(records, fields)
+    except TypeError as err:  # records whose first field mixes types cannot be ordered
+        raise DataFormatError(f"{where}: field '{fields[0]}' cannot order the records: {err}"
+                              ) from None
+
+
+def _actual_checksum(source: DataSource, raw: bytes, where: str) -> str:
+    if source.checksum == "content":
+        return _records_checksum(raw, source.fields, where)
+    return hashlib.sha256(raw).hexdigest()
+
+
+# (resolved path, mtime_ns, size, checksum kind) -> actual checksum
+_VERIFIED: dict[tuple[str, int, int, str], str] = {}
+
+
+def file_key(path: Path, kind: str) -> tuple[str, int, int, str]:
+    """``(resolved path, mtime_ns, size, kind)``: an in-process cache key for a file's contents."""
+    st = path.stat()
+    return (str(path.resolve()), st.st_mtime_ns, st.st_size, kind)
+
+
+def verify_data_file(key: str, path: str | Path) -> Path:
+    """Check a file against the pinned checksum of ``DATA_SOURCES[key]``.
+
+    The result is cached in-process per (path, mtime, size), so repeated loads do not re-hash.
+
+    Args:
+        key: A key of :data:`DATA_SOURCES`.
+        path: The file to check.
+
+    Returns:
+        The path, unchanged, as a :class:`~pathlib.Path`.
+
+    Raises:
+        ChecksumError: The file's checksum differs from the pinned one.
+
+    """
+    source = _source(key)
+    path = Path(path)
+    cache_key = file_key(path, source.checksum)
+    actual = _VERIFIED.get(cache_key)
+    if actual is None:
+        if source.checksum == "content":
+            actual = _actual_checksum(source, path.read_bytes(), str(path))
+        else:
+            actual = sha256_file(path)
+        _VERIFIED[cache_key] = actual
+    if actual != source.sha256:
+        what = "content sha256" if source.checksum == "content" else "sha256"
+        raise ChecksumError(
+            f"{path}: {what} mismatch for data file '{source.relpath}' ({key}).\n"
+            f"  expected {source.sha256}\n  actual   {actual}\n"
+            f"The file is corrupt or a different version. Delete it (or fix the folder it came "
+            f"from) so that a good copy is used or re-downloaded from {source.url}"
+        )
+    return path
+
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def _source(key: str) -> DataSource:
+    try:
+        return DATA_SOURCES[key]
+    except KeyError:
+        raise KeyError(f"unknown data file {key!r}; known: {sorted(DATA_SOURCES)}") from None
+
+
+def default_cache_dir() -> Path:
+    """Return the download cache: ``<repo>/data``, else ``~/.cache/memrecall/data``.
+
+    ``<repo>/data`` is used when the package runs from a checkout (a ``pyproject.toml`` beside
+    ``data/``) whose ``data/`` folder is writable or can be created.
+
+    Returns:
+        The cache folder (it may not exist yet).
+
+    """
+    repo = repo_root()
+    data = repo / "data"
+    if (repo / "pyproject.toml").is_file():
+        if data.is_dir() and os.access(data, os.W_OK):
+            return data
+        if not data.exists() and os.access(repo, os.W_OK):
+            return data
+    return Path.home() / ".cache" / "memrecall" / "data"
+
+
+def download(url: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> bytes:
+    """The bytes at ``url`` (no checks: :func:`resolve_data_file` verifies them)."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return resp.read()
+
+
+def _env_candidates(value: str, relpath: str) -> list[Path]:
+    base = Path(value).expanduser()
+    if base.is_absolute():
+        return [base / relpath]
+    # A relative $MEMRECALL_DATA_DIR: from the current folder, then from the project root.
+    out = [(repo_root() / base / relpath).resolve()]
+    try:
+        out.insert(0, (Path.cwd() / base / relpath).resolve())
+    except OSError:  # the current folder was deleted
+        pass
+    return list(dict.fromkeys(out))
+
+
+def resolve_data_file(key: str, path: str | Path | None = None, *, verify: bool = True) -> Path:
+    """Find a data file, downloading it into the cache if needed.
+
+    Order: (1) ``path`` (the file, or a folder laid out like the data dir), (2)
+    ``$MEMRECALL_DATA_DIR/<relpath>``, (3) the cache (:func:`default_cache_dir`), (4) the
+    pinned URL, verified and then written atomically into the cache.
+
+    Args:
+        key: A key of :data:`DATA_SOURCES`, e.g. ``"idiomem"`` or ``"wikitext2_test"``.
+        path: Optional explicit file or data folder.
+        verify: Check a file found in (1)-(3) against the pinned checksum. A download is
+            always checked. Loaders pass False and call :func:`verify_data_file` after
+            parsing, so that a malformed file gets a format error with a line number.
+
+    Returns:
+        The absolute path of the file.
+
+    Raises:
+        ChecksumError: The file found (or downloaded) has the wrong checksum.
+        DataNotFoundError: All four places failed; the message lists each one.
+
+    """
+    source = _source(key)
+    tried: list[str] = []
+
+    def found(p: Path) -> Path:
+        p = p.resolve()
+        return verify_data_file(key, p) if verify else p
+
+    # (1) explicit path
+    if path is None:
+        tried.append("1. explicit path argument: none given")
+    else:
+        p = Path(path).expanduser()
+        cand = p / source.relpath if p.is_dir() else p
+        if cand.is_file():
+            return found(cand)
+        tried.append(f"1. explicit path argument: {cand} does not exist")
+
+    # (2) $MEMRECALL_DATA_DIR
+    env = os.environ.get(DATA_DIR_ENV)
+    if not env:
+        tried.append(f"2. ${DATA_DIR_ENV}: not set")
+    else:
+        cands = _env_candidates(env, source.relpath)
+        for cand in cands:
+            if cand.is_file():
+                return found(cand)
+        tried.append(
+            f"2. ${DATA_DIR_ENV}={env}: " + ", ".join(f"{c} does not exist" for c in cands)
+        )
+
+    # (3) download cache
+    cache = default_cache_dir()
+    cached = cache / source.relpath
+    if cached.is_file():
+        return found(cached)
+    tried.append(f"3. download cache: {cached} does not exist")
+
+    # (4) download
+    try:
+        raw = download(source.url)
+    except Exception as err:  # reported in the one error below
+        tried.append(f"4. download from {source.url}: failed: {type(err).__name__}: {err}")
+    else:
+        actual = _actual_checksum(source, raw, source.url)
+        if actual != source.sha256:
+            raise ChecksumError(
+                f"download of '{source.relpath}' from {source.url} has the wrong checksum "
+                f"(nothing was written).\n  expected {source.sha256}\n  actual   {actual}\n"
+                f"The upstream file changed or the download was corrupted; try again, or get "
+                f"the file from a copy of the shared data folder and set ${DATA_DIR_ENV}."
+            )
+        try:
+            atomic_write_bytes(cached, raw)
+        except OSError as err:
+            tried.append(f"4. download from {source.url}: ok, but writing {cached} failed: {err}")
+        else:
+            _VERIFIED[file_key(cached, source.checksum)] = actual
+            return cached.resolve()
+
+    raise DataNotFoundError(
+        f"data file '{source.relpath}' ({key}: {source.description}) was not found. Tried:\n  "
+        + "\n  ".join(tried)
+        + f"\nTo fix: set {DATA_DIR_ENV} to a folder laid out like ../shared/data (for example "
+        f"`export {DATA_DIR_ENV}=/path/to/shared/data`), pass path=..., or run once with network "
+        f"access so the file is downloaded into {cache}."
+    )
+
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_texts(texts: Iterable[str]) -> list[str]:
+    """Check texts for probing: each needs a prompt and a final target word.
+
+    Args:
+        texts: The texts (any iterable, e.g. a list or a pandas Series).
+
+    Returns:
+        The texts as a list, unchanged.
+
+    Raises:
+        DataFormatError: A text is not a string, is empty/whitespace-only or has one word;
+            the message names its row (0-based position).
+
+    """
+    out = list(texts)
+    hint = "a probe needs a prompt and a target word"
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise DataFormatError(f"row {i}: expected a string, got {type(text).__name__}")
+        n_words = len(text.split())
+        if n_words == 0:
+            raise DataFormatError(f"row {i}: text {text!r} is empty or whitespace-only; {hint}")
+        if n_words == 1:
+            raise DataFormatError(f"row {i}: text {text!r} has one word; {hint}")
+    return out
