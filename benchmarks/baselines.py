@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from memrecall.batching import model_inputs, pad_right
 from memrecall.interventions import knockout, value_vectors
-from memrecall.lens import model_inputs, reference_logits
+from memrecall.lens import reference_logits
 from memrecall.models import LM
 
 
@@ -46,12 +47,7 @@ def plain_forward(lm: LM, prompts: list[str], batch_size: int = 64) -> None:
     pad = lm.tokenizer.pad_token_id or 0
     kwargs = {} if lm.is_masked else {"use_cache": False}
     for start in range(0, len(ids), batch_size):
-        batch = ids[start:start + batch_size]
-        longest = max(map(len, batch))
-        input_ids = torch.tensor([r + [pad] * (longest - len(r)) for r in batch],
-                                 device=lm.device)
-        mask = torch.tensor([[1] * len(r) + [0] * (longest - len(r)) for r in batch],
-                            device=lm.device)
+        input_ids, mask = pad_right(ids[start:start + batch_size], pad, lm.device)
         lm.arch.backbone(input_ids=input_ids, attention_mask=mask, **kwargs)
 
 

@@ -40,7 +40,7 @@ import torch
 
 import memrecall as mr
 from memrecall import interventions
-from memrecall.lens import (
+from memrecall.batching import (
     activation_token_budget,
     batch_overhead_tokens,
     model_inputs,
