@@ -413,3 +413,120 @@ def group_tests_by_model(tables: Mapping[str, pd.DataFrame], pairs: Sequence[tup
     tests = pd.concat(frames, ignore_index=True) if frames else \
         pd.DataFrame(columns=[*TEST_COLUMNS, "model"])
     return tests[["model", *TEST_COLUMNS]]
+
+
+# --- knockout sweep ---
+# The probe groups of memrecall.interventions.knockout_sweep and the paired tests of its per-probe
+# output (knockout_sweep(..., per_probe=True)). Layers stay 0-based (``start_layer``).
+
+
+def knockout_probe_groups(idiom_res: pd.DataFrame, wiki_res: pd.DataFrame | None, n: int,
+                          seed: int = 0) -> pd.DataFrame:
+    """The probes of a knockout sweep: up to ``n`` memorized, non-memorized and Wikipedia probes.
+
+    Args:
+        idiom_res: lens results of the idioms (``prompt``, ``target``, ``target_token``,
+            ``is_memorized``; e.g. :func:`memrecall.pipeline.idiom_results`).
+        wiki_res: the same for Wikipedia sentences (None: no Wikipedia group).
+        n: probes per group; a smaller group is taken whole (a missing one is absent).
+        seed: seeds the sample of each group.
+
+    Returns:
+        One frame (fresh index; groups in :data:`GROUPS` order, each in its original order) with
+        ``group``, ``source`` and the probe columns (``text``, ``prompt``, ``target``,
+        ``target_token``, ``is_memorized``) present in the inputs.
+    """
+    if n < 0:
+        raise ValueError(f"n must be non-negative, got {n}")
+    labelled = label_groups(idiom_res, wiki_res)
+    keep = [c for c in ("group", "source", "text", "prompt", "target", "target_token",
+                        "is_memorized") if c in labelled.columns]
+    parts = []
+    for group in group_order(labelled["group"]):
+        rows = labelled[labelled["group"] == group]
+        if len(rows) > n:
+            rows = rows.sample(n=n, random_state=seed).sort_index()
+        parts.append(rows[keep])
+    if not parts:
+        return pd.DataFrame(columns=keep)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _paired_wilcoxon(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p: NaN with fewer than 2 pairs or a NaN, 1 if all equal."""
+    diff = a - b
+    if len(diff) < 2 or np.isnan(diff).any():
+        return np.nan
+    if not np.any(diff):
+        return 1.0
+    return float(scipy_stats.wilcoxon(a, b).pvalue)
+
+
+def _key_columns(keys: list[str], key: Any) -> dict:
+    return dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+
+
+def early_late_table(detail: pd.DataFrame, window: int = 1) -> pd.DataFrame:
+    """Compare knockouts in early layers with late ones, per probe (which change more?).
+
+    For each probe and (control, k), the fraction of its windows of size ``window`` whose
+    knockout changed its prediction, over the first half of start layers (*early*) and over the
+    second half (*late*; the middle layer of an odd count is in neither). The two are compared
+    across probes with a two-sided Wilcoxon signed-rank test (paired; p = 1 when every
+    difference is 0, NaN with fewer than 2 probes).
+
+    Args:
+        detail: :func:`memrecall.interventions.knockout_sweep` output with ``per_probe=True``.
+        window: the window size to compare (1 = single layers).
+
+    Returns:
+        One row per ([group,] control, k): ``n_probes, early, late, difference`` (early - late,
+        mean over probes), ``p_value``.
+    """
+    rows = detail[detail["window"] == window]
+    starts = np.sort(rows["start_layer"].unique())
+    half = len(starts) // 2
+    early_layers, late_layers = set(starts[:half]), set(starts[len(starts) - half:])
+    rows = rows.assign(part=np.where(rows["start_layer"].isin(early_layers), "early",
+                                     np.where(rows["start_layer"].isin(late_layers), "late",
+                                              "middle")))
+    keys = (["group"] if "group" in rows.columns else []) + ["control", "k_requested"]
+    per_probe = (rows[rows["part"] != "middle"]
+                 .groupby([*keys, "probe", "part"], sort=False)["changed"].mean()
+                 .unstack("part").reset_index())
+    out = []
+    for key, part in per_probe.groupby(keys, sort=False):
+        early = part.get("early", pd.Series(np.nan, index=part.index)).to_numpy(float)
+        late = part.get("late", pd.Series(np.nan, index=part.index)).to_numpy(float)
+        out.append({**_key_columns(keys, key), "n_probes": len(part),
+                    "early": float(np.mean(early)), "late": float(np.mean(late)),
+                    "difference": float(np.mean(early - late)),
+                    "p_value": _paired_wilcoxon(early, late)})
+    return pd.DataFrame(out).rename(columns={"k_requested": "k"})
+
+
+def control_contrast(detail: pd.DataFrame, window: int = 1, control: str = "top",
+                     baseline: str = "random") -> pd.DataFrame:
+    """Compare two controls per probe (does ``control`` change more than ``baseline``?).
+
+    Per probe, the fraction of windows of size ``window`` whose knockout changed the prediction,
+    under ``control`` and under ``baseline``; compared across probes with a two-sided Wilcoxon
+    signed-rank test (p = 1 when every difference is 0, NaN with fewer than 2 probes).
+
+    Returns:
+        One row per ([group,] k): ``n_probes``, ``control`` and ``baseline`` means,
+        ``difference`` (control - baseline), ``p_value``.
+    """
+    rows = detail[(detail["window"] == window) & detail["control"].isin([control, baseline])]
+    keys = (["group"] if "group" in rows.columns else []) + ["k_requested"]
+    per_probe = (rows.groupby([*keys, "probe", "control"], sort=False)["changed"].mean()
+                 .unstack("control").reset_index())
+    out = []
+    for key, part in per_probe.groupby(keys, sort=False):
+        if control not in part or baseline not in part:
+            continue
+        a, b = part[control].to_numpy(float), part[baseline].to_numpy(float)
+        out.append({**_key_columns(keys, key), "n_probes": len(part),
+                    control: float(a.mean()), baseline: float(b.mean()),
+                    "difference": float((a - b).mean()), "p_value": _paired_wilcoxon(a, b)})
+    return pd.DataFrame(out).rename(columns={"k_requested": "k"})
