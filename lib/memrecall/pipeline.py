@@ -133,3 +133,139 @@ def facts_results(lm: LM, run: Settings) -> pd.DataFrame:
     facts = _sample(data.load_facts(), run.n_facts, run.seed)
     probes = make_probes(facts.drop(columns=["text"]), lm)
     return cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size)
+
+
+# --- knockout sweep ---
+# The sweep of notebook 05 through the results cache, and everything the notebook shows per model.
+# This section's own imports (all pointing down the stack):
+import dataclasses  # noqa: E402
+import time  # noqa: E402
+
+from . import interventions, report, stats  # noqa: E402
+from .interventions import SweepConfig  # noqa: E402
+from .results import cached, frame_sha256, result_key  # noqa: E402
+
+
+def cached_knockout_sweep(lm: LM, probes: pd.DataFrame, cache_dir: str | Path | None,
+                          config: SweepConfig | None = None, *, batch_size: int | None = None,
+                          progress: bool | None = None, resume: bool = True,
+                          **fields) -> pd.DataFrame:
+    """:func:`memrecall.interventions.knockout_sweep` through the results cache.
+
+    The key is the model, the probes (prompt, target token, group) and every
+    :class:`~memrecall.interventions.SweepConfig` field (plus the code fingerprint of
+    :func:`memrecall.results.result_key`); ``batch_size``, ``progress`` and ``resume`` change
+    speed, not numbers, and stay out of it. ``fields`` replace those of ``config``.
+    """
+    config = dataclasses.replace(config or SweepConfig(), **fields)
+    columns = [c for c in ("prompt", "target_token", config.group_column) if c in probes.columns]
+    key = result_key(lm, frame_sha256(probes, columns), "knockout_sweep", **config.key())
+    return cached(cache_dir, key, lambda: interventions.knockout_sweep(
+        lm, probes, config, batch_size=batch_size, progress=progress, resume=resume))
+
+
+KNOCKOUT_CONTROLS = ("top", "random", "all_but_top")
+"""The controls of notebook 05, in its order (top-k, the random control, the authors')."""
+
+
+def knockout_config(run: Settings) -> SweepConfig:
+    """The sweep of notebook 05 for ``run``: its k values and windows, per-probe rows.
+
+    Top-k and random-k neurons run in windows of up to ``run.knockout_max_window`` layers; the
+    all-but-top-k control on single layers only (keeping only k neurons in two layers at once
+    changes nearly everything).
+    """
+    widest = run.knockout_max_window
+    return SweepConfig(ks=run.knockout_ks, controls=KNOCKOUT_CONTROLS, seed=run.seed,
+                       max_window={"top": widest, "random": widest, "all_but_top": 1},
+                       per_probe=True)
+
+
+@dataclasses.dataclass
+class KnockoutResults:
+    """What notebook 05 shows for one model.
+
+    Attributes:
+        model: the registry name.
+        probes: the probe groups (:func:`memrecall.stats.knockout_probe_groups`).
+        detail: the per-probe sweep.
+        summary: :func:`memrecall.interventions.summarize_sweep` of ``detail``.
+        runtime: one row of the runtime table (layers, neurons, probes, configurations,
+            forwards, seconds; near 0 seconds when the sweep was read from the cache).
+        example_group: the group of the examples (``memorized``, or ``non-memorized`` when the
+            model memorizes none of the sampled idioms).
+        examples: :func:`memrecall.interventions.sub_update_examples` of a few probes of
+            ``example_group`` (None when that group is empty).
+        example_ranks: per example (columns ``prompt -> prediction``), the best rank of the
+            prediction over each layer's top-10 sub-updates, by layer (1-based index).
+    """
+
+    model: str
+    probes: pd.DataFrame
+    detail: pd.DataFrame
+    summary: pd.DataFrame
+    runtime: dict
+    example_group: str
+    examples: pd.DataFrame | None
+    example_ranks: pd.DataFrame | None
+
+    def describe(self) -> list[str]:
+        """What a run log says about this model: group sizes, configurations and time."""
+        sizes = self.probes["group"].value_counts().reindex(stats.GROUPS, fill_value=0)
+        lines = [f"{self.model}: {self.runtime['layers']} layers; probes "
+                 + ", ".join(f"{group} {count}" for group, count in sizes.items())
+                 + f"; {self.runtime['configurations']} configurations in "
+                 f"{self.runtime['seconds']:.1f} s (near 0: read from the cache)"]
+        if self.example_group != "memorized":
+            lines.append(f"    note: {self.model} memorizes none of the sampled idioms; the "
+                         "memorized group is absent and section 4 shows non-memorized idioms "
+                         "instead")
+        return lines
+
+
+def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
+                     n_examples: int = 3) -> KnockoutResults:
+    """Notebook 05 for one model: probe groups, the cached sweep, sub-update examples.
+
+    Reads the lens results of the idioms and the Wikipedia sentences (cached), draws up to
+    ``run.n_knockout`` probes per group (seeded), runs the sweep (cached), and reads the top
+    sub-updates of ``n_examples`` memorized idioms (non-memorized ones if there are none) at four
+    layers spread over the depth.
+
+    Args:
+        lm: the loaded model.
+        run: the settings.
+        config: the sweep (default :func:`knockout_config`); must be per-probe.
+        n_examples: idioms whose top sub-updates are read.
+    """
+    config = config or knockout_config(run)
+    if not config.per_probe:
+        raise ValueError("knockout_results needs a per-probe sweep (SweepConfig(per_probe=True))")
+    probes = stats.knockout_probe_groups(idiom_results(lm, run), wiki_results(lm, run),
+                                         run.n_knockout, seed=run.seed)
+    d_ff = interventions.mlp_width(lm)
+    n_configs = len(interventions.knockout_configs(lm.n_layers, d_ff, config.ks,
+                                                   config.max_window, config.controls))
+    started = time.perf_counter()
+    detail = cached_knockout_sweep(lm, probes, run.cache_dir, config, batch_size=run.batch_size)
+    seconds = time.perf_counter() - started
+    runtime = {"model": lm.name, "layers": lm.n_layers, "MLP neurons per layer": d_ff,
+               "probes": len(probes), "configurations": n_configs,
+               "forwards (probe x configuration)": len(probes) * n_configs, "seconds": seconds}
+
+    group = "memorized" if (probes["group"] == "memorized").any() else "non-memorized"
+    chosen = probes[probes["group"] == group].head(n_examples)
+    examples = ranks = None
+    if len(chosen):
+        layers = sorted({round(x * (lm.n_layers - 1) / 3) for x in range(4)})
+        examples = interventions.sub_update_examples(lm, chosen, layers, n_neurons=3,
+                                                     n_tokens=6, batch_size=run.batch_size)
+        best = interventions.prediction_rank_in_value_vectors(lm, chosen, k=10,
+                                                              batch_size=run.batch_size)
+        ranks = pd.DataFrame(
+            {f"{row.prompt} → {lm.tokenizer.decode([row.pred_token])!r}":
+             row.best_sub_update_pred_rank for row in best.itertuples()},
+            index=pd.Index(report.to_display_layer(pd.RangeIndex(lm.n_layers)), name="layer"))
+    return KnockoutResults(model=lm.name, probes=probes, detail=detail,
+                           summary=interventions.summarize_sweep(detail), runtime=runtime,
+                           example_group=group, examples=examples, example_ranks=ranks)
