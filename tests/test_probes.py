@@ -7,6 +7,7 @@ import memrecall as mr
 from memrecall.data import DataFormatError
 from memrecall.models import wrap
 from memrecall.models.tiny import build_tiny, gpt2_tokenizer
+from memrecall.probes import first_token_after, target_token_counts
 
 TRICKY = [
     "for crying out loud",
@@ -116,3 +117,24 @@ def test_frames_without_prompt_and_target_are_refused():
         mr.make_probes(pd.DataFrame({"idiom": ["break the ice"]}), lm)
     with pytest.raises(DataFormatError, match="row 0: empty target"):
         mr.make_probes(pd.DataFrame({"prompt": ["a b"], "target": [" "]}), lm)
+
+
+def test_first_token_after_the_boundary():
+    # "break the ice": prompt ends at 9; special tokens are skipped
+    bos, the, ice = (0, 0), (5, 9), (9, 13)
+    assert first_token_after([bos, (0, 5), the, ice], [1, 0, 0, 0], 9) == 3
+    # a SentencePiece "▁" alone (the space before the word) starts the word
+    assert first_token_after([(0, 5), (5, 9), (9, 10), (10, 13)], None, 9) == 2
+    # a zero-width byte-level "Ġ" at the boundary starts the word too
+    assert first_token_after([(0, 5), (5, 9), (9, 9), (10, 13)], None, 9) == 2
+    with pytest.raises(IndexError):
+        first_token_after([(0, 5), (5, 9)], None, 9)
+
+
+def test_token_counts_start_at_the_target_token(lm):
+    """make_probes and target_token_counts apply the same boundary rule."""
+    probes = mr.make_probes(TRICKY, lm)
+    counts = target_token_counts(probes, lm.tokenizer)
+    for row, count in zip(probes.itertuples(), counts, strict=True):
+        ids = content_ids(lm, row.text)
+        assert ids[len(ids) - count] == row.target_token, row.text

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import memrecall as mr
-from memrecall.lens import model_inputs
+from memrecall.batching import model_inputs
 
 pytestmark = pytest.mark.slow
 

@@ -20,6 +20,7 @@ from .models import LM
 __all__ = [
     "ACTIVATION_BYTES",
     "BATCH_OVERHEAD_TOKENS",
+    "activation_bytes",
     "activation_token_budget",
     "batch_overhead_tokens",
     "halve_on_oom",
