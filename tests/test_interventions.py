@@ -1,13 +1,18 @@
 """Neuron scores and knockouts are exact: checked against manual forwards on the tiny models."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 import memrecall as mr
+from memrecall import hooks, pipeline, report, stats
 from memrecall import interventions as iv
-from memrecall.lens import model_inputs
+from memrecall.batching import model_inputs, pad_right
+from memrecall.interventions import resume
 
 TEXTS = [
     "it's raining cats and dogs",
@@ -25,10 +30,7 @@ def probes(tiny):
 def padded(lm, prompts):
     """Right-padded batch as the library builds it, plus the prediction positions."""
     ids, positions = model_inputs(lm, prompts)
-    longest = max(map(len, ids))
-    pad = lm.tokenizer.pad_token_id or 0
-    input_ids = torch.tensor([row + [pad] * (longest - len(row)) for row in ids])
-    mask = torch.tensor([[1] * len(row) + [0] * (longest - len(row)) for row in ids])
+    input_ids, mask = pad_right(ids, lm.tokenizer.pad_token_id or 0, "cpu")
     return input_ids, mask, torch.tensor(positions)
 
 
@@ -302,12 +304,12 @@ def test_random_control_is_seeded(tiny, probes):
     again = iv.knockout_sweep(tiny, probes, seed=3, **kwargs)
     pd.testing.assert_frame_equal(first, again)
     width = iv.mlp_width(tiny)
-    drawn = iv._random_neurons(len(probes), tiny.n_layers, width, 5, seed=3)
-    assert torch.equal(drawn, iv._random_neurons(len(probes), tiny.n_layers, width, 5, seed=3))
-    other = iv._random_neurons(len(probes), tiny.n_layers, width, 5, seed=4)
+    drawn = iv.random_neurons(len(probes), tiny.n_layers, width, 5, seed=3)
+    assert torch.equal(drawn, iv.random_neurons(len(probes), tiny.n_layers, width, 5, seed=3))
+    other = iv.random_neurons(len(probes), tiny.n_layers, width, 5, seed=4)
     assert not torch.equal(drawn, other)
     assert all(len(set(row.tolist())) == 5 for row in drawn.reshape(-1, 5))  # distinct
-    nested = iv._random_neurons(len(probes), tiny.n_layers, width, 2, seed=3)
+    nested = iv.random_neurons(len(probes), tiny.n_layers, width, 2, seed=3)
     assert torch.equal(nested, drawn[..., :2])
     # the sweep used exactly these draws: redo probe 0, layer 2 by hand
     with iv.knockout(tiny, {2: drawn[0, 2]}):
@@ -317,17 +319,47 @@ def test_random_control_is_seeded(tiny, probes):
 
 def test_cached_sweep_is_computed_once(tiny, probes, tmp_path, monkeypatch):
     kwargs = dict(ks=(2,), max_window=1, controls=("top",))
-    first = iv.cached_knockout_sweep(tiny, probes, tmp_path, **kwargs)
+    first = pipeline.cached_knockout_sweep(tiny, probes, tmp_path, **kwargs)
     assert len(list(tmp_path.glob("*knockout_sweep*.parquet"))) == 1
 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed")
 
     monkeypatch.setattr(iv, "knockout_sweep", fail)
-    pd.testing.assert_frame_equal(iv.cached_knockout_sweep(tiny, probes, tmp_path, **kwargs),
+    pd.testing.assert_frame_equal(pipeline.cached_knockout_sweep(tiny, probes, tmp_path, **kwargs),
                                   first)
+    # the same fields as a config, and how it runs (batch size, resuming): the same result
+    config = iv.SweepConfig(**kwargs)
+    pd.testing.assert_frame_equal(
+        pipeline.cached_knockout_sweep(tiny, probes, tmp_path, config, batch_size=1,
+                                       resume=False), first)
     with pytest.raises(AssertionError, match="recomputed"):  # another seed is another result
-        iv.cached_knockout_sweep(tiny, probes, tmp_path, seed=1, **kwargs)
+        pipeline.cached_knockout_sweep(tiny, probes, tmp_path, seed=1, **kwargs)
+    with pytest.raises(AssertionError, match="recomputed"):  # every config field is in the key
+        pipeline.cached_knockout_sweep(tiny, probes, tmp_path, config, scope="prediction")
+
+
+def test_sweep_config_is_the_key(tiny, probes):
+    config = iv.SweepConfig(ks=[5, 2], max_window={"top": 2}, controls=["top"], seed=7)
+    assert config.ks == (5, 2) and config.controls == ("top",)
+    assert config.key() == {"ks": [5, 2], "max_window": {"top": 2}, "controls": ["top"],
+                            "scope": "all", "seed": 7, "per_probe": False,
+                            "group_column": "group"}
+    assert hash(config) == hash(iv.SweepConfig(ks=(5, 2), max_window={"top": 2},
+                                               controls=("top",), seed=7))
+    assert config != iv.SweepConfig(ks=(5, 2), max_window={"top": 2}, controls=("top",))
+    with pytest.raises(AttributeError):
+        config.seed = 1  # frozen
+    with pytest.raises(ValueError, match="control"):
+        iv.SweepConfig(controls=("nope",))
+    with pytest.raises(ValueError, match="scope"):
+        iv.SweepConfig(scope="everywhere")
+    with pytest.raises(TypeError):  # not a field
+        iv.knockout_sweep(tiny, probes, kz=(1,))
+    by_fields = iv.knockout_sweep(tiny, probes, ks=(3,), max_window=1, controls=("top",))
+    by_config = iv.knockout_sweep(tiny, probes, iv.SweepConfig(ks=(3,), max_window=1,
+                                                               controls=("top",)))
+    pd.testing.assert_frame_equal(by_fields, by_config)
 
 
 def test_configs_cap_and_dedupe():
@@ -343,6 +375,43 @@ def test_configs_cap_and_dedupe():
 
 
 # --- vocabulary projections --------------------------------------------------------------------
+
+def test_zero_neurons_hook():
+    x = torch.arange(1.0, 25.0).reshape(2, 3, 4)  # (batch, seq, width)
+    mask = torch.tensor([[True, False, False, True], [False, True, False, False]])
+    module = torch.nn.Identity()
+    with hooks.forward_hooks([(module, hooks.zero_neurons_hook(mask))], pre=True):
+        everywhere = module(x)
+    with hooks.forward_hooks([(module, hooks.zero_neurons_hook(mask, torch.tensor([2, 0])))],
+                             pre=True):
+        at_one = module(x)
+    expected = x.clone()
+    expected[0, :, [0, 3]] = 0
+    expected[1, :, 1] = 0
+    assert torch.equal(everywhere, expected)
+    expected = x.clone()
+    expected[0, 2, [0, 3]] = 0
+    expected[1, 0, 1] = 0
+    assert torch.equal(at_one, expected)
+    with pytest.raises(ValueError, match="my hook: neuron sets for 2 rows"):
+        hooks.zero_neurons_hook(mask, name="my hook")(module, (x[:1].repeat(3, 1, 1),))
+
+
+def test_moved_names_still_resolve_from_interventions():
+    assert iv.knockout_verdicts is report.knockout_verdicts
+    assert iv.early_late_table is stats.early_late_table
+    assert iv.control_contrast is stats.control_contrast
+    assert iv.knockout_probe_groups is stats.knockout_probe_groups
+    assert iv.cached_knockout_sweep is pipeline.cached_knockout_sweep
+    with pytest.raises(AttributeError):
+        iv.Control  # noqa: B018  (dead, deleted)
+    # importing the engine loads nothing above it
+    code = ("import sys, memrecall.interventions; print(sorted(m for m in sys.modules if m in "
+            "{'memrecall.stats', 'memrecall.report', 'memrecall.results', 'memrecall.pipeline', "
+            "'memrecall.analysis'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
 
 def test_value_vector_tokens(tiny):
     layer, neuron = tiny.n_layers - 1, 5
@@ -371,30 +440,53 @@ def test_prediction_rank_in_value_vectors(tiny, probes):
                 assert res.sub_update_pred_rank[row][layer, j] == int((logits > logits[pred]).sum())
         np.testing.assert_array_equal(res.best_sub_update_pred_rank[row],
                                       res.sub_update_pred_rank[row].min(axis=1))
+    # the tile size changes memory and speed, never the numbers
+    small = iv.prediction_rank_in_value_vectors(tiny, probes, k=k, tile_bytes=1)
+    for column in ("sub_update_neurons", "sub_update_pred_rank"):
+        np.testing.assert_array_equal(np.stack(small[column]), np.stack(res[column]))
 
 
 def test_resumed_forward_equals_a_whole_forward(tiny, probes):
-    batch = iv._batches(tiny, list(probes.prompt), None, trace=True)[0]
+    batch = resume.probe_batches(tiny, list(probes.prompt), None, trace=True)[0]
     with torch.no_grad():
-        trace = iv._trace(tiny, batch)
-        assert trace is not None  # the tiny architectures chain their blocks simply
-        whole, _ = iv._forward(tiny, batch)
+        run = iv.CleanRun(tiny, batch)
+        assert run.resumes  # the tiny architectures chain their blocks simply
+        whole, _ = resume.forward(tiny, batch)
         for start in range(tiny.n_layers):
-            assert torch.equal(iv._resume(tiny, batch, trace, start), whole)
+            assert torch.equal(run.forward_from(start), whole)
         neurons = {2: torch.arange(30)}
         with iv.knockout(tiny, neurons):
-            knocked, _ = iv._forward(tiny, batch)
-            assert torch.equal(iv._resume(tiny, batch, trace, 2), knocked)
+            knocked, _ = resume.forward(tiny, batch)
+            assert torch.equal(run.forward_from(2), knocked)
         assert not torch.equal(knocked, whole)
+        unrecorded = iv.CleanRun(tiny, batch, resume=False)  # whole forwards, same numbers
+        assert not unrecorded.resumes
+        assert torch.equal(unrecorded.forward_from(2), whole)
 
 
-def test_sweep_with_and_without_resuming_agree(tiny, probes, monkeypatch):
+def test_sweep_with_and_without_resuming_agree(tiny, probes):
     kwargs = dict(ks=(4,), max_window=2, per_probe=True, scope="prediction",
                   controls=("top", "random"))
     resumed = iv.knockout_sweep(tiny, probes, **kwargs)
-    monkeypatch.setattr(iv, "RESUME", False)
-    whole = iv.knockout_sweep(tiny, probes, **kwargs)
+    whole = iv.knockout_sweep(tiny, probes, resume=False, **kwargs)
     pd.testing.assert_frame_equal(resumed, whole)
+
+
+def test_batches_split_on_out_of_memory(tiny, probes):
+    batches = resume.probe_batches(tiny, list(probes.prompt))
+    assert len(batches) == 1 and len(batches[0].rows) == len(probes)
+
+    def run(batch):
+        if len(batch.rows) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return int(batch.rows[0])
+
+    done = resume.map_batches(tiny, batches, run)
+    assert sorted(result for _, result in done) == list(range(len(probes)))
+    assert [len(b.rows) for b in batches] == [1] * len(probes)  # later passes start split
+    with pytest.raises(ValueError, match="not memory"):
+        resume.map_batches(tiny, batches, lambda batch: (_ for _ in ()).throw(
+            ValueError("not memory")))
 
 
 # --- notebook helpers -----------------------------------------------------------------------------
@@ -412,17 +504,17 @@ def lens_like(n_mem, n_non, n_wiki):
 
 def test_knockout_probe_groups_samples_each_group():
     idioms, wiki = lens_like(3, 10, 8)
-    groups = iv.knockout_probe_groups(idioms, wiki, n=5, seed=1)
+    groups = stats.knockout_probe_groups(idioms, wiki, n=5, seed=1)
     assert list(groups.group.value_counts().reindex(["memorized", "non-memorized", "wikipedia"])) \
         == [3, 5, 5]
     assert list(groups.columns) == ["group", "source", "text", "prompt", "target",
                                     "target_token", "is_memorized"]
     non = groups[groups.group == "non-memorized"].target_token
     assert non.is_monotonic_increasing  # original order kept
-    pd.testing.assert_frame_equal(groups, iv.knockout_probe_groups(idioms, wiki, n=5, seed=1))
-    assert not groups.equals(iv.knockout_probe_groups(idioms, wiki, n=5, seed=2))
+    pd.testing.assert_frame_equal(groups, stats.knockout_probe_groups(idioms, wiki, n=5, seed=1))
+    assert not groups.equals(stats.knockout_probe_groups(idioms, wiki, n=5, seed=2))
     # no memorized idioms (random smoke models): the group is simply absent
-    none = iv.knockout_probe_groups(*lens_like(0, 4, 4), n=5)
+    none = stats.knockout_probe_groups(*lens_like(0, 4, 4), n=5)
     assert set(none.group) == {"non-memorized", "wikipedia"}
 
 
@@ -442,6 +534,8 @@ def test_window_matrix_panels_and_profile(tiny, probes):
     panels = iv.window_panels(summary, "random")
     assert list(panels) == ["random 2 neurons per layer", "random 5 neurons per layer"]
     assert list(panels["random 2 neurons per layer"]) == ["memorized (n=2)", "wiki (n=2)"]
+    reordered = iv.window_panels(summary, "random", groups=["wiki", "memorized"])
+    assert list(reordered["random 2 neurons per layer"]) == ["wiki (n=2)", "memorized (n=2)"]
     profile = iv.layer_profile(summary)
     assert len(profile) == 2 * 2 * 2 * n
     assert profile.layer.min() == 1 and profile.layer.max() == n
@@ -463,19 +557,19 @@ def synthetic_detail(n_probes=6, n_layers=4):
 
 def test_early_late_table_and_control_contrast():
     detail = synthetic_detail()
-    table = iv.early_late_table(detail)
+    table = stats.early_late_table(detail)
     top = table[table.control == "top"].iloc[0]
     assert top.early == pytest.approx(4 / 6) and top.late == 0
     assert top.difference == pytest.approx(4 / 6) and top.n_probes == 6
     assert 0 < top.p_value < 0.2
     random = table[table.control == "random"].iloc[0]
     assert random.difference == 0 and random.p_value == 1
-    contrast = iv.control_contrast(detail)
+    contrast = stats.control_contrast(detail)
     assert list(contrast.columns) == ["group", "k", "n_probes", "top", "random", "difference",
                                       "p_value"]
     assert contrast.iloc[0]["top"] == pytest.approx(2 / 6) and contrast.iloc[0]["random"] == 0
     # odd layer counts leave the middle layer out
-    odd = iv.early_late_table(synthetic_detail(n_layers=5))
+    odd = stats.early_late_table(synthetic_detail(n_layers=5))
     assert odd[odd.control == "top"].iloc[0].early == pytest.approx(4 / 6)
 
 
@@ -502,10 +596,10 @@ def test_knockout_verdicts():
     detail = synthetic_detail(n_probes=12)
     other = synthetic_detail(n_probes=12).assign(group="wikipedia", changed=False)
     other["probe"] += 12
-    lines = iv.knockout_verdicts(pd.concat([detail, other], ignore_index=True))
+    lines = report.knockout_verdicts(pd.concat([detail, other], ignore_index=True))
     assert len(lines) == 3
     assert lines[0].startswith("top-10, memorized: early layers 67% vs late 0%")
     assert lines[0].endswith("early > late: yes")
     assert "memorized vs wikipedia" in lines[1] and lines[1].endswith("fragile: yes")
     assert lines[2].endswith("matter more: yes")
-    assert iv.knockout_verdicts(other)[0].startswith("no memorized probes")
+    assert report.knockout_verdicts(other)[0].startswith("no memorized probes")

@@ -119,3 +119,36 @@ def record_calls(modules: Sequence[nn.Module]) -> Iterator[list[Call | None]]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+def zero_neurons_hook(mask: torch.Tensor, positions: torch.Tensor | None = None,
+                      name: str = "zero_neurons") -> Callable:
+    """A forward-pre hook that zeroes chosen entries of a module's first input.
+
+    Register it with ``forward_hooks([(module, hook)], pre=True)``; the input is
+    ``(batch, seq, width)`` (e.g. the neuron activations entering an MLP's output projection).
+
+    Args:
+        mask: ``(batch, width)`` or ``(1, width)`` bool, True = zero that entry (one row per row
+            of the batch that will run, or one row for all).
+        positions: None to zero at every position; ``(batch,)`` to zero only at one position
+            per row.
+        name: how errors name the hook (e.g. ``"knockout of layer 3"``).
+    """
+    def hook(module, args):
+        x = args[0]  # (batch, seq, width)
+        if mask.shape[0] not in (1, x.shape[0]):
+            raise ValueError(f"{name}: neuron sets for {mask.shape[0]} rows, but the forward "
+                             f"pass has {x.shape[0]}")
+        if positions is None:
+            x = x.masked_fill(mask.unsqueeze(1), 0)
+        else:
+            if len(positions) != x.shape[0]:
+                raise ValueError(f"{name}: {len(positions)} positions for a batch of "
+                                 f"{x.shape[0]}")
+            rows = torch.arange(x.shape[0], device=x.device)
+            x = x.clone()
+            x[rows, positions] = x[rows, positions].masked_fill(mask, 0)
+        return (x, *args[1:])
+
+    return hook

@@ -1,0 +1,94 @@
+"""FFN sub-updates and neuron knockouts (Haviv et al. 2023, section 5; Geva et al. 2022).
+
+One engine that returns tensors and frames; no statistics, no prose (those are in
+:mod:`memrecall.stats` and :mod:`memrecall.report`), no cache (:mod:`memrecall.pipeline`).
+
+* :mod:`~memrecall.interventions.neurons`: value vectors, neuron scores ``|m_i| * ||v_i||``, the
+  top-k per layer, seeded random draws;
+* :mod:`~memrecall.interventions.knockout`: the :func:`knockout` context manager;
+* :mod:`~memrecall.interventions.resume`: probe batches and forwards, resumed at any block from a
+  recorded clean run;
+* :mod:`~memrecall.interventions.sweep`: :class:`SweepConfig`, :func:`knockout_sweep`,
+  :func:`summarize_sweep`;
+* :mod:`~memrecall.interventions.readout`: window matrices, layer profiles, value-vector
+  read-outs.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .knockout import Scope, knockout
+from .neurons import (
+    TopNeurons,
+    mlp_width,
+    neuron_scores,
+    random_neurons,
+    top_neurons,
+    value_vector_logits,
+    value_vector_tokens,
+    value_vectors,
+)
+from .readout import (
+    layer_profile,
+    prediction_rank_in_value_vectors,
+    sub_update_examples,
+    window_matrix,
+    window_panels,
+)
+from .resume import CleanRun
+from .sweep import (
+    CONTROLS,
+    DEFAULT_KS,
+    SWEEP_KEYS,
+    SweepConfig,
+    knockout_configs,
+    knockout_sweep,
+    summarize_sweep,
+)
+
+__all__ = [
+    "CONTROLS",
+    "DEFAULT_KS",
+    "SWEEP_KEYS",
+    "CleanRun",
+    "Scope",
+    "SweepConfig",
+    "TopNeurons",
+    "knockout",
+    "knockout_configs",
+    "knockout_sweep",
+    "layer_profile",
+    "mlp_width",
+    "neuron_scores",
+    "prediction_rank_in_value_vectors",
+    "random_neurons",
+    "sub_update_examples",
+    "summarize_sweep",
+    "top_neurons",
+    "value_vector_logits",
+    "value_vector_tokens",
+    "value_vectors",
+    "window_matrix",
+    "window_panels",
+]
+
+MOVED = {
+    "cached_knockout_sweep": "memrecall.pipeline",
+    "control_contrast": "memrecall.stats",
+    "early_late_table": "memrecall.stats",
+    "knockout_probe_groups": "memrecall.stats",
+    "knockout_verdicts": "memrecall.report",
+}
+"""Names that used to live here and moved up the stack: ``{name: its module now}``."""
+
+
+def __getattr__(name: str):
+    """Resolve a :data:`MOVED` name from its new module, on first use only.
+
+    Importing this package never imports the modules above it; only old code that asks for a
+    moved name (``interventions.knockout_verdicts``) loads that module.
+    """
+    if name in MOVED:
+        return getattr(importlib.import_module(MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

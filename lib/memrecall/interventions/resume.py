@@ -1,0 +1,212 @@
+"""Forward passes of probe batches for the interventions, whole or resumed at a block.
+
+A knockout in layers ``start..`` cannot change blocks before ``start``. :class:`CleanRun` records
+one clean forward of a batch (every block's inputs) and then runs only blocks ``start..`` on the
+recorded input of block ``start``, under whatever hooks are active: the same output as a whole
+forward, for about half the work on average over a sweep's windows.
+
+* :class:`ProbeBatch` / :func:`probe_batches`: right-padded batches of probes under the
+  activation budget (:mod:`memrecall.batching`), split in halves on out-of-memory
+  (:func:`map_batches`);
+* :func:`forward`: a whole forward of the backbone, read at the prediction positions;
+* :class:`CleanRun`: trace once, resume at any block (``resume=False``: whole forwards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..batching import (
+    activation_bytes,
+    activation_token_budget,
+    halve_on_oom,
+    model_inputs,
+    pad_right,
+    plan_batches,
+)
+from ..hooks import Call, capture_at_positions, capture_inputs_at_positions, record_calls
+from ..models import LM
+
+__all__ = ["CleanRun", "ProbeBatch", "forward", "map_batches", "probe_batches", "probe_frame",
+           "target_tokens"]
+
+
+# --- probes -----------------------------------------------------------------------------------
+
+def probe_frame(probes: pd.DataFrame | Sequence[str]) -> pd.DataFrame:
+    """A probe frame with a fresh index (plain prompts become a ``prompt`` column)."""
+    frame = (probes.reset_index(drop=True) if isinstance(probes, pd.DataFrame)
+             else pd.DataFrame({"prompt": list(probes)}))
+    if "prompt" not in frame.columns:
+        raise ValueError("needs a `prompt` column (use memrecall.make_probes)")
+    if len(frame) == 0:
+        raise ValueError("no probes")
+    return frame
+
+
+def target_tokens(lm: LM, frame: pd.DataFrame) -> torch.Tensor | None:
+    """``(n_probes,)`` int64 target tokens on the model's device; None without the column."""
+    if "target_token" not in frame.columns:
+        return None
+    return torch.tensor(np.array(frame["target_token"], dtype=np.int64), device=lm.device)
+
+
+# --- batches ----------------------------------------------------------------------------------
+
+@dataclass
+class ProbeBatch:
+    """One right-padded batch: ``rows`` index the probe frame."""
+
+    rows: torch.Tensor  # (batch,) probe indices, on the device
+    input_ids: torch.Tensor  # (batch, seq)
+    attention_mask: torch.Tensor  # (batch, seq)
+    positions: torch.Tensor  # (batch,) prediction positions
+
+    def halves(self) -> list[ProbeBatch]:
+        """The batch split in two (a single row cannot be split: ``[]``)."""
+        if len(self.rows) < 2:
+            return []
+        half = len(self.rows) // 2
+        return [ProbeBatch(*(t[part] for t in (self.rows, self.input_ids, self.attention_mask,
+                                                 self.positions)))
+                for part in (slice(None, half), slice(half, None))]
+
+
+def probe_batches(lm: LM, prompts: Sequence[str], batch_size: int | None = None,
+                  trace: bool = False) -> list[ProbeBatch]:
+    """Padded batches under the activation budget.
+
+    Args:
+        lm: the model.
+        prompts: one per probe.
+        batch_size: at most this many prompts per batch (default: the budget decides).
+        trace: leave room for every block's input (a :class:`CleanRun` keeps them all).
+    """
+    ids, positions = model_inputs(lm, prompts)
+    pad = lm.tokenizer.pad_token_id or 0
+    max_tokens = activation_token_budget(lm)
+    if trace:
+        per_token = 4 * (lm.n_layers + 1) * lm.arch.unembed_weight.shape[1]
+        max_tokens = max(64, min(max_tokens, activation_bytes(lm.device) // per_token))
+    out = []
+    for rows in plan_batches([len(r) for r in ids], max_tokens, batch_size):
+        input_ids, attention_mask = pad_right([ids[i] for i in rows], pad, lm.device)
+        out.append(ProbeBatch(
+            rows=torch.as_tensor(rows, dtype=torch.long, device=lm.device),
+            input_ids=input_ids, attention_mask=attention_mask,
+            positions=torch.tensor([positions[i] for i in rows], device=lm.device)))
+    return out
+
+
+def map_batches(lm: LM, batches: list[ProbeBatch],
+                fn: Callable[[ProbeBatch], Any]) -> list[tuple[ProbeBatch, Any]]:
+    """Apply ``fn`` to every batch; a batch that runs out of memory is redone in halves.
+
+    ``batches`` is updated in place to the batches actually run, so a later pass over the same
+    list starts from the halves.
+    """
+    out = halve_on_oom(batches, fn, ProbeBatch.halves, lm.device)
+    batches[:] = [batch for batch, _ in out]
+    return out
+
+
+# --- forwards ---------------------------------------------------------------------------------
+
+def _backbone_kwargs(lm: LM) -> dict:
+    return {} if lm.is_masked else {"use_cache": False}
+
+
+def forward(lm: LM, batch: ProbeBatch,
+            activations: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run the backbone on a batch (under whatever hooks are active).
+
+    Returns:
+        ``(batch, d)`` float32 last-block output at the prediction positions, through the final
+        norm (``lm.head.normalize``); and, with ``activations``, the ``(n_layers, batch, d_ff)``
+        neuron activations (inputs of ``lm.arch.mlp_out``) at the prediction positions.
+    """
+    modules = [lm.arch.mlp_out(layer) for layer in range(lm.n_layers)] if activations else []
+    with capture_at_positions([lm.arch.blocks[-1]], batch.positions) as last, \
+            capture_inputs_at_positions(modules, batch.positions) as acts:
+        lm.arch.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                         **_backbone_kwargs(lm))
+    normed = lm.head.normalize(last[0])
+    return normed, (torch.stack(acts) if activations else None)
+
+
+def _hidden(output) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple | list) else output
+
+
+def _block_input(call: Call) -> torch.Tensor:
+    return call.args[0] if call.args else call.kwargs["hidden_states"]
+
+
+def _trace(lm: LM, batch: ProbeBatch) -> list[Call] | None:
+    """A clean forward recording every block's inputs; None if the blocks are not a chain."""
+    with record_calls(lm.arch.blocks) as calls:
+        lm.arch.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                         **_backbone_kwargs(lm))
+    if any(call is None for call in calls):
+        return None
+    for before, after in zip(calls, calls[1:]):
+        previous, given = _hidden(before.output), _block_input(after)
+        if previous is not given and not torch.equal(previous, given):
+            return None
+    for call in calls:
+        call.output = None  # only the inputs are needed: free the rest
+    return calls
+
+
+class CleanRun:
+    """A batch's clean forward, recorded so that later forwards can start at any block.
+
+    Args:
+        lm: the model.
+        batch: the batch (its recorded inputs stay in memory as long as this object).
+        resume: record the clean run and resume later forwards at their first changed block
+            (default); False runs every forward whole. Both give the same numbers.
+
+    The recording is dropped (whole forwards instead) when the blocks do not form a simple
+    chain (a block's hidden-state input is not the previous block's output).
+    """
+
+    def __init__(self, lm: LM, batch: ProbeBatch, *, resume: bool = True) -> None:
+        self.lm, self.batch = lm, batch
+        self._calls = _trace(lm, batch) if resume else None
+
+    @property
+    def resumes(self) -> bool:
+        """Whether forwards resume from the recording (False: whole forwards)."""
+        return self._calls is not None
+
+    def forward_from(self, start: int) -> torch.Tensor:
+        """Run blocks ``start..`` on the recorded input of block ``start`` (under active hooks).
+
+        Blocks before ``start`` are not affected by changes at ``start`` or later, so this equals
+        a whole forward (:func:`forward`), which it runs when not resuming.
+
+        Returns:
+            ``(batch, d)`` float32: the last block's output at the prediction positions, through
+            the final norm.
+        """
+        if self._calls is None:
+            return forward(self.lm, self.batch)[0]
+        lm, trace = self.lm, self._calls
+        hidden = _block_input(trace[start])
+        for layer in range(start, lm.n_layers):
+            call = trace[layer]
+            if call.args:
+                output = lm.arch.blocks[layer](hidden, *call.args[1:], **call.kwargs)
+            else:
+                output = lm.arch.blocks[layer](*call.args,
+                                               **{**call.kwargs, "hidden_states": hidden})
+            hidden = _hidden(output)
+        rows = torch.arange(len(self.batch.positions), device=hidden.device)
+        return lm.head.normalize(hidden[rows, self.batch.positions])
