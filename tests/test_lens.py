@@ -175,3 +175,24 @@ def test_plan_batches_trades_padding_against_batch_overhead():
     dear = plan_batches(lengths, max_tokens=10_000, overhead_tokens=1_000)
     assert len(dear) == 1  # batches are dear: one padded batch
     assert len(plan_batches([], 100)) == 0
+
+
+def test_head_is_the_models_own_read_out(tiny, result):
+    probes, res = result
+    head = tiny.head
+    assert head is tiny.head and head.vocab_size == tiny.vocab_size
+    tokens = torch.tensor(probes.target_token.to_numpy(dtype=np.int64)).view(-1, 1)
+    with torch.inference_mode():
+        hidden = lens.block_outputs(tiny, *lens.model_inputs(tiny, list(probes.prompt)))
+        normed = head.normalize(hidden[-1])
+        logits = head.logits(normed)
+        pred, prob = head.predict(normed)
+        ranks, _ = head.rank_and_prob(normed, tokens)
+        own = head.token_logits(normed, tokens[:, 0])
+    for row, prompt in enumerate(probes.prompt):
+        torch.testing.assert_close(logits[row], reference_logits(tiny, prompt)[-1],
+                                   atol=1e-4, rtol=1e-4)
+    np.testing.assert_array_equal(pred.numpy(), res.pred_token.to_numpy())
+    torch.testing.assert_close(prob, torch.softmax(logits, -1).max(-1).values)
+    np.testing.assert_array_equal(ranks[:, 0].numpy(), [r[-1] for r in res.target_rank])
+    torch.testing.assert_close(own, logits.gather(1, tokens)[:, 0])

@@ -112,13 +112,14 @@ class Head:
             logits = torch.tanh(logits / arch.logit_softcap) * arch.logit_softcap
         return logits
 
+    @torch.no_grad()
     def scan(self, normed: torch.Tensor, tokens: torch.Tensor, argmax: bool = False) -> Scan:
         """One pass over the vocabulary: normaliser, ranks of ``tokens`` and optionally the argmax.
 
         The logits are computed tile by tile (rows x vocabulary chunk, into one reused buffer)
         and reduced in place: an online log-sum-exp, a count of strictly larger logits per
         scored token and a running maximum, so the full logits never exist and, on CPU, each
-        tile is reduced while it is still in cache.
+        tile is reduced while it is still in cache. No autograd (the buffers are reused).
 
         Args:
             normed: ``(rows, d)`` normed hidden states, float32.
