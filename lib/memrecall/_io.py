@@ -9,6 +9,7 @@ import functools
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 __all__ = [
     "atomic_write",
     "atomic_write_bytes",
+    "atomic_write_dir",
     "atomic_write_text",
     "code_fingerprint",
     "is_hub_id",
@@ -54,6 +56,24 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, raw: bytes) -> None:
     """:func:`atomic_write` of raw bytes."""
     atomic_write(path, lambda temp: temp.write_bytes(raw))
+
+
+def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Create the folder ``path`` all or nothing: ``write(temp folder)``, then a rename.
+
+    Raises:
+        OSError: the folder could not be written, or ``path`` appeared meanwhile (another
+            process got there first); the temp folder is removed either way.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        write(temp)
+        temp.rename(path)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
 
 
 def slug(text: str, max_len: int | None = 60) -> str:

@@ -9,9 +9,7 @@ profile.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-from .._io import is_hub_id, slug
+from .._io import atomic_write_dir, is_hub_id, slug
 from ..runmode import plain_progress
 from .architectures import UnsupportedArchitectureError, supported_model_types
 from .lm import LM
@@ -95,19 +93,20 @@ def _load_packaged_gguf(name: str, pinned: str, locate: Callable[[], Path], dtyp
     gguf = locate()
     model, tokenizer = _from_pretrained(gguf.parent, torch.float32, gguf_file=gguf.name,
                                         local_only=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
     # The weights are plain float tensors now; drop the GGUF marker that blocks saving.
     model.hf_quantizer = None
     model.is_quantized = False
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    try:
+
+    def save(temp: Path) -> None:
         model.save_pretrained(temp)
         tokenizer.save_pretrained(temp)
-        temp.rename(folder)
+
+    try:
+        atomic_write_dir(folder, save)
     except OSError:  # another process got there first, or the disk is read-only: still usable
-        shutil.rmtree(temp, ignore_errors=True)
+        pass
     return model.to(dtype), tokenizer
 
 
