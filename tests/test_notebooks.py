@@ -1,6 +1,8 @@
 """Every numbered notebook runs end to end in the smoke profile and produces its figures."""
 
 import json
+import re
+from itertools import combinations
 from pathlib import Path
 
 import papermill
@@ -9,7 +11,10 @@ import pytest
 from memrecall.reproduce import NOTEBOOKS, main, numbered_notebooks, run_notebook
 
 NOTEBOOK_FILES = numbered_notebooks()
-PARAMETERS = ["profile", "models", "device", "batch_size", "results_dir", "figures_dir"]
+PARAMETERS = ["profile", "models", "device", "batch_size", "results_dir", "figures_dir",
+              "interactive"]
+# A block of this many consecutive non-trivial code lines found in two notebooks is copied logic.
+REPEATED_LINES = 6
 
 
 def test_there_are_numbered_notebooks():
@@ -32,6 +37,41 @@ def test_source_notebook_is_clean(notebook):
         assert "\ndef " not in "\n" + "".join(cell["source"]), "a notebook defines a helper"
 
 
+def code_lines(notebook: Path) -> list[str]:
+    """The notebook's code, one stripped line each, without its parameters cell and without
+    lines that are blank, comments, imports or closing brackets (shared by design)."""
+    nb = json.loads(notebook.read_text())
+    out = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code" or "parameters" in cell.get("metadata", {}).get("tags", []):
+            continue
+        for line in "".join(cell["source"]).splitlines():
+            line = line.strip()
+            if line and not re.match(r"#|import |from \S+ import |[\])}]+,?$", line):
+                out.append(line)
+    return out
+
+
+def repeated_blocks(a: list[str], b: list[str], size: int = REPEATED_LINES) -> list[list[str]]:
+    """Blocks of ``size`` consecutive lines of ``a`` that also occur, in a row, in ``b``."""
+    windows = {tuple(b[i:i + size]) for i in range(len(b) - size + 1)}
+    return [a[i:i + size] for i in range(len(a) - size + 1) if tuple(a[i:i + size]) in windows]
+
+
+def test_repeated_block_detection():
+    shared = [f"x{i} = f(x{i - 1})" for i in range(REPEATED_LINES)]
+    assert repeated_blocks(["a = 1", *shared], [*shared, "b = 2"]) == [shared]
+    assert repeated_blocks(shared[:-1], shared) == []
+
+
+@pytest.mark.parametrize(("first", "second"), list(combinations(NOTEBOOK_FILES, 2)),
+                         ids=lambda p: p.stem[:2])
+def test_notebooks_share_no_block_of_code(first, second):
+    blocks = repeated_blocks(code_lines(first), code_lines(second))
+    assert not blocks, (f"{first.name} and {second.name} repeat a block of code (move it into "
+                        "memrecall):\n" + "\n".join(blocks[0]))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("notebook", NOTEBOOK_FILES, ids=lambda p: p.stem)
 def test_notebook_runs_in_smoke_profile(notebook, tmp_path, data_dir, monkeypatch):
@@ -40,7 +80,7 @@ def test_notebook_runs_in_smoke_profile(notebook, tmp_path, data_dir, monkeypatc
     figures, results = tmp_path / "figures", tmp_path / "results"
     output = tmp_path / notebook.name
     run_notebook(notebook, output, {"profile": "smoke", "results_dir": str(results),
-                                    "figures_dir": str(figures)})
+                                    "figures_dir": str(figures), "interactive": False})
     assert output.is_file()
     pngs = sorted(p.stem for p in figures.glob(f"{notebook.name[:2]}_*.png"))
     pdfs = sorted(p.stem for p in figures.glob(f"{notebook.name[:2]}_*.pdf"))
@@ -72,7 +112,7 @@ def test_failing_cell_names_the_notebook_and_error(tmp_path):
 
 def test_reproduce_stops_at_once_without_the_hub(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.setattr("memrecall.models.HUB_HOST", "hub.invalid")
+    monkeypatch.setattr("memrecall.models.loading.HUB_HOST", "hub.invalid")
     ran = []
     monkeypatch.setattr("memrecall.reproduce.run_notebook", lambda *a: ran.append(a))
     assert main(["--profile", "paper"]) == 2

@@ -13,6 +13,7 @@ Tables show layers 1-based, as the figures do (:func:`memrecall.report.to_displa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,20 @@ from .lens import block_outputs
 from .models import LM
 from .report import to_display_layer
 
-__all__ = ["idiom_explorer", "layer_top_k", "layer_top_tokens", "style_top_tokens",
-           "token_label"]
+__all__ = ["BATCH_NOTE", "Note", "example_tables", "idiom_explorer", "layer_top_k",
+           "layer_top_tokens", "style_top_tokens", "token_label"]
 
 BATCH_NOTE = "Batch run: the interactive explorer is skipped (open the notebook in JupyterLab)."
+
+
+@dataclass(frozen=True)
+class Note:
+    """A line of text that a notebook shows as it is (no quotes), in place of a widget."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def layer_top_k(lm: LM, prompt: str, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -157,13 +168,13 @@ def idiom_explorer(lm: LM, results: pd.DataFrame, k: int = 5, *, interactive: bo
     Returns:
         An ``ipywidgets.VBox`` (the dropdown above an HTML table; ``.children[0]`` is the
         dropdown, ``.children[1]`` the HTML widget it updates), or, when not ``interactive``,
-        the string :data:`BATCH_NOTE`.
+        a :class:`Note` saying so (:data:`BATCH_NOTE`).
 
     """
     if results.empty:
         raise ValueError("no probes to explore")
     if not interactive:
-        return BATCH_NOTE
+        return Note(BATCH_NOTE)
     import ipywidgets as widgets
 
     rows = results.reset_index(drop=True)
