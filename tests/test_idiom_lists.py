@@ -1,4 +1,4 @@
-"""Tests of memrecall.idiom_lists: parsers and the IdioMem construction rules."""
+"""Tests of memrecall.data.idiomem_rebuild: parsers and the IdioMem construction rules."""
 
 import pandas as pd
 import pytest

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__
+from . import __version__, lens
 from ._io import atomic_write, atomic_write_text, code_fingerprint, slug
 from .models import LM
 
@@ -92,8 +92,6 @@ def cached(cache_dir: str | Path | None, key: Mapping,
 def cached_project(lm: LM, probes: pd.DataFrame, cache_dir: str | Path | None,
                    **project_kwargs) -> pd.DataFrame:
     """:func:`memrecall.project` through the cache, keyed by model, probes and parameters."""
-    from .lens import project
-
     columns = [c for c in ("prompt", "target_token") if c in probes.columns]
     key = result_key(lm, frame_sha256(probes, columns), "project")
-    return cached(cache_dir, key, lambda: project(lm, probes, **project_kwargs))
+    return cached(cache_dir, key, lambda: lens.project(lm, probes, **project_kwargs))
