@@ -212,6 +212,9 @@ def test_knockout_lines_colour_by_group_style_by_control(tmp_path):
         assert line.get_linestyle() == plots.CONTROL_LINESTYLES[control]
         assert line.get_xdata()[0] == 1 and line.get_xdata()[-1] == 6
     assert "k = 10" in fig.axes[0].get_title() and "1-based" in fig.axes[0].get_xlabel()
+    zero_based = knockout_profile().assign(start_layer=lambda f: f.pop("layer") - 1)
+    again = plots.plot_knockout_lines(zero_based, tmp_path / "zero", "model").figure
+    assert [ln.get_xdata()[0] for ln in again.axes[0].lines if ln.get_gid()] == [1] * 6
     only_top = plots.plot_knockout_lines(knockout_profile(), tmp_path / "top", "m",
                                          controls=["top"]).figure
     assert {ln.get_gid().split("|")[1] for ln in only_top.axes[0].lines if ln.get_gid()} \

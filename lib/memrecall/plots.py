@@ -76,11 +76,6 @@ class SavedFigure:
     pdf: Path
     png: Path
 
-    @property
-    def paths(self) -> tuple[Path, Path]:
-        """``(pdf, png)``."""
-        return self.pdf, self.png
-
     def _repr_png_(self) -> bytes:
         return self.png.read_bytes()
 
@@ -478,7 +473,8 @@ def plot_knockout_lines(profile: pd.DataFrame, path: str | Path, title: str, *,
 
     Args:
         profile: :func:`memrecall.interventions.layer_profile` rows (``group``, ``control``,
-            ``k``, 1-based ``layer``, ``n_probes``, ``value``).
+            ``k``, ``n_probes``, ``value`` and the 0-based ``start_layer``, shown 1-based; a
+            ``layer`` column instead is taken as already 1-based).
         path: output path without suffix.
         title: names the model.
         value: the column on the y axis.
@@ -491,6 +487,8 @@ def plot_knockout_lines(profile: pd.DataFrame, path: str | Path, title: str, *,
 
     """
     frame = profile if "group" in profile.columns else profile.assign(group="all probes")
+    if "start_layer" in frame.columns:
+        frame = frame.assign(layer=to_display_layer(frame["start_layer"]))
     present = list(dict.fromkeys(frame["control"]))
     controls = [c for c in (controls or present) if c in present]
     ks = sorted(frame["k"].unique())
