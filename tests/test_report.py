@@ -52,15 +52,19 @@ def test_verdict_not_significant():
     assert "no significant difference" in report.verdict(row)
 
 
-def test_medians_table():
+def test_medians_table_shifts_only_the_promotion_layer():
     table = table_of({"memorized": [1, 9, 9], "wikipedia": [9]}).assign(
         promotion_depth=0.5, final_prob=0.9)
-    medians = report.medians_table(table)
-    assert list(medians.index) == ["memorized", "wikipedia"]
+    numbers, medians = stats.group_medians(table), report.medians_table(table)
+    assert list(medians.index) == list(numbers.index) == ["memorized", "wikipedia"]
+    assert numbers.loc["memorized", "median_promotion_layer"] == 9  # 0-based
     assert medians.loc["memorized", "median promotion layer (1-based)"] == 10
+    assert numbers.loc["memorized", "last_layer_pct"] == pytest.approx(200 / 3)
     assert medians.loc["memorized", "promoted only at the last layer (%)"] == pytest.approx(200 / 3)
     assert medians.loc["memorized", "median confidence boost (probability)"] == pytest.approx(0.9)
-    assert medians.loc["wikipedia", "n"] == 1
+    assert medians.loc["memorized", "mean confidence boost (probability)"] == \
+        pytest.approx(19 / 30) == numbers.loc["memorized", "mean_confidence_boost"]
+    assert medians.loc["wikipedia", "n"] == numbers.loc["wikipedia", "n"] == 1
 
 
 # --------------------------------------------------------------------------- summary row

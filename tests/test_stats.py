@@ -184,17 +184,6 @@ def test_group_tests_by_model_stacks_models():
     assert tests.loc[tests["model"] == "m2", "note"].str.startswith("not tested").all()
 
 
-def test_group_medians_numbers_are_zero_based():
-    table = table_of({"memorized": [1, 9, 9], "wikipedia": [9]}).assign(
-        promotion_depth=0.5, final_prob=0.9)
-    medians = stats.group_medians(table)
-    assert list(medians.index) == ["memorized", "wikipedia"]
-    assert medians.loc["memorized", "median_promotion_layer"] == 9
-    assert medians.loc["memorized", "mean_confidence_boost"] == pytest.approx(19 / 30)
-    assert medians.loc["memorized", "last_layer_pct"] == pytest.approx(200 / 3)
-    assert medians.loc["wikipedia", "n"] == 1
-
-
 def test_median_by_model_orders_groups():
     tables = {"m1": table_of({"wikipedia": [4], "memorized": [1, 3]}).assign(
         promotion_depth=lambda t: (t["promotion_layer"] + 1) / 10)}
