@@ -196,3 +196,30 @@ def test_head_is_the_models_own_read_out(tiny, result):
     torch.testing.assert_close(prob, torch.softmax(logits, -1).max(-1).values)
     np.testing.assert_array_equal(ranks[:, 0].numpy(), [r[-1] for r in res.target_rank])
     torch.testing.assert_close(own, logits.gather(1, tokens)[:, 0])
+
+
+def test_padding_helpers():
+    from memrecall.batching import pad_left, pad_right
+
+    ids, mask = pad_right([[5, 6, 7], [8]], 0, "cpu")
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    ids, mask = pad_left([[5, 6, 7], [8]], 0, "cpu")
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_halve_on_oom_splits_until_it_fits_and_raises_when_it_cannot():
+    from memrecall.batching import halve_on_oom
+
+    def fn(item):
+        if len(item) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return sum(item)
+
+    def halves(item):
+        return [item[: len(item) // 2], item[len(item) // 2 :]] if len(item) > 1 else []
+
+    done = halve_on_oom([[1, 2, 3, 4, 5], [6]], fn, halves, "cpu")
+    assert [item for item, _ in done] == [[1, 2], [3], [4, 5], [6]]
+    assert [result for _, result in done] == [3, 3, 9, 6]
+    with pytest.raises(torch.OutOfMemoryError):
+        halve_on_oom([[1, 2, 3]], fn, lambda item: [item], "cpu")
