@@ -8,6 +8,7 @@ read from ``results/<profile>/cache`` the second time.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import pandas as pd
@@ -16,27 +17,29 @@ from . import data
 from ._io import slug
 from .models import LM
 from .probes import make_probes
+from .profiles import Profile
 from .profiles import profile as get_profile
 from .results import cached_project
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Sample sizes and paths of one run. ``None`` sizes mean "all"."""
+class Settings(Profile):
+    """One run: a profile (maybe with overrides), its seed, paths and device.
 
-    profile: str
-    models: tuple[str, ...]
-    n_idioms: int | None
-    n_wiki: int
-    n_facts: int | None
-    n_knockout: int
-    knockout_ks: tuple[int, ...]
-    knockout_max_window: int
+    The profile's fields (models, sample sizes, knockout grid) come first; ``None`` sizes mean
+    "all".
+    """
+
     seed: int
     results_dir: Path
     figures_dir: Path
     device: str | None = None
     batch_size: int | None = None
+
+    @property
+    def profile(self) -> str:
+        """The profile's name: ``paper``, ``offline`` or ``smoke``."""
+        return self.name
 
     @property
     def cache_dir(self) -> Path:
@@ -82,20 +85,13 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
     root = Path(root)
     defaults = get_profile(profile)
     base = Settings(
-        profile=profile,
-        models=tuple(models or defaults.models),
-        n_idioms=defaults.n_idioms,
-        n_wiki=defaults.n_wiki,
-        n_facts=defaults.n_facts,
-        n_knockout=defaults.n_knockout,
-        knockout_ks=defaults.knockout_ks,
-        knockout_max_window=defaults.knockout_max_window,
+        **{f.name: getattr(defaults, f.name) for f in dataclass_fields(Profile)},
         seed=0,
         results_dir=Path(results_dir or root / "results" / profile),
         figures_dir=Path(figures_dir or root / "figures" / profile),
     )
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    result = replace(base, **overrides)
+    result = replace(base, models=tuple(models or defaults.models), **overrides)
     result.results_dir.mkdir(parents=True, exist_ok=True)
     result.figures_dir.mkdir(parents=True, exist_ok=True)
     return result

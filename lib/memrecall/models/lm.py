@@ -65,18 +65,18 @@ class LM:
 
     @property
     def device(self) -> torch.device:
-        """Where the weights are."""
-        return self.arch.unembed_weight.device
+        """Where the weights are (read from the unembedding, so it follows ``model.to``)."""
+        return self.head.device
 
     @property
     def dtype(self) -> torch.dtype:
         """The weights' dtype."""
-        return self.arch.unembed_weight.dtype
+        return self.head.dtype
 
     @property
     def vocab_size(self) -> int:
         """Rows of the unembedding."""
-        return self.arch.unembed_weight.shape[0]
+        return self.head.vocab_size
 
     def provenance(self) -> dict[str, str | int]:
         """What identifies these weights, for the results cache and figure captions."""
