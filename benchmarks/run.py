@@ -222,7 +222,7 @@ def bench_knockout(args: argparse.Namespace) -> dict:
     log(f"   knockout_sweep: {min(seconds):.1f} s min over {args.reps}")
 
     kmax = int(configs["k"].max())
-    random = interventions._random_neurons(n, lm.n_layers, d_ff, kmax, sweep["seed"])  # same draw
+    random = interventions.random_neurons(n, lm.n_layers, d_ff, kmax, sweep["seed"])  # same draw
     score_s, (base, top) = timed(lambda: authors_top_neurons(lm, probes, kmax),
                                  args.baseline_reps)
     loop_s, theirs = timed(lambda: authors_knockouts(lm, probes, subset, base, top, random),
