@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from memrecall import classifier
-from memrecall.paper_reference import TABLE5_FEATURES
+from memrecall.data.paper import TABLE5_FEATURES
 
 
 def _labels(n=300, share=0.3, seed=0):

@@ -64,7 +64,7 @@ def cluster_curves(res: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
 
 
 def cluster_summary(res: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
-    """Does every cluster show the boost?
+    """Per cluster: size, final probability, promotion and boost (does it show the boost?).
 
     Per cluster: its size, the mean curve's final and peak probability, the median promotion
     depth (per example: the relative depth from which the prediction stays top-1), the mean
@@ -82,7 +82,8 @@ def cluster_summary(res: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
         curve = probs[mask].mean(axis=0)
         rows.append({
             "cluster": int(c), "size": int(mask.sum()), "final_prob": float(curve[-1]),
-            "peak_prob": float(curve.max()), "median_promotion_depth": float(np.median(depth[mask])),
+            "peak_prob": float(curve.max()),
+            "median_promotion_depth": float(np.median(depth[mask])),
             "mean_boost": float(boost[mask].mean()), "ends_above_half": bool(curve[-1] > 0.5),
             "shows_boost": bool(boost[mask].mean() > 0),
         })

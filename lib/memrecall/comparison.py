@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import paper_reference as paper
 from ._io import atomic_write_text
-from .paper_terms import curve_landmarks
+from .data import paper
+from .landmarks import curve_landmarks
 
 __all__ = [
     "ANALYSES",
@@ -100,7 +100,7 @@ def table3_rows(counts: pd.DataFrame, paper_model: str) -> pd.DataFrame:
     """Table 3: % memorized, on all idioms and on ``hard_to_guess``, vs the paper's of 814.
 
     Args:
-        counts: :func:`memrecall.paper_terms.memorized_counts` of one model.
+        counts: :func:`memrecall.memorization.memorized_counts` of one model.
         paper_model: :func:`paper_counterpart` of that model.
     """
     table = paper.table3().set_index("model")["memorized_pct"]
@@ -195,7 +195,7 @@ def figure2_rows(model: str, ours: pd.DataFrame, paper_model: str) -> pd.DataFra
 
     Args:
         model: our model's name.
-        ours: :func:`memrecall.paper_terms.mean_curves` of its labelled idiom + Wikipedia results.
+        ours: :func:`memrecall.landmarks.mean_curves` of its labelled idiom + Wikipedia results.
         paper_model: :func:`paper_counterpart` of that model.
     """
     curves = paper.figure2()
@@ -218,7 +218,7 @@ def figure4_rows(model: str, ours: pd.DataFrame, paper_model: str = "gpt2-medium
 
     Args:
         model: our model's name.
-        ours: :func:`memrecall.paper_terms.mean_curves` of its labelled facts results.
+        ours: :func:`memrecall.landmarks.mean_curves` of its labelled facts results.
         paper_model: the paper reports facts for GPT-2 medium only.
     """
     rows = _landmark_rows("figure4", model, ours, paper_model, paper.facts_curves(),
@@ -226,7 +226,8 @@ def figure4_rows(model: str, ours: pd.DataFrame, paper_model: str = "gpt2-medium
     return comparison_frame(rows)
 
 
-def figure5_rows(model: str, summary: pd.DataFrame, paper_model: str = "gpt2-medium") -> pd.DataFrame:
+def figure5_rows(model: str, summary: pd.DataFrame,
+                 paper_model: str = "gpt2-medium") -> pd.DataFrame:
     """Figure 5: how many k-means clusters of the memorized idioms end above 0.5, show a boost.
 
     Args:
