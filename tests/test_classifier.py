@@ -71,6 +71,12 @@ def test_feature_sets_named_as_the_paper():
         classifier.feature_sets(res, hidden=np.ones((5, 8)))
 
 
+def test_classifier_table_without_enough_examples_is_nan():
+    res = _results().assign(is_memorized=False)
+    table = classifier.classifier_table("tiny", classifier.feature_sets(res), res["is_memorized"])
+    assert len(table) == 6 and table["accuracy_mean"].isna().all()
+
+
 def test_classifier_table_columns_exact():
     res = _results()
     table = classifier.classifier_table("tiny", classifier.feature_sets(res), res["is_memorized"],

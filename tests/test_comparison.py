@@ -87,6 +87,10 @@ def test_clusters_and_figure5_rows():
     rows = comparison.figure5_rows("m", summary)
     assert list(rows.columns) == COLUMNS
     assert rows["verdict"].str.startswith("agrees").all()
+    curves_none, summary_none = clusters.cluster_memorized(memorized.assign(is_memorized=False))
+    assert curves_none.empty and summary_none.empty
+    none = comparison.figure5_rows("m", summary_none)
+    assert none["verdict"].str.startswith("differs").all() and none["ours"].isna().all()
 
 
 def test_table4_table5_rows():
@@ -116,3 +120,17 @@ def test_merge_comparison_replaces_an_analysis_keeps_others(tmp_path):
     assert merged["quantity"].tolist() == ["new", "q"]  # table3 sorts before figure3
     with pytest.raises(ValueError, match="unknown analyses"):
         comparison.merge_comparison(path, new.assign(analysis="table9"))
+
+
+def test_table5_side_by_side_and_verdict_counts():
+    ours = pd.DataFrame({"model": "m", "features": ["random", "probability (all layers)"],
+                         "accuracy_mean": [50.0, np.nan], "accuracy_sd": [3.0, np.nan]})
+    table = comparison.table5_side_by_side(ours)
+    assert list(table.index) == list(paper.TABLE5_FEATURES)
+    assert table.columns[0] == "gpt2-medium (paper)" and table.columns[-1] == "m"
+    assert table.loc["random", "m"] == "50.0 ± 3.0"
+    assert table.loc["probability (all layers)", "m"] == "n/a"
+    assert table.loc["token ids", "m"] == ""
+    rows = comparison.table5_rows(ours.fillna(80.0), "gpt2-medium")
+    counts = comparison.verdict_counts(rows)
+    assert counts.loc["table5", "m"] == "2 of 2 agree"

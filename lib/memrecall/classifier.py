@@ -161,13 +161,17 @@ def classifier_table(model: str, features: Mapping[str, np.ndarray], y: np.ndarr
 
     Returns:
         ``model, features, accuracy_mean, accuracy_sd`` (the columns of ``classifier.csv``);
-        the sd is the population sd over splits (numpy's default).
+        the sd is the population sd over splits (numpy's default). Both are NaN when there are
+        too few examples of a class to draw the splits (e.g. a model that memorizes nothing).
     """
     y = np.asarray(y, dtype=bool)
-    splits = balanced_splits(y, n_splits, test_size, seed)
+    try:
+        splits = balanced_splits(y, n_splits, test_size, seed)
+    except ValueError:
+        splits = []
     rows = []
     for name, matrix in features.items():
-        accuracy = 100 * split_accuracies(matrix, y, splits)
+        accuracy = 100 * split_accuracies(matrix, y, splits) if splits else np.full(1, np.nan)
         rows.append({"model": model, "features": name, "accuracy_mean": float(accuracy.mean()),
                      "accuracy_sd": float(accuracy.std())})
     return pd.DataFrame(rows, columns=CLASSIFIER_COLUMNS)

@@ -16,7 +16,8 @@ from sklearn.cluster import KMeans
 
 from .stats import confidence_boost, normalised_depth, promotion_layer, stack
 
-__all__ = ["CLUSTER_SUMMARY_COLUMNS", "K", "cluster_curves", "cluster_labels", "cluster_summary"]
+__all__ = ["CLUSTER_SUMMARY_COLUMNS", "K", "cluster_curves", "cluster_labels", "cluster_memorized",
+           "cluster_summary"]
 
 K = 7
 
@@ -88,3 +89,19 @@ def cluster_summary(res: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
             "shows_boost": bool(boost[mask].mean() > 0),
         })
     return pd.DataFrame(rows, columns=CLUSTER_SUMMARY_COLUMNS)
+
+
+def cluster_memorized(idiom_res: pd.DataFrame, k: int = K,
+                      seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Figure 5 for one model: cluster its memorized idioms, then curves and summary.
+
+    Returns:
+        ``(curves, summary)``: :func:`cluster_curves` and :func:`cluster_summary` (empty frames
+        when fewer than 2 idioms are memorized).
+    """
+    memorized = idiom_res[idiom_res["is_memorized"].astype(bool)].reset_index(drop=True)
+    if len(memorized) < 2:
+        return (pd.DataFrame(columns=["cluster", "size", "layer", "depth", "rank", "prob"]),
+                pd.DataFrame(columns=CLUSTER_SUMMARY_COLUMNS))
+    labels = cluster_labels(memorized, k, seed)
+    return cluster_curves(memorized, labels), cluster_summary(memorized, labels)

@@ -34,6 +34,8 @@ __all__ = [
     "table3_rows",
     "table4_rows",
     "table5_rows",
+    "table5_side_by_side",
+    "verdict_counts",
 ]
 
 COMPARISON_COLUMNS = ["analysis", "quantity", "model", "ours", "paper_model", "paper_value",
@@ -118,11 +120,11 @@ def _r_verdict(ours: float, p_value: float, paper_r: float) -> str:
     if np.isnan(ours):
         return "differs: not measured here (too few rows)"
     strength = "weak" if abs(ours) < WEAK_R else "not weak"
-    sign = "same sign" if np.sign(ours) == np.sign(paper_r) else "opposite sign"
+    sign = ("the same sign as" if np.sign(ours) == np.sign(paper_r) else "the opposite sign of")
     significant = "p < 0.05" if p_value < 0.05 else "not significant"
     head = "agrees" if abs(ours) < WEAK_R else "differs"
     return (f"{head}: {strength} (|r| {'<' if abs(ours) < WEAK_R else '>='} {WEAK_R}), "
-            f"{sign} as the paper's, {significant}; the paper: weak in all four models")
+            f"{sign} the paper's, {significant}; the paper: weak in all four models")
 
 
 def table4_rows(freq: pd.DataFrame, paper_model: str) -> pd.DataFrame:
@@ -155,6 +157,33 @@ def table5_rows(classifier: pd.DataFrame, paper_model: str) -> pd.DataFrame:
                          number_verdict(part.accuracy_mean, theirs[paper_model], PCT_TOL,
                                         digits=1, span=theirs.to_numpy())))
     return comparison_frame(rows)
+
+
+def table5_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
+    """Table 5 as the paper prints it, "mean ± sd" per feature set, the paper's models first.
+
+    Args:
+        ours: :func:`memrecall.classifier.classifier_table` rows of our models.
+
+    Returns:
+        One row per feature set (the paper's order), one column per model; the paper's columns
+        are marked ``(paper)``.
+    """
+    theirs = paper.table5().assign(model=lambda t: t["model"] + " (paper)")
+    both = pd.concat([theirs, ours], ignore_index=True)
+    both["accuracy"] = [f"{m:.1f} ± {s:.1f}" if not np.isnan(m) else "n/a"
+                        for m, s in zip(both["accuracy_mean"], both["accuracy_sd"])]
+    table = both.pivot(index="features", columns="model", values="accuracy")
+    return table.reindex(index=list(paper.TABLE5_FEATURES),
+                         columns=list(dict.fromkeys(both["model"]))).fillna("")
+
+
+def verdict_counts(rows: pd.DataFrame) -> pd.DataFrame:
+    """How many of each analysis's rows agree with the paper, per model ("k of n agree")."""
+    agree = rows.assign(agrees=rows["verdict"].str.startswith("agrees"))
+    counts = agree.groupby(["analysis", "model"], sort=False)["agrees"].agg(["sum", "size"])
+    text = counts["sum"].astype(str) + " of " + counts["size"].astype(str) + " agree"
+    return text.unstack("model").reindex([a for a in ANALYSES if a in set(rows["analysis"])])
 
 
 def _paper_landmarks(curves: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -244,10 +273,13 @@ def figure5_rows(model: str, summary: pd.DataFrame,
         ("ends_above_half", "clusters ending above probability 0.5", theirs_above),
         ("shows_boost", "clusters with a positive mean confidence boost", len(final)),
     ):
-        ours = int(summary[column].sum())
-        same = ours == k and paper_value == len(final)
-        verdict = (f"{'agrees' if same else 'differs'}: {ours} of our {k} clusters, "
-                   f"{paper_value} of the paper's {len(final)}")
+        if k == 0:
+            ours, verdict = np.nan, "differs: no clusters here (fewer than 2 memorized idioms)"
+        else:
+            ours = int(summary[column].sum())
+            same = ours == k and paper_value == len(final)
+            verdict = (f"{'agrees' if same else 'differs'}: {ours} of our {k} clusters, "
+                       f"{paper_value} of the paper's {len(final)}")
         rows.append(_row("figure5", f"{label} (of {k})", model, ours, paper_model,
                          paper_value, verdict))
     return comparison_frame(rows)
