@@ -117,14 +117,17 @@ def idiom_results(lm: LM, run: Settings) -> pd.DataFrame:
     return pd.concat([frame.drop(columns=["idiom"]), res], axis=1)
 
 
-def wiki_results(lm: LM, run: Settings) -> pd.DataFrame:
-    """The Wikipedia control through the lens, cached.
+def wiki_texts(run: Settings) -> pd.DataFrame:
+    """The Wikipedia control of ``run``: the paper's, texts whose word counts follow IdioMem's.
 
-    The paper's control: texts whose word counts follow IdioMem's
-    (:func:`memrecall.data.load_wiki`).
+    ``run.n_wiki`` texts from ``run.wiki_source`` (:func:`memrecall.data.load_wiki`), seeded.
     """
-    texts = data.load_wiki(n=run.n_wiki, seed=run.seed)
-    probes = make_probes(texts["text"].tolist(), lm)
+    return data.load_wiki(n=run.n_wiki, seed=run.seed, source=run.wiki_source)
+
+
+def wiki_results(lm: LM, run: Settings) -> pd.DataFrame:
+    """The Wikipedia control (:func:`wiki_texts`) through the lens, cached."""
+    probes = make_probes(wiki_texts(run)["text"].tolist(), lm)
     return cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size)
 
 
