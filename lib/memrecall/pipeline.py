@@ -257,7 +257,7 @@ def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
                      n_examples: int = 3) -> KnockoutResults:
     """Notebook 05 for one model: probe groups, the cached sweep, sub-update examples.
 
-    Reads the lens results of the idioms and the Wikipedia sentences (cached), draws up to
+    Reads the lens results of the idioms and the Wikipedia texts (cached), draws up to
     ``run.n_knockout`` probes per group (seeded), runs the sweep (cached), and reads the top
     sub-updates of ``n_examples`` memorized idioms (non-memorized ones if there are none) at four
     layers spread over the depth.
