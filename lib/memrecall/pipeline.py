@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data
+from . import classifier, data, hidden
 from ._io import slug
 from .models import LM
 from .probes import make_probes
 from .profiles import Profile
 from .profiles import profile as get_profile
-from .results import cached_project
+from .results import cached, cached_project, frame_sha256, result_key
 
 
 @dataclass(frozen=True)
@@ -117,10 +117,17 @@ def idiom_results(lm: LM, run: Settings) -> pd.DataFrame:
     return pd.concat([frame.drop(columns=["idiom"]), res], axis=1)
 
 
+def wiki_texts(run: Settings) -> pd.DataFrame:
+    """The Wikipedia control of ``run``: the paper's, texts whose word counts follow IdioMem's.
+
+    ``run.n_wiki`` texts from ``run.wiki_source`` (:func:`memrecall.data.load_wiki`), seeded.
+    """
+    return data.load_wiki(n=run.n_wiki, seed=run.seed, source=run.wiki_source)
+
+
 def wiki_results(lm: LM, run: Settings) -> pd.DataFrame:
-    """Random Wikipedia sentences (the control group) through the lens, cached."""
-    sentences = data.load_wiki(n=run.n_wiki, seed=run.seed)
-    probes = make_probes(sentences["text"].tolist(), lm)
+    """The Wikipedia control (:func:`wiki_texts`) through the lens, cached."""
+    probes = make_probes(wiki_texts(run)["text"].tolist(), lm)
     return cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size)
 
 
@@ -131,6 +138,34 @@ def facts_results(lm: LM, run: Settings) -> pd.DataFrame:
     return cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size)
 
 
+def classifier_results(lm: LM, idiom_res: pd.DataFrame, run: Settings) -> pd.DataFrame:
+    """Table 5 for ``lm``: the paper's classifier on each of its feature sets, cached.
+
+    Reads the final hidden states and token ids from the model
+    (:func:`memrecall.hidden.model_features`), then scores every feature set on the same 10
+    balanced splits (:func:`memrecall.classifier.classifier_table`).
+
+    Args:
+        lm: the model.
+        idiom_res: its :func:`idiom_results`.
+        run: the settings (seed, batch size, cache folder).
+
+    Returns:
+        ``model, features, accuracy_mean, accuracy_sd`` (accuracy in %).
+    """
+    key = result_key(lm, frame_sha256(idiom_res, ["prompt", "target_token", "is_memorized"]),
+                     "classifier", seed=run.seed)
+
+    def compute() -> pd.DataFrame:
+        extra = hidden.model_features(lm, idiom_res, run.batch_size)
+        sets = classifier.feature_sets(idiom_res, hidden=extra["hidden"],
+                                       token_ids=extra["token_ids"], seed=run.seed)
+        return classifier.classifier_table(lm.name, sets, idiom_res["is_memorized"],
+                                           seed=run.seed)
+
+    return cached(run.cache_dir, key, compute)
+
+
 # --- knockout sweep ---
 # The sweep of notebook 05 through the results cache, and everything the notebook shows per model.
 # This section's own imports (all pointing down the stack):
@@ -139,7 +174,6 @@ import time  # noqa: E402
 
 from . import interventions, report, stats  # noqa: E402
 from .interventions import SweepConfig  # noqa: E402
-from .results import cached, frame_sha256, result_key  # noqa: E402
 
 
 def cached_knockout_sweep(lm: LM, probes: pd.DataFrame, cache_dir: str | Path | None,
@@ -223,7 +257,7 @@ def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
                      n_examples: int = 3) -> KnockoutResults:
     """Notebook 05 for one model: probe groups, the cached sweep, sub-update examples.
 
-    Reads the lens results of the idioms and the Wikipedia sentences (cached), draws up to
+    Reads the lens results of the idioms and the Wikipedia texts (cached), draws up to
     ``run.n_knockout`` probes per group (seeded), runs the sweep (cached), and reads the top
     sub-updates of ``n_examples`` memorized idioms (non-memorized ones if there are none) at four
     layers spread over the depth.

@@ -21,7 +21,10 @@ class Profile:
         name: ``paper``, ``offline`` or ``smoke``.
         models: registry names of its models, in order.
         n_idioms: IdioMem idioms probed.
-        n_wiki: WikiText-2 control sentences.
+        n_wiki: Wikipedia control texts (length-matched to IdioMem).
+        wiki_source: where they come from (:func:`memrecall.data.load_wiki`'s ``source``):
+            ``"auto"`` (the pinned WikiText-2 files, the hub if none) or ``"hf"`` (WikiText-103
+            from the hub, as the paper; needs the network).
         n_facts: known facts probed.
         n_knockout: probes per group in the knockout sweep (the authors used 30 memorized idioms).
         knockout_ks: numbers of top neurons knocked out.
@@ -32,6 +35,7 @@ class Profile:
     models: tuple[str, ...]
     n_idioms: int | None
     n_wiki: int
+    wiki_source: str
     n_facts: int | None
     n_knockout: int
     knockout_ks: tuple[int, ...]
@@ -43,13 +47,13 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     p.name: p for p in (
         Profile("paper", ("gpt2-medium", "gpt2-large", "bert-base-uncased", "bert-large-uncased"),
-                n_idioms=None, n_wiki=1000, n_facts=None, n_knockout=30,
+                n_idioms=None, n_wiki=1000, wiki_source="hf", n_facts=None, n_knockout=30,
                 knockout_ks=(1, 10, 100, 1000), knockout_max_window=5),
         Profile("offline", ("gemma-3-270m", "smollm2-135m"),
-                n_idioms=None, n_wiki=1000, n_facts=None, n_knockout=30,
+                n_idioms=None, n_wiki=1000, wiki_source="auto", n_facts=None, n_knockout=30,
                 knockout_ks=(10, 100), knockout_max_window=2),
         Profile("smoke", ("tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert"),
-                n_idioms=40, n_wiki=24, n_facts=24, n_knockout=6,
+                n_idioms=40, n_wiki=24, wiki_source="auto", n_facts=24, n_knockout=6,
                 knockout_ks=(1, 10), knockout_max_window=2),
     )
 }

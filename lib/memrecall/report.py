@@ -223,7 +223,7 @@ def summary_row(model: str, idiom_res: pd.DataFrame,
         model: the model's name.
         idiom_res: :func:`memrecall.project` output for the idioms (or
             ``pipeline.idiom_results``).
-        wiki_res: the same for Wikipedia sentences (optional).
+        wiki_res: the same for Wikipedia control texts (optional).
 
     Returns:
         A flat dict: ``model, n_layers, n_idioms, n_memorized, memorized_pct`` (rounded to 0.1),
