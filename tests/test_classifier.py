@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from memrecall import classifier
-from memrecall.paper_reference import TABLE5_FEATURES
+from memrecall.data.paper import TABLE5_FEATURES
 
 
 def _labels(n=300, share=0.3, seed=0):
@@ -69,6 +69,12 @@ def test_feature_sets_named_as_the_paper():
     assert "final hidden state" not in without and "token ids" not in without
     with pytest.raises(ValueError, match="rows"):
         classifier.feature_sets(res, hidden=np.ones((5, 8)))
+
+
+def test_classifier_table_without_enough_examples_is_nan():
+    res = _results().assign(is_memorized=False)
+    table = classifier.classifier_table("tiny", classifier.feature_sets(res), res["is_memorized"])
+    assert len(table) == 6 and table["accuracy_mean"].isna().all()
 
 
 def test_classifier_table_columns_exact():

@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memrecall import clusters, comparison, paper_terms
-from memrecall import paper_reference as paper
+from memrecall import clusters, comparison, landmarks, memorization
+from memrecall.data import paper
 
 COLUMNS = ["analysis", "quantity", "model", "ours", "paper_model", "paper_value", "verdict"]
 
@@ -41,7 +41,7 @@ def test_number_verdict():
 def test_memorized_counts_and_table3_rows():
     frame = _labelled()
     idioms = frame[frame["group"] != "wikipedia"]
-    counts = paper_terms.memorized_counts("m", idioms)
+    counts = memorization.memorized_counts("m", idioms)
     assert list(counts["subset"]) == ["all", "hard_to_guess"]
     assert counts.set_index("subset").loc["all", "memorized_pct"] == pytest.approx(50.0)
     rows = comparison.table3_rows(counts, "gpt2-medium")
@@ -50,17 +50,17 @@ def test_memorized_counts_and_table3_rows():
 
 
 def test_landmarks_read_ours_and_the_paper_alike():
-    curves = paper_terms.mean_curves(_labelled())
-    marks = paper_terms.curve_landmarks(curves).set_index("group")
+    curves = landmarks.mean_curves(_labelled())
+    marks = landmarks.curve_landmarks(curves).set_index("group")
     assert marks.loc["memorized", "depth_below_1"] == pytest.approx(3 / 6)
     assert marks.loc["non-memorized", "depth_below_1"] == pytest.approx(1.0)
     assert marks.loc["memorized", "final_prob"] > marks.loc["non-memorized", "final_prob"]
-    theirs = paper_terms.curve_landmarks(paper.figure2().query("model == 'gpt2-medium'"))
+    theirs = landmarks.curve_landmarks(paper.figure2().query("model == 'gpt2-medium'"))
     assert theirs.set_index("group").loc["memorized", "depth_below_1"] == pytest.approx(21 / 24)
 
 
 def test_figure2_and_figure4_rows():
-    curves = paper_terms.mean_curves(_labelled())
+    curves = landmarks.mean_curves(_labelled())
     rows = comparison.figure2_rows("m", curves, "gpt2-medium")
     assert list(rows.columns) == COLUMNS
     assert len(rows) == 3 * 3 + 1
@@ -69,7 +69,7 @@ def test_figure2_and_figure4_rows():
     assert depth["paper_value"].item() == pytest.approx(0.875)
     facts = _labelled().replace({"group": {"memorized": "facts: memorized",
                                            "non-memorized": "facts: non-memorized"}})
-    rows4 = comparison.figure4_rows("m", paper_terms.mean_curves(facts))
+    rows4 = comparison.figure4_rows("m", landmarks.mean_curves(facts))
     assert set(rows4["analysis"]) == {"figure4"} and len(rows4) == 6
 
 
@@ -87,6 +87,10 @@ def test_clusters_and_figure5_rows():
     rows = comparison.figure5_rows("m", summary)
     assert list(rows.columns) == COLUMNS
     assert rows["verdict"].str.startswith("agrees").all()
+    curves_none, summary_none = clusters.cluster_memorized(memorized.assign(is_memorized=False))
+    assert curves_none.empty and summary_none.empty
+    none = comparison.figure5_rows("m", summary_none)
+    assert none["verdict"].str.startswith("differs").all() and none["ours"].isna().all()
 
 
 def test_table4_table5_rows():
@@ -116,3 +120,17 @@ def test_merge_comparison_replaces_an_analysis_keeps_others(tmp_path):
     assert merged["quantity"].tolist() == ["new", "q"]  # table3 sorts before figure3
     with pytest.raises(ValueError, match="unknown analyses"):
         comparison.merge_comparison(path, new.assign(analysis="table9"))
+
+
+def test_table5_side_by_side_and_verdict_counts():
+    ours = pd.DataFrame({"model": "m", "features": ["random", "probability (all layers)"],
+                         "accuracy_mean": [50.0, np.nan], "accuracy_sd": [3.0, np.nan]})
+    table = comparison.table5_side_by_side(ours)
+    assert list(table.index) == list(paper.TABLE5_FEATURES)
+    assert table.columns[0] == "gpt2-medium (paper)" and table.columns[-1] == "m"
+    assert table.loc["random", "m"] == "50.0 ± 3.0"
+    assert table.loc["probability (all layers)", "m"] == "n/a"
+    assert table.loc["token ids", "m"] == ""
+    rows = comparison.table5_rows(ours.fillna(80.0), "gpt2-medium")
+    counts = comparison.verdict_counts(rows)
+    assert counts.loc["table5", "m"] == "2 of 2 agree"

@@ -249,9 +249,9 @@ def test_wiki_sentences_filters():
 
 @pytest.mark.parametrize("split", ["test", "valid"])
 def test_load_wiki_texts_are_clean(data_dir, split):
-    df = load_wiki(n=1000, seed=0, split=split, path=data_dir)
+    df = load_wiki(n=1000, seed=0, split=split, path=data_dir, control="sentences")
     assert len(df) == 1000
-    assert list(df.columns) == ["text", "paragraph"]
+    assert list(df.columns) == ["text", "paragraph", "n_words"]
     assert df["text"].is_unique
     for text in df["text"]:
         words = text.split()
@@ -283,6 +283,8 @@ def test_load_wiki_paragraph_points_at_source_line(data_dir):
 
 def test_load_wiki_too_many_requested(data_dir):
     with pytest.raises(ValueError, match=r"only \d+ pass the filters"):
+        load_wiki(n=10**6, path=data_dir, control="sentences")
+    with pytest.raises(ValueError, match=r"only \d+ sentences give a \d+-word text"):
         load_wiki(n=10**6, path=data_dir)
 
 

@@ -1,4 +1,4 @@
-"""Table 5 of the paper: does the per-layer profile tell memorized from non-memorized idioms?
+"""Table 5 of the paper: the per-layer profile telling memorized from non-memorized idioms.
 
 The protocol is the paper's (Appendix A): scikit-learn's L1-penalised logistic regression with
 the liblinear solver and default settings (no feature scaling), 10 random 80/20 train/test
@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from .paper_reference import TABLE5_FEATURES
+from .data.paper import TABLE5_FEATURES
 
 __all__ = [
     "CLASSIFIER_COLUMNS",
@@ -44,7 +44,7 @@ CLASSIFIER_COLUMNS = ["model", "features", "accuracy_mean", "accuracy_sd"]
 
 
 def l1_logistic() -> LogisticRegression:
-    """The paper's classifier: L1 logistic regression, liblinear, scikit-learn defaults otherwise."""
+    """The paper's classifier: L1 logistic regression, liblinear, otherwise sklearn defaults."""
     return LogisticRegression(l1_ratio=1.0, solver="liblinear")
 
 
@@ -155,17 +155,23 @@ def classifier_table(model: str, features: Mapping[str, np.ndarray], y: np.ndarr
         model: the model's name (first column).
         features: :func:`feature_sets` output.
         y: ``(n,)`` labels, e.g. ``res["is_memorized"]``.
-        n_splits, test_size, seed: :func:`balanced_splits`.
+        n_splits: number of splits (:func:`balanced_splits`).
+        test_size: fraction drawn for testing before balancing.
+        seed: seed of the splits.
 
     Returns:
         ``model, features, accuracy_mean, accuracy_sd`` (the columns of ``classifier.csv``);
-        the sd is the population sd over splits (numpy's default).
+        the sd is the population sd over splits (numpy's default). Both are NaN when there are
+        too few examples of a class to draw the splits (e.g. a model that memorizes nothing).
     """
     y = np.asarray(y, dtype=bool)
-    splits = balanced_splits(y, n_splits, test_size, seed)
+    try:
+        splits = balanced_splits(y, n_splits, test_size, seed)
+    except ValueError:
+        splits = []
     rows = []
     for name, matrix in features.items():
-        accuracy = 100 * split_accuracies(matrix, y, splits)
+        accuracy = 100 * split_accuracies(matrix, y, splits) if splits else np.full(1, np.nan)
         rows.append({"model": model, "features": name, "accuracy_mean": float(accuracy.mean()),
                      "accuracy_sd": float(accuracy.std())})
     return pd.DataFrame(rows, columns=CLASSIFIER_COLUMNS)

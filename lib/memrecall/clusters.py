@@ -16,7 +16,8 @@ from sklearn.cluster import KMeans
 
 from .stats import confidence_boost, normalised_depth, promotion_layer, stack
 
-__all__ = ["CLUSTER_SUMMARY_COLUMNS", "K", "cluster_curves", "cluster_labels", "cluster_summary"]
+__all__ = ["CLUSTER_SUMMARY_COLUMNS", "K", "cluster_curves", "cluster_labels", "cluster_memorized",
+           "cluster_summary"]
 
 K = 7
 
@@ -64,7 +65,7 @@ def cluster_curves(res: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
 
 
 def cluster_summary(res: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
-    """Does every cluster show the boost?
+    """Per cluster: size, final probability, promotion and boost (does it show the boost?).
 
     Per cluster: its size, the mean curve's final and peak probability, the median promotion
     depth (per example: the relative depth from which the prediction stays top-1), the mean
@@ -82,8 +83,25 @@ def cluster_summary(res: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
         curve = probs[mask].mean(axis=0)
         rows.append({
             "cluster": int(c), "size": int(mask.sum()), "final_prob": float(curve[-1]),
-            "peak_prob": float(curve.max()), "median_promotion_depth": float(np.median(depth[mask])),
+            "peak_prob": float(curve.max()),
+            "median_promotion_depth": float(np.median(depth[mask])),
             "mean_boost": float(boost[mask].mean()), "ends_above_half": bool(curve[-1] > 0.5),
             "shows_boost": bool(boost[mask].mean() > 0),
         })
     return pd.DataFrame(rows, columns=CLUSTER_SUMMARY_COLUMNS)
+
+
+def cluster_memorized(idiom_res: pd.DataFrame, k: int = K,
+                      seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Figure 5 for one model: cluster its memorized idioms, then curves and summary.
+
+    Returns:
+        ``(curves, summary)``: :func:`cluster_curves` and :func:`cluster_summary` (empty frames
+        when fewer than 2 idioms are memorized).
+    """
+    memorized = idiom_res[idiom_res["is_memorized"].astype(bool)].reset_index(drop=True)
+    if len(memorized) < 2:
+        return (pd.DataFrame(columns=["cluster", "size", "layer", "depth", "rank", "prob"]),
+                pd.DataFrame(columns=CLUSTER_SUMMARY_COLUMNS))
+    labels = cluster_labels(memorized, k, seed)
+    return cluster_curves(memorized, labels), cluster_summary(memorized, labels)

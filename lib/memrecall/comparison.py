@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import paper_reference as paper
 from ._io import atomic_write_text
-from .paper_terms import curve_landmarks
+from .data import paper
+from .landmarks import curve_landmarks
 
 __all__ = [
     "ANALYSES",
@@ -34,6 +34,8 @@ __all__ = [
     "table3_rows",
     "table4_rows",
     "table5_rows",
+    "table5_side_by_side",
+    "verdict_counts",
 ]
 
 COMPARISON_COLUMNS = ["analysis", "quantity", "model", "ours", "paper_model", "paper_value",
@@ -100,7 +102,7 @@ def table3_rows(counts: pd.DataFrame, paper_model: str) -> pd.DataFrame:
     """Table 3: % memorized, on all idioms and on ``hard_to_guess``, vs the paper's of 814.
 
     Args:
-        counts: :func:`memrecall.paper_terms.memorized_counts` of one model.
+        counts: :func:`memrecall.memorization.memorized_counts` of one model.
         paper_model: :func:`paper_counterpart` of that model.
     """
     table = paper.table3().set_index("model")["memorized_pct"]
@@ -118,11 +120,11 @@ def _r_verdict(ours: float, p_value: float, paper_r: float) -> str:
     if np.isnan(ours):
         return "differs: not measured here (too few rows)"
     strength = "weak" if abs(ours) < WEAK_R else "not weak"
-    sign = "same sign" if np.sign(ours) == np.sign(paper_r) else "opposite sign"
+    sign = ("the same sign as" if np.sign(ours) == np.sign(paper_r) else "the opposite sign of")
     significant = "p < 0.05" if p_value < 0.05 else "not significant"
     head = "agrees" if abs(ours) < WEAK_R else "differs"
     return (f"{head}: {strength} (|r| {'<' if abs(ours) < WEAK_R else '>='} {WEAK_R}), "
-            f"{sign} as the paper's, {significant}; the paper: weak in all four models")
+            f"{sign} the paper's, {significant}; the paper: weak in all four models")
 
 
 def table4_rows(freq: pd.DataFrame, paper_model: str) -> pd.DataFrame:
@@ -155,6 +157,33 @@ def table5_rows(classifier: pd.DataFrame, paper_model: str) -> pd.DataFrame:
                          number_verdict(part.accuracy_mean, theirs[paper_model], PCT_TOL,
                                         digits=1, span=theirs.to_numpy())))
     return comparison_frame(rows)
+
+
+def table5_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
+    """Table 5 as the paper prints it, "mean ± sd" per feature set, the paper's models first.
+
+    Args:
+        ours: :func:`memrecall.classifier.classifier_table` rows of our models.
+
+    Returns:
+        One row per feature set (the paper's order), one column per model; the paper's columns
+        are marked ``(paper)``.
+    """
+    theirs = paper.table5().assign(model=lambda t: t["model"] + " (paper)")
+    both = pd.concat([theirs, ours], ignore_index=True)
+    both["accuracy"] = [f"{m:.1f} ± {s:.1f}" if not np.isnan(m) else "n/a"
+                        for m, s in zip(both["accuracy_mean"], both["accuracy_sd"])]
+    table = both.pivot(index="features", columns="model", values="accuracy")
+    return table.reindex(index=list(paper.TABLE5_FEATURES),
+                         columns=list(dict.fromkeys(both["model"]))).fillna("")
+
+
+def verdict_counts(rows: pd.DataFrame) -> pd.DataFrame:
+    """How many of each analysis's rows agree with the paper, per model ("k of n agree")."""
+    agree = rows.assign(agrees=rows["verdict"].str.startswith("agrees"))
+    counts = agree.groupby(["analysis", "model"], sort=False)["agrees"].agg(["sum", "size"])
+    text = counts["sum"].astype(str) + " of " + counts["size"].astype(str) + " agree"
+    return text.unstack("model").reindex([a for a in ANALYSES if a in set(rows["analysis"])])
 
 
 def _paper_landmarks(curves: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -195,7 +224,7 @@ def figure2_rows(model: str, ours: pd.DataFrame, paper_model: str) -> pd.DataFra
 
     Args:
         model: our model's name.
-        ours: :func:`memrecall.paper_terms.mean_curves` of its labelled idiom + Wikipedia results.
+        ours: :func:`memrecall.landmarks.mean_curves` of its labelled idiom + Wikipedia results.
         paper_model: :func:`paper_counterpart` of that model.
     """
     curves = paper.figure2()
@@ -218,7 +247,7 @@ def figure4_rows(model: str, ours: pd.DataFrame, paper_model: str = "gpt2-medium
 
     Args:
         model: our model's name.
-        ours: :func:`memrecall.paper_terms.mean_curves` of its labelled facts results.
+        ours: :func:`memrecall.landmarks.mean_curves` of its labelled facts results.
         paper_model: the paper reports facts for GPT-2 medium only.
     """
     rows = _landmark_rows("figure4", model, ours, paper_model, paper.facts_curves(),
@@ -226,7 +255,8 @@ def figure4_rows(model: str, ours: pd.DataFrame, paper_model: str = "gpt2-medium
     return comparison_frame(rows)
 
 
-def figure5_rows(model: str, summary: pd.DataFrame, paper_model: str = "gpt2-medium") -> pd.DataFrame:
+def figure5_rows(model: str, summary: pd.DataFrame,
+                 paper_model: str = "gpt2-medium") -> pd.DataFrame:
     """Figure 5: how many k-means clusters of the memorized idioms end above 0.5, show a boost.
 
     Args:
@@ -243,10 +273,13 @@ def figure5_rows(model: str, summary: pd.DataFrame, paper_model: str = "gpt2-med
         ("ends_above_half", "clusters ending above probability 0.5", theirs_above),
         ("shows_boost", "clusters with a positive mean confidence boost", len(final)),
     ):
-        ours = int(summary[column].sum())
-        same = ours == k and paper_value == len(final)
-        verdict = (f"{'agrees' if same else 'differs'}: {ours} of our {k} clusters, "
-                   f"{paper_value} of the paper's {len(final)}")
+        if k == 0:
+            ours, verdict = np.nan, "differs: no clusters here (fewer than 2 memorized idioms)"
+        else:
+            ours = int(summary[column].sum())
+            same = ours == k and paper_value == len(final)
+            verdict = (f"{'agrees' if same else 'differs'}: {ours} of our {k} clusters, "
+                       f"{paper_value} of the paper's {len(final)}")
         rows.append(_row("figure5", f"{label} (of {k})", model, ours, paper_model,
                          paper_value, verdict))
     return comparison_frame(rows)

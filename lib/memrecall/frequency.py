@@ -1,4 +1,4 @@
-"""Table 4 of the paper: is the prediction's first-layer rank just its word frequency?
+"""Table 4 of the paper: the prediction's first-layer rank against its word frequency.
 
 The paper correlates (Pearson) the rank of the final prediction at the first layer with the
 predicted word's general frequency in Wikipedia. We read frequencies offline from ``wordfreq``

@@ -60,7 +60,9 @@ def prompt_token_ids(lm: LM, probes: pd.DataFrame | Sequence[str]) -> np.ndarray
 
 def model_features(lm: LM, probes: pd.DataFrame | Sequence[str],
                    batch_size: int | None = None) -> dict[str, np.ndarray]:
-    """The two model-side feature sets, keyed as :func:`memrecall.classifier.feature_sets` takes
-    them: ``hidden`` and ``token_ids``."""
+    """The two model-side feature sets: ``hidden`` and ``token_ids``.
+
+    Keyed as :func:`memrecall.classifier.feature_sets` takes them (``**model_features(...)``).
+    """
     return {"hidden": final_hidden_states(lm, probes, batch_size),
             "token_ids": prompt_token_ids(lm, probes)}

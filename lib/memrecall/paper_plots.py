@@ -80,9 +80,9 @@ def plot_curves_beside_paper(ours: Mapping[str, pd.DataFrame], paper_curves: pd.
     """The paper's per-layer curves (left) beside ours (right), groups coloured alike.
 
     Args:
-        ours: model name -> :func:`memrecall.paper_terms.mean_curves` (``group, depth, rank,
+        ours: model name -> :func:`memrecall.landmarks.mean_curves` (``group, depth, rank,
             prob``).
-        paper_curves: :func:`memrecall.paper_reference.figure2` or ``facts_curves``.
+        paper_curves: :func:`memrecall.data.paper.figure2` or ``facts_curves``.
         path: output path without suffix.
         title: names our models (and says "smoke test" for tiny ones).
         log_rank: symmetric-log rank axis (the paper's Figure 6) instead of linear (Figure 2).
@@ -93,7 +93,8 @@ def plot_curves_beside_paper(ours: Mapping[str, pd.DataFrame], paper_curves: pd.
     fig = Figure(figsize=(8.4, 5.6), layout="constrained")
     axes = fig.subplots(2, 2, sharex=True)  # ranks differ with the vocabulary: own scales
     theirs = _by_model(paper_curves)
-    groups = group_order(list(paper_curves["group"]) + [g for f in ours.values() for g in f["group"]])
+    ours_groups = [g for frame in ours.values() for g in frame["group"]]
+    groups = group_order(list(paper_curves["group"]) + ours_groups)
     colors = {g: group_color(g) for g in groups}
     keys_paper, top_paper = _draw(axes[0, 0], axes[1, 0], theirs, colors, "group")
     keys_ours, top_ours = _draw(axes[0, 1], axes[1, 1], ours, colors, "group")
@@ -114,7 +115,7 @@ def plot_clusters_beside_paper(ours: pd.DataFrame, paper_clusters: pd.DataFrame,
 
     Args:
         ours: :func:`memrecall.clusters.cluster_curves` of one model.
-        paper_clusters: :func:`memrecall.paper_reference.clusters`.
+        paper_clusters: :func:`memrecall.data.paper.clusters`.
         path: output path without suffix.
         title: names our model.
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data
+from . import classifier, data, hidden
 from ._io import slug
 from .models import LM
 from .probes import make_probes
 from .profiles import Profile
 from .profiles import profile as get_profile
-from .results import cached_project
+from .results import cached, cached_project, frame_sha256, result_key
 
 
 @dataclass(frozen=True)
@@ -118,9 +118,13 @@ def idiom_results(lm: LM, run: Settings) -> pd.DataFrame:
 
 
 def wiki_results(lm: LM, run: Settings) -> pd.DataFrame:
-    """Random Wikipedia sentences (the control group) through the lens, cached."""
-    sentences = data.load_wiki(n=run.n_wiki, seed=run.seed)
-    probes = make_probes(sentences["text"].tolist(), lm)
+    """The Wikipedia control through the lens, cached.
+
+    The paper's control: texts whose word counts follow IdioMem's
+    (:func:`memrecall.data.load_wiki`).
+    """
+    texts = data.load_wiki(n=run.n_wiki, seed=run.seed)
+    probes = make_probes(texts["text"].tolist(), lm)
     return cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size)
 
 
@@ -131,6 +135,34 @@ def facts_results(lm: LM, run: Settings) -> pd.DataFrame:
     return cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size)
 
 
+def classifier_results(lm: LM, idiom_res: pd.DataFrame, run: Settings) -> pd.DataFrame:
+    """Table 5 for ``lm``: the paper's classifier on each of its feature sets, cached.
+
+    Reads the final hidden states and token ids from the model
+    (:func:`memrecall.hidden.model_features`), then scores every feature set on the same 10
+    balanced splits (:func:`memrecall.classifier.classifier_table`).
+
+    Args:
+        lm: the model.
+        idiom_res: its :func:`idiom_results`.
+        run: the settings (seed, batch size, cache folder).
+
+    Returns:
+        ``model, features, accuracy_mean, accuracy_sd`` (accuracy in %).
+    """
+    key = result_key(lm, frame_sha256(idiom_res, ["prompt", "target_token", "is_memorized"]),
+                     "classifier", seed=run.seed)
+
+    def compute() -> pd.DataFrame:
+        extra = hidden.model_features(lm, idiom_res, run.batch_size)
+        sets = classifier.feature_sets(idiom_res, hidden=extra["hidden"],
+                                       token_ids=extra["token_ids"], seed=run.seed)
+        return classifier.classifier_table(lm.name, sets, idiom_res["is_memorized"],
+                                           seed=run.seed)
+
+    return cached(run.cache_dir, key, compute)
+
+
 # --- knockout sweep ---
 # The sweep of notebook 05 through the results cache, and everything the notebook shows per model.
 # This section's own imports (all pointing down the stack):
@@ -139,7 +171,6 @@ import time  # noqa: E402
 
 from . import interventions, report, stats  # noqa: E402
 from .interventions import SweepConfig  # noqa: E402
-from .results import cached, frame_sha256, result_key  # noqa: E402
 
 
 def cached_knockout_sweep(lm: LM, probes: pd.DataFrame, cache_dir: str | Path | None,

@@ -80,7 +80,7 @@ class SavedFigure:
         return self.png.read_bytes()
 
 
-def _save(fig: Figure, path: str | Path) -> SavedFigure:
+def save_figure(fig: Figure, path: str | Path) -> SavedFigure:
     """Write ``path`` as ``.pdf`` and ``.png`` (a ``.pdf``/``.png`` suffix is replaced)."""
     base = Path(path)
     if base.suffix.lower() in (".pdf", ".png"):
@@ -93,7 +93,7 @@ def _save(fig: Figure, path: str | Path) -> SavedFigure:
     return SavedFigure(fig, pdf, png)
 
 
-def _styled(function: Callable[..., SavedFigure]) -> Callable[..., SavedFigure]:
+def styled(function: Callable[..., SavedFigure]) -> Callable[..., SavedFigure]:
     """Run a plot function under the house style, without touching global rcParams."""
 
     @wraps(function)
@@ -112,7 +112,7 @@ def _integer_layers(ax: Axes, n_layers: int) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10], min_n_ticks=3))
 
 
-def _rank_axis(ax: Axes, top: float) -> None:
+def rank_axis(ax: Axes, top: float) -> None:
     """Symmetric-log y axis so rank 0 (top-1) is drawable: linear in [0, 1], log above."""
     ax.set_yscale("symlog", linthresh=1, linscale=0.5)
     top = max(10.0, 2 * top)  # headroom above the highest band
@@ -181,16 +181,16 @@ def _layerwise(summary_prob: pd.DataFrame, summary_rank: pd.DataFrame, path: str
     top.set_ylabel(f"probability of {subject}\n({_statistic(summary_prob)}, 95% CI)")
     top.set_ylim(bottom=0)
     bottom.set_ylabel(f"rank of {subject}\n({_statistic(summary_rank)}; 0 = top-1)")
-    _rank_axis(bottom, float(summary_rank["hi"].max()))
+    rank_axis(bottom, float(summary_rank["hi"].max()))
     bottom.set_xlabel(f"layer (block output, 1–{n_layers})")
     _integer_layers(bottom, n_layers)
     _split_line([top, bottom], split_layer)
     fig.suptitle(title)
     _bottom_legend(fig, top.get_legend_handles_labels()[0])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_layerwise(summary_prob: pd.DataFrame, summary_rank: pd.DataFrame, path: str | Path,
                    title: str, split_layer: float | None = None) -> SavedFigure:
     """Draw the paper's main figure: probability (top) and rank (bottom) of the prediction.
@@ -210,7 +210,7 @@ def plot_layerwise(summary_prob: pd.DataFrame, summary_rank: pd.DataFrame, path:
     return _layerwise(summary_prob, summary_rank, path, title, split_layer, "final prediction")
 
 
-@_styled
+@styled
 def plot_target_layerwise(summary_prob: pd.DataFrame, summary_rank: pd.DataFrame,
                           path: str | Path, title: str,
                           split_layer: float | None = None) -> SavedFigure:
@@ -224,7 +224,7 @@ def _ecdf(ax: Axes, values: np.ndarray, **kwargs: Any) -> None:
             **kwargs)
 
 
-@_styled
+@styled
 def plot_promotion(per_example_df: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
     """Distributions of promotion layer (ECDF) and confidence boost (box plot) by group.
 
@@ -260,10 +260,10 @@ def plot_promotion(per_example_df: pd.DataFrame, path: str | Path, title: str) -
     right.set_ylabel("confidence boost\n(probability, last − promotion layer)")
     right.tick_params(axis="x", rotation=20)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_cross_model(summary_prob: Mapping[str, pd.DataFrame],
                      summary_rank: Mapping[str, pd.DataFrame], path: str | Path,
                      title: str) -> SavedFigure:
@@ -299,7 +299,7 @@ def plot_cross_model(summary_prob: Mapping[str, pd.DataFrame],
     top.set_ylabel(f"probability of final prediction\n({_statistic(summary_prob[models[0]])})")
     top.set_ylim(bottom=0)
     bottom.set_ylabel("rank of final prediction\n(geometric mean; 0 = top-1)")
-    _rank_axis(bottom, highest)
+    rank_axis(bottom, highest)
     bottom.set_xlabel("relative depth (layer / number of layers)")
     bottom.set_xlim(0, 1.02)
     # Two legend columns, groups (colour) then models (line style), padded to equal length.
@@ -310,7 +310,7 @@ def plot_cross_model(summary_prob: Mapping[str, pd.DataFrame],
     fig.suptitle(title)
     _bottom_legend(fig, [*colour, *[blank] * (rows - len(colour)), *style,
                          *[blank] * (rows - len(style))], ncols=2)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _annotate_cells(ax: Axes, values: np.ndarray, fmt: str, cmap: Any, norm: Any) -> None:
@@ -322,7 +322,7 @@ def _annotate_cells(ax: Axes, values: np.ndarray, fmt: str, cmap: Any, norm: Any
                     color="white" if dark else "black")
 
 
-@_styled
+@styled
 def plot_bars(frame: pd.DataFrame, path: str | Path, title: str, *, x: str, y: str,
               hue: str | None = None, ylabel: str, xlabel: str | None = None,
               value_fmt: str | None = "{:.0f}") -> SavedFigure:
@@ -375,10 +375,10 @@ def plot_bars(frame: pd.DataFrame, path: str | Path, title: str, *, x: str, y: s
     if hue:
         ax.legend(title=hue, loc="upper left", bbox_to_anchor=(1, 1))
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-@_styled
+@styled
 def plot_heatmaps(panels: Mapping[str, Mapping[str, pd.DataFrame]], path: str | Path,
                   title: str, *, cbar_label: str = "fraction of predictions changed",
                   index_base: int = 0, xlabel: str = "end layer", ylabel: str = "start layer",
@@ -453,7 +453,7 @@ def plot_heatmaps(panels: Mapping[str, Mapping[str, pd.DataFrame]], path: str | 
     mappable = mpl.cm.ScalarMappable(norm=norm, cmap=colour_map)
     fig.colorbar(mappable, ax=axes, label=cbar_label, shrink=0.8)
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 CONTROL_LINESTYLES = {"top": "-", "random": "--", "all_but_top": ":"}
@@ -463,7 +463,7 @@ CONTROL_LABELS = {"top": "top-k knocked out", "random": "random k knocked out",
                   "all_but_top": "all but top-k knocked out"}
 
 
-@_styled
+@styled
 def plot_knockout_lines(profile: pd.DataFrame, path: str | Path, title: str, *,
                         value: str = "changed_fraction",
                         ylabel: str = "fraction of predictions changed",
@@ -518,4 +518,4 @@ def plot_knockout_lines(profile: pd.DataFrame, path: str | Path, title: str, *,
                        label=CONTROL_LABELS.get(c, c)) for c in controls]
     fig.suptitle(title)
     _bottom_legend(fig, handles, ncols=3)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,10 +1,12 @@
-"""The datasets: IdioMem, ROME's known facts and WikiText-2 control sentences.
+"""The datasets: IdioMem, ROME's known facts, the Wikipedia control, and the paper's numbers.
 
 * :mod:`~memrecall.data.sources`: the pinned files (URL, sha256), the resolution order
   (explicit path, ``$MEMRECALL_DATA_DIR``, cache, download) and the errors;
 * :mod:`~memrecall.data.idiomem`: the IdioMem release;
 * :mod:`~memrecall.data.facts`: ``known_1000.json``;
-* :mod:`~memrecall.data.wikitext`: WikiText-2 sentences (detokenize, split, filter, sample);
+* :mod:`~memrecall.data.wikitext`: the Wikipedia control (detokenize, split, sample texts
+  length-matched to IdioMem, or whole sentences);
+* :mod:`~memrecall.data.paper`: the paper's own tables and digitized figures (package data);
 * :mod:`~memrecall.data.idiomem_rebuild`: IdioMem's EF / EPIC / LIdioms part rebuilt from the
   raw lists.
 """

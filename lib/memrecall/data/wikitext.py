@@ -1,30 +1,54 @@
-"""WikiText-2 control sentences: detokenize, split into sentences, filter, sample."""
+"""The Wikipedia control: WikiText texts, detokenized, split into sentences, sampled.
+
+Two controls:
+
+* ``length-matched`` (the default, the paper's): "Wikipedia prompts of the same length
+  distribution as in IdioMem". For each IdioMem word count, that many texts of exactly that many
+  words, each a sentence start followed by its first words, the last being a real word (letters,
+  not punctuation or a number): the word-count histogram equals IdioMem's, scaled to ``n``.
+* ``sentences``: whole clean sentences of 5-25 words (longer than the idioms).
+
+Offline the source is the pinned WikiText-2 files; the hub fallback is WikiText-103 through
+``datasets``. The two share their validation and test articles (WikiText-103 differs in its
+training set and in having fewer ``<unk>`` tokens), so the test split we sample is the paper's
+corpus up to those ``<unk>`` tokens, not a sample of all of WikiText-103.
+"""
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .idiomem import load_idiomem
 from .sources import DataNotFoundError, file_key, resolve_data_file
 
 __all__ = [
+    "WIKI_CONTROLS",
     "WIKITEXT_HF_CONFIG",
     "WIKITEXT_HF_DATASET",
     "WIKITEXT_HF_REVISION",
     "detokenize",
+    "length_matched",
     "load_wiki",
+    "scaled_counts",
+    "sentence_prefix",
+    "sentence_starts",
     "split_sentences",
     "wiki_sentences",
 ]
 
-# The HF hub copy of the same (tokenized) WikiText-2; used only when no file is available.
+WIKI_CONTROLS = ("length-matched", "sentences")
+
+# The HF hub copy (tokenized WikiText-103: the same test and validation articles as WikiText-2);
+# used only when no file is available.
 WIKITEXT_HF_DATASET = "Salesforce/wikitext"
-WIKITEXT_HF_CONFIG = "wikitext-2-v1"
+WIKITEXT_HF_CONFIG = "wikitext-103-v1"
 # Commit of Salesforce/wikitext (parquet layout, Jan 2024) that many public projects pin;
 # not verifiable offline here: check it against the hub's history before relying on it.
 WIKITEXT_HF_REVISION = "b08601e04326c79dfdd32d625aee71d232d685c3"
@@ -165,21 +189,125 @@ def wiki_sentences(lines: Iterable[str], min_words: int = 5, max_words: int = 25
     return out
 
 
+# --------------------------------------------------------------------------- the paper's control
+
+# A real word: letters only, with inner apostrophes or hyphens ("don't", "well-known").
+_REAL_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+
+
+def sentence_starts(lines: Iterable[str]) -> list[tuple[str, int]]:
+    """Every distinct sentence of tokenized WikiText lines, detokenized, with its line index.
+
+    Unlike :func:`wiki_sentences` nothing is filtered by length or cleaned: these are the
+    starts from which :func:`length_matched` cuts its texts.
+    """
+    seen: set[str] = set()
+    out: list[tuple[str, int]] = []
+    for idx, line in enumerate(lines):
+        text = line.strip()
+        if not text or (text.startswith("=") and text.endswith("=")):
+            continue
+        for sent in split_sentences(detokenize(text)):
+            if sent not in seen:
+                seen.add(sent)
+                out.append((sent, idx))
+    return out
+
+
+def sentence_prefix(sentence: str, n_words: int) -> str | None:
+    """The first ``n_words`` words of ``sentence`` if the last of them is a real word.
+
+    Returns:
+        The prefix (words joined by single spaces), or None when the sentence is shorter, the
+        ``n_words``-th word is not a real word (punctuation, a number, a word with punctuation
+        attached) or the prefix holds ``<unk>`` or a lone quote.
+    """
+    words = sentence.split()
+    if len(words) < n_words or not _REAL_WORD.fullmatch(words[n_words - 1]):
+        return None
+    prefix = " ".join(words[:n_words])
+    if "<unk>" in prefix or _LONE_SQUOTE.search(prefix):
+        return None
+    return prefix
+
+
+def scaled_counts(lengths: Iterable[int], n: int) -> dict[int, int]:
+    """A histogram of ``lengths`` scaled to ``n`` items (largest remainders: it sums to ``n``).
+
+    With ``n == len(lengths)`` it is the histogram itself.
+    """
+    hist = Counter(int(x) for x in lengths)
+    total = sum(hist.values())
+    if total == 0:
+        raise ValueError("no lengths to match")
+    exact = {k: v * n / total for k, v in hist.items()}
+    counts = {k: int(x) for k, x in exact.items()}
+    short = n - sum(counts.values())
+    for k in sorted(exact, key=lambda k: (-(exact[k] - counts[k]), k))[:short]:
+        counts[k] += 1
+    return {k: counts[k] for k in sorted(counts) if counts[k]}
+
+
+def length_matched(starts: Sequence[tuple[str, int]], counts: Mapping[int, int],
+                   seed: int = 0) -> pd.DataFrame:
+    """Draw, for each word count, that many texts of exactly that many words.
+
+    Each text is a sentence start followed by its first words (:func:`sentence_prefix`); no
+    sentence gives two texts. Sentences are visited in one seeded random order, longest word
+    counts first (they have the fewest candidates); the rows come out in a seeded random order.
+
+    Args:
+        starts: :func:`sentence_starts` output.
+        counts: word count -> how many texts (e.g. :func:`scaled_counts`).
+        seed: the seed of both random orders.
+
+    Returns:
+        ``text, paragraph, n_words``.
+
+    Raises:
+        ValueError: not enough sentences for some word count.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(starts)))
+    rng.shuffle(order)
+    used: set[int] = set()
+    rows: list[tuple[str, int, int]] = []
+    for n_words in sorted(counts, reverse=True):
+        need = counts[n_words]
+        for i in order:
+            if need == 0:
+                break
+            text = None if i in used else sentence_prefix(starts[i][0], n_words)
+            if text is not None:
+                used.add(i)
+                rows.append((text, starts[i][1], n_words))
+                need -= 1
+        if need:
+            raise ValueError(f"only {counts[n_words] - need} sentences give a {n_words}-word "
+                             f"text ending in a word, {counts[n_words]} needed")
+    rng.shuffle(rows)
+    return pd.DataFrame(rows, columns=["text", "paragraph", "n_words"])
+
+
+# --------------------------------------------------------------------------- sources
+
 _WIKI_CACHE: dict[Any, tuple[tuple[str, int], ...]] = {}
+_POOLS = {"sentences": wiki_sentences, "length-matched": sentence_starts}
 
 
-def _wiki_from_file(split: str, path: str | Path | None) -> tuple[tuple[str, int], ...]:
+def _wiki_from_file(split: str, path: str | Path | None,
+                    control: str) -> tuple[tuple[str, int], ...]:
     key = _WIKI_KEYS[split]
     file = resolve_data_file(key, path)
-    ckey = file_key(file, "sentences")
+    ckey = file_key(file, control)
     if ckey not in _WIKI_CACHE:
         lines = file.read_text(encoding="utf-8").split("\n")
-        _WIKI_CACHE[ckey] = tuple(wiki_sentences(lines))
+        _WIKI_CACHE[ckey] = tuple(_POOLS[control](lines))
     return _WIKI_CACHE[ckey]
 
 
-def _wiki_from_hf(split: str) -> tuple[tuple[str, int], ...]:
-    ckey = ("hf", WIKITEXT_HF_DATASET, WIKITEXT_HF_CONFIG, WIKITEXT_HF_REVISION, split)
+def _wiki_from_hf(split: str, control: str) -> tuple[tuple[str, int], ...]:
+    ckey = ("hf", WIKITEXT_HF_DATASET, WIKITEXT_HF_CONFIG, WIKITEXT_HF_REVISION, split, control)
     if ckey not in _WIKI_CACHE:
         import datasets  # heavy, and only needed here
 
@@ -189,8 +317,26 @@ def _wiki_from_hf(split: str) -> tuple[tuple[str, int], ...]:
             split=_HF_SPLITS[split],
             revision=WIKITEXT_HF_REVISION,
         )
-        _WIKI_CACHE[ckey] = tuple(wiki_sentences(ds["text"]))
+        _WIKI_CACHE[ckey] = tuple(_POOLS[control](ds["text"]))
     return _WIKI_CACHE[ckey]
+
+
+def _pool(split: str, path: str | Path | None, source: str,
+          control: str) -> tuple[tuple[str, int], ...]:
+    if source == "hf":
+        return _wiki_from_hf(split, control)
+    if source == "file":
+        return _wiki_from_file(split, path, control)
+    try:
+        return _wiki_from_file(split, path, control)
+    except DataNotFoundError as file_err:
+        try:
+            return _wiki_from_hf(split, control)
+        except Exception as hf_err:  # both reasons go in one error
+            raise DataNotFoundError(
+                f"{file_err}\nThe fallback to the hub copy ({WIKITEXT_HF_DATASET}, "
+                f"{WIKITEXT_HF_CONFIG}) failed too: {type(hf_err).__name__}: {hf_err}"
+            ) from hf_err
 
 
 def load_wiki(
@@ -199,24 +345,32 @@ def load_wiki(
     split: str = "test",
     path: str | Path | None = None,
     source: str = "auto",
+    *,
+    control: str = "length-matched",
+    lengths: Iterable[int] | None = None,
 ) -> pd.DataFrame:
-    """Sample ``n`` real Wikipedia sentences from WikiText-2 (the control texts).
+    """Sample ``n`` Wikipedia texts (the control group), by default the paper's control.
 
     Args:
-        n: How many sentences.
-        seed: Sampling seed; the same ``(n, seed, split)`` gives the same rows in the same order.
+        n: How many texts.
+        seed: Sampling seed; the same arguments give the same rows in the same order.
         split: ``"test"`` or ``"valid"``.
-        path: Optional explicit split file (``test.txt``/``valid.txt``) or data folder.
-        source: ``"file"`` (the resolution order of :func:`resolve_data_file`), ``"hf"`` (the
-            ``datasets`` hub copy at :data:`WIKITEXT_HF_REVISION`) or ``"auto"`` (file, then hf
-            if no file can be found).
+        path: Optional explicit split file (``test.txt``/``valid.txt``) or data folder (then
+            IdioMem's word counts are read from there too).
+        source: ``"file"`` (the resolution order of :func:`resolve_data_file`: the WikiText-2
+            files), ``"hf"`` (the ``datasets`` hub copy of WikiText-103 at
+            :data:`WIKITEXT_HF_REVISION`) or ``"auto"`` (file, then hf if no file is found).
+        control: ``"length-matched"`` (texts whose word counts follow ``lengths``, see the
+            module docstring) or ``"sentences"`` (whole clean sentences of 5-25 words).
+        lengths: word counts whose histogram the length-matched texts follow; default IdioMem's.
 
     Returns:
         A new DataFrame with columns ``text`` (no final punctuation; the last word is the
-        target) and ``paragraph`` (0-based line index of the sentence's paragraph in the split).
+        target), ``paragraph`` (0-based line index of its paragraph in the split) and
+        ``n_words``.
 
     Raises:
-        ValueError: Bad ``split``/``source``/``n``, or fewer than ``n`` sentences available.
+        ValueError: Bad ``split``/``source``/``control``/``n``, or too few texts available.
         DataNotFoundError: No file found (and, for ``"auto"``, the hub failed too).
 
     """
@@ -224,27 +378,21 @@ def load_wiki(
         raise ValueError(f"split must be one of {sorted(_WIKI_KEYS)}, got {split!r}")
     if source not in ("auto", "file", "hf"):
         raise ValueError(f"source must be 'auto', 'file' or 'hf', got {source!r}")
+    if control not in WIKI_CONTROLS:
+        raise ValueError(f"control must be one of {WIKI_CONTROLS}, got {control!r}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    if source == "hf":
-        pool = _wiki_from_hf(split)
-    elif source == "file":
-        pool = _wiki_from_file(split, path)
-    else:
-        try:
-            pool = _wiki_from_file(split, path)
-        except DataNotFoundError as file_err:
-            try:
-                pool = _wiki_from_hf(split)
-            except Exception as hf_err:  # both reasons go in one error
-                raise DataNotFoundError(
-                    f"{file_err}\nThe fallback to the hub copy ({WIKITEXT_HF_DATASET}, "
-                    f"{WIKITEXT_HF_CONFIG}) failed too: {type(hf_err).__name__}: {hf_err}"
-                ) from hf_err
+    pool = _pool(split, path, source, control)
+    if control == "length-matched":
+        if lengths is None:
+            folder = path if path is not None and Path(path).is_dir() else None
+            lengths = load_idiomem(folder)["idiom"].str.split().str.len()
+        return length_matched(sorted(pool), scaled_counts(lengths, n), seed)
     if n > len(pool):
         raise ValueError(
-            f"asked for n={n} WikiText-2 {split} sentences but only {len(pool)} pass the filters"
+            f"asked for n={n} WikiText {split} sentences but only {len(pool)} pass the filters"
         )
-    ordered = sorted(pool)
-    chosen = random.Random(seed).sample(ordered, n)
-    return pd.DataFrame({"text": [s for s, _ in chosen], "paragraph": [int(i) for _, i in chosen]})
+    chosen = random.Random(seed).sample(sorted(pool), n)
+    texts = [s for s, _ in chosen]
+    return pd.DataFrame({"text": texts, "paragraph": [int(i) for _, i in chosen],
+                         "n_words": [len(t.split()) for t in texts]})

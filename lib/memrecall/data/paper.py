@@ -74,7 +74,7 @@ _KNOCKOUT_FIGURES = {
 
 @cache
 def _raw() -> dict[str, Any]:
-    text = resources.files("memrecall").joinpath("paperdata", REFERENCE_FILE).read_text("utf-8")
+    text = resources.files(__package__).joinpath(REFERENCE_FILE).read_text("utf-8")
     return json.loads(text)
 
 
@@ -102,7 +102,8 @@ def table3() -> pd.DataFrame:
     Returns:
         Columns ``model, n_layers, memorized, non_memorized, n, memorized_pct``.
     """
-    rows = [{"model": m, "n_layers": n_layers(m), **v} for m, v in _raw()["table3_memorized"].items()]
+    rows = [{"model": m, "n_layers": n_layers(m), **v}
+            for m, v in _raw()["table3_memorized"].items()]
     out = pd.DataFrame(rows)
     out["n"] = out["memorized"] + out["non_memorized"]
     return out[["model", "n_layers", "memorized", "non_memorized", "n", "memorized_pct"]]

@@ -1,12 +1,10 @@
-"""Our numbers measured the way the paper measured them (Table 3, Figures 2 and 4).
+"""Per-layer mean curves as the paper drew them (Figures 2 and 4), and their landmarks.
 
-The paper counts memorized idioms over its 814 filtered idioms; we have the released 852, of
-which the 717 ``hard_to_guess`` ones are the closest to that set, so we count both. Its curves
-are *arithmetic* means of the prediction's rank (our figures also show geometric means), and we
-compare curves through a few landmarks that need no alignment of layers: the relative depth at
-which the mean rank first drops below 1, the final and peak probabilities, and the first layer's
-mean rank. The same functions read the paper's digitized curves
-(:mod:`memrecall.paper_reference`), so both sides are measured alike.
+The paper's curves are *arithmetic* means of the prediction's rank (our other figures show
+geometric means). We compare curves through a few landmarks that need no alignment of layers:
+the relative depth at which the mean rank first drops below 1, the final and peak
+probabilities, and the first layer's mean rank. The same functions read the paper's digitized curves
+(:mod:`memrecall.data.paper`), so both sides are measured alike.
 """
 
 from __future__ import annotations
@@ -16,35 +14,10 @@ import pandas as pd
 
 from .stats import group_order, normalised_depth, stack
 
-__all__ = ["COUNT_SUBSETS", "LANDMARK_COLUMNS", "curve_landmarks", "mean_curves",
-           "memorized_counts"]
-
-# subset name -> IdioMem boolean column (None: every idiom)
-COUNT_SUBSETS = {"all": None, "hard_to_guess": "hard_to_guess"}
+__all__ = ["LANDMARK_COLUMNS", "curve_landmarks", "mean_curves"]
 
 LANDMARK_COLUMNS = ["group", "first_rank", "depth_below_1", "final_prob", "peak_prob",
                     "peak_depth"]
-
-
-def memorized_counts(model: str, idiom_res: pd.DataFrame) -> pd.DataFrame:
-    """Table 3 on the paper's terms: memorized idioms of all idioms and of ``hard_to_guess``.
-
-    Args:
-        model: the model's name.
-        idiom_res: idiom results with ``is_memorized`` (and ``hard_to_guess`` for that row).
-
-    Returns:
-        One row per subset present: ``model, subset, n, memorized, memorized_pct``.
-    """
-    rows = []
-    for subset, column in COUNT_SUBSETS.items():
-        if column is not None and column not in idiom_res:
-            continue
-        part = idiom_res if column is None else idiom_res[idiom_res[column].astype(bool)]
-        memorized = int(part["is_memorized"].sum())
-        rows.append({"model": model, "subset": subset, "n": len(part), "memorized": memorized,
-                     "memorized_pct": 100 * memorized / len(part) if len(part) else np.nan})
-    return pd.DataFrame(rows)
 
 
 def mean_curves(labelled: pd.DataFrame, group_col: str = "group") -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""The paper's numbers shipped with the package (memrecall.paper_reference)."""
+"""The paper's numbers shipped with the package (memrecall.data.paper)."""
 
 import json
 from importlib import resources
@@ -6,11 +6,11 @@ from importlib import resources
 import numpy as np
 import pytest
 
-from memrecall import paper_reference as paper
+from memrecall.data import paper
 
 
 def test_reference_file_is_package_data_with_citation():
-    raw = resources.files("memrecall").joinpath("paperdata", paper.REFERENCE_FILE)
+    raw = resources.files("memrecall").joinpath("data", paper.REFERENCE_FILE)
     data = json.loads(raw.read_text("utf-8"))
     assert "Haviv" in data["source"] and "2210.03588" in data["source"]
     assert "Haviv" in paper.CITATION
