@@ -86,7 +86,7 @@ MOVED = {
     "control_contrast": "memrecall.stats",
     "early_late_table": "memrecall.stats",
     "knockout_probe_groups": "memrecall.stats",
-    "knockout_verdicts": "memrecall.report",
+    "knockout_verdicts": "memrecall.knockout_report",
 }
 """Names that used to live here and moved up the stack: ``{name: its module now}``."""
 

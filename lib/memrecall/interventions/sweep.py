@@ -1,5 +1,4 @@
-"""The knockout sweep of Haviv et al. (2023, section 5.3 and appendix C), batched across
-configurations as well as probes.
+"""The knockout sweep of Haviv et al. (2023, §5.3, appendix C), batched across configurations.
 
 One clean forward per batch of probes scores every neuron of every layer
 (:func:`~memrecall.interventions.neurons.score_batches`) and another records every block's input
@@ -251,11 +250,11 @@ def knockout_sweep(lm: LM, probes: pd.DataFrame | Sequence[str],
     device = lm.device
     controls = configs["control"].to_numpy()
     plan = _Plan(
-        start=torch.as_tensor(configs["start_layer"].to_numpy(), device=device),
-        end=torch.as_tensor(configs["end_layer"].to_numpy(), device=device),
-        k=torch.as_tensor(configs["k"].to_numpy(), device=device),
-        complement=torch.as_tensor(controls == "non_dominant", device=device),
-        random=torch.as_tensor(controls == "random", device=device),
+        start=torch.tensor(configs["start_layer"].to_numpy(), device=device),
+        end=torch.tensor(configs["end_layer"].to_numpy(), device=device),
+        k=torch.tensor(configs["k"].to_numpy(), device=device),
+        complement=torch.tensor(controls == "non_dominant", device=device),
+        random=torch.tensor(controls == "random", device=device),
         dominant=base.indices,
         drawn=(random_neurons(n, lm.n_layers, d_ff, kmax, config.seed).to(device)
                if "random" in set(controls) else None))
