@@ -16,10 +16,12 @@ from . import knockout_stats as ks
 from ._io import atomic_write_text
 from .comparison import PCT_TOL, comparison_frame, number_verdict
 from .data import paper
+from .interventions import window_matrix
 from .report import to_display_layer
 
-__all__ = ["KNOCKOUT_COLUMNS", "figure3_rows", "knockout_verdicts", "knockouts_csv",
-           "paper_depth_line", "write_knockouts_csv"]
+__all__ = ["FIGURES", "KNOCKOUT_COLUMNS", "PAPER_PANEL", "beside_paper_panels", "depth_lines",
+           "figure3_rows", "knockout_verdicts", "knockouts_csv", "paper_depth_line",
+           "write_knockouts_csv"]
 
 KNOCKOUT_COLUMNS = ["group", "control", "k", "start_layer", "end_layer", "n_probes",
                     "changed_pct", "target_rank_change", "target_prob_change"]
@@ -138,7 +140,10 @@ def knockout_verdicts(table: pd.DataFrame, detail: pd.DataFrame, n_layers: int,
             f"{paper_side['other']:.0f}%: {_answer(paper_side['dominates'])})")
     slopes = ks.depth_slopes(detail, n_layers, "non_dominant", 3, SPLIT)
     mine = slopes[slopes["group"] == reference]
-    if len(mine):
+    if len(mine) and mine.iloc[0]["n_early"] < 2:
+        lines.append(f"non_dominant 3-layer windows, {reference}: fewer than 2 windows between "
+                     f"layer 2 and {SPLIT:.0%} depth ({n_layers} layers): slopes untested")
+    elif len(mine):
         s, p = mine.iloc[0].to_dict(), _paper_slopes()
         lines.append(
             f"non_dominant 3-layer windows, {reference}: slope from layer 2 to {SPLIT:.0%} depth "
@@ -244,3 +249,70 @@ def figure3_rows(model: str, table: pd.DataFrame, detail: pd.DataFrame, n_layers
                 f"{'here' if verdict_of(s) else 'not here'} [{s[f'{part}_lo']:+.0f}, "
                 f"{s[f'{part}_hi']:+.0f}], {'and' if verdict_of(p) else 'not'} in the paper"))
     return comparison_frame(out)
+
+
+PAPER_PANEL = "paper: GPT-2 medium, 100 memorized (digitized)"
+"""The column title of the paper's panels."""
+
+FIGURES = {"changed_pct": ("figure3", 1.0), "target_rank_change": ("figure8", 1.0),
+           "target_prob_change": ("figure9", -1.0)}
+"""Our read-out -> the paper's figure and the sign that turns ours into its quantity (Figure 9
+draws the *decrease* of the target's probability)."""
+
+
+def beside_paper_panels(tables: dict[str, pd.DataFrame], value: str = "changed_pct",
+                        group: str = "memorized",
+                        controls: tuple[str, ...] = ("dominant", "non_dominant"),
+                        ) -> dict[str, dict[str, pd.DataFrame]]:
+    """Start x end matrices of each model beside the paper's, for :func:`plots.plot_heatmaps`.
+
+    Args:
+        tables: ``{model: knockout_table}`` (one k).
+        value: ``changed_pct`` (Figure 3), ``target_rank_change`` (Figure 8) or
+            ``target_prob_change`` (Figure 9: drawn as the *decrease*, in points, as the paper).
+        group: our group shown (the paper's: memorized idioms).
+        controls: rows of panels.
+
+    Returns:
+        ``{control: {"<model> (n=..)": matrix, ..., PAPER_PANEL: matrix}}``, 0-based layers.
+    """
+    figure, sign = FIGURES[value]
+    panels: dict[str, dict[str, pd.DataFrame]] = {}
+    for control in controls:
+        row = {}
+        for model, table in tables.items():
+            part = table[(table["group"] == group) & (table["control"] == control)]
+            if len(part):
+                label = f"{model}, {group} (n={int(part['n_probes'].iloc[0])})"
+                row[label] = sign * window_matrix(part, control=control, value=value)
+        row[PAPER_PANEL] = ks.paper_window_matrix(figure, control)
+        panels[control.replace("_", "-")] = row
+    return panels
+
+
+def depth_lines(tables: dict[str, tuple[pd.DataFrame, int]], group: str = "memorized",
+                control: str = "non_dominant", window: int = 3,
+                value: str = "changed_pct") -> pd.DataFrame:
+    """Windows of one size by relative depth, per model (the paper's Figure 7 for ours).
+
+    Args:
+        tables: ``{model: (knockout_table, n_layers)}``.
+        group: the group.
+        control: the control.
+        window: the window size.
+        value: the read-out (with ``_lo`` / ``_hi`` intervals in the table).
+
+    Returns:
+        ``model, layer`` (1-based first layer), ``depth``, ``value``, ``lo``, ``hi``.
+    """
+    frames = []
+    for model, (table, n_layers) in tables.items():
+        rows = table[(table["group"] == group) & (table["control"] == control)
+                     & (table["window"] == window)].sort_values("start_layer")
+        frames.append(pd.DataFrame({
+            "model": model, "layer": to_display_layer(rows["start_layer"].to_numpy()),
+            "depth": ks.window_depth(rows["start_layer"], n_layers),
+            "value": rows[value].to_numpy(), "lo": rows[f"{value}_lo"].to_numpy(),
+            "hi": rows[f"{value}_hi"].to_numpy()}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["model", "layer", "depth", "value", "lo", "hi"])
