@@ -236,6 +236,45 @@ class CleanRun:
         rows = torch.arange(len(self.batch.positions), device=hidden.device)
         return lm.head.normalize(hidden[rows, self.batch.positions])
 
+    def block_input(self, layer: int, index: torch.Tensor) -> torch.Tensor:
+        """The recorded input of block ``layer`` for rows ``index`` of the batch (may repeat).
+
+        Returns:
+            ``(rows, seq, d)`` hidden states.
+        """
+        if self._calls is None:
+            raise RuntimeError("not resuming: no recorded block inputs")
+        return _block_input(self._calls[layer]).index_select(0, index)
+
+    def run_block(self, layer: int, hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Block ``layer`` on ``hidden``, whose row ``r`` is probe ``index[r]`` of the batch.
+
+        The block's other recorded inputs (attention masks, position embeddings) are taken for
+        those rows; hooks active on the block's modules apply.
+
+        Returns:
+            ``(rows, seq, d)``: the block's output hidden states.
+        """
+        if self._calls is None:
+            raise RuntimeError("not resuming: no recorded block inputs")
+        call, size = self._calls[layer], len(self.batch.rows)
+        kwargs = _take({k: v for k, v in call.kwargs.items() if k != "hidden_states"},
+                       index, size)
+        if call.args:
+            output = self.lm.arch.blocks[layer](hidden, *_take(call.args[1:], index, size),
+                                                **kwargs)
+        else:
+            output = self.lm.arch.blocks[layer](hidden_states=hidden, **kwargs)
+        return _hidden(output)
+
+    def readout(self, hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The last block's output at each row's prediction position, through the final norm.
+
+        ``(rows, seq, d) -> (rows, d)`` float32; row ``r`` is probe ``index[r]`` of the batch.
+        """
+        rows = torch.arange(len(index), device=hidden.device)
+        return self.lm.head.normalize(hidden[rows, self.batch.positions.index_select(0, index)])
+
     def forward_rows(self, start: int, index: torch.Tensor) -> torch.Tensor:
         """Blocks ``start..`` for a batch made of rows ``index`` of this one (rows may repeat).
 
@@ -253,22 +292,12 @@ class CleanRun:
             through the final norm.
         """
         batch = self.batch
-        positions = batch.positions.index_select(0, index)
         if self._calls is None:
             rows = ProbeBatch(index, batch.input_ids.index_select(0, index),
-                              batch.attention_mask.index_select(0, index), positions)
+                              batch.attention_mask.index_select(0, index),
+                              batch.positions.index_select(0, index))
             return forward(self.lm, rows)[0]
-        lm, trace, size = self.lm, self._calls, len(batch.rows)
-        hidden = _block_input(trace[start]).index_select(0, index)
-        for layer in range(start, lm.n_layers):
-            call = trace[layer]
-            args = _take(call.args[1:], index, size) if call.args else ()
-            kwargs = _take({k: v for k, v in call.kwargs.items() if k != "hidden_states"},
-                           index, size)
-            if call.args:
-                output = lm.arch.blocks[layer](hidden, *args, **kwargs)
-            else:
-                output = lm.arch.blocks[layer](hidden_states=hidden, **kwargs)
-            hidden = _hidden(output)
-        rows = torch.arange(len(index), device=hidden.device)
-        return lm.head.normalize(hidden[rows, positions])
+        hidden = self.block_input(start, index)
+        for layer in range(start, self.lm.n_layers):
+            hidden = self.run_block(layer, hidden, index)
+        return self.readout(hidden, index)

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..batching import activation_token_budget, halve_on_oom
+from ..batching import activation_bytes, activation_token_budget, halve_on_oom
 from ..models import LM
 from ..runmode import progress_bar
 from .knockout import Scope, neuron_mask, neuron_masks
@@ -173,33 +173,133 @@ class _Plan:
         return out
 
 
-@dataclass
-class _Rows:
-    """A chunk of rows of one probe batch, all starting at the same layer."""
+class _Head:
+    """Final-head read-outs of many rows at once: rows wait until enough of them share a scan.
 
-    start: int
-    configs: torch.Tensor  # (rows,) configuration indices
-    probes: torch.Tensor  # (rows,) rows of the probe batch
+    One pass over the unembedding reads all of it whatever the number of rows, so a few rows at
+    a time would be memory-bound; :data:`HEAD_ROWS` rows (or all, on an accelerator) are not.
+    """
 
-    def halves(self) -> list[_Rows]:
-        if len(self.configs) < 2:
-            return []
-        half = len(self.configs) // 2
-        return [_Rows(self.start, self.configs[part], self.probes[part])
-                for part in (slice(None, half), slice(half, None))]
+    def __init__(self, lm: LM, tokens: torch.Tensor, out: tuple[torch.Tensor, ...],
+                 rows: int) -> None:
+        self.lm, self.tokens, self.rows = lm, tokens, rows
+        self.pred, self.rank, self.prob = out
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.count = 0
+
+    def add(self, configs: torch.Tensor, probes: torch.Tensor, normed: torch.Tensor) -> None:
+        """Queue ``(rows, d)`` normed states of rows (configuration, probe); scan when enough."""
+        self.pending.append((configs, probes, normed))
+        self.count += len(configs)
+        if self.count >= self.rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Scan every queued row: the new prediction, ranks and probabilities of the tokens."""
+        if not self.pending:
+            return
+        configs, probes, normed = (torch.cat(parts) for parts in zip(*self.pending))
+        self.pending, self.count = [], 0
+        scan = self.lm.head.scan(normed, self.tokens[probes], argmax=True)
+        self.pred[configs, probes] = scan.pred
+        self.rank[configs, probes] = scan.larger
+        self.prob[configs, probes] = torch.exp(scan.own - scan.log_norm.unsqueeze(1))
 
 
-def _chunks(plan: _Plan, batch: ProbeBatch, max_rows: int) -> list[_Rows]:
-    """Every (configuration, probe of the batch) row, by start layer, ``max_rows`` at a time."""
-    size = len(batch.rows)
-    out = []
+HEAD_ROWS = 4096
+"""Rows per head scan on CPU (the scan's own row tile); all rows at once on an accelerator."""
+
+
+def _halves(span: tuple[int, int]) -> list[tuple[int, int]]:
+    lo, hi = span
+    if hi - lo < 2:
+        return []
+    mid = (lo + hi) // 2
+    return [(lo, mid), (mid, hi)]
+
+
+def _spans(total: int, size: int) -> list[tuple[int, int]]:
+    return [(lo, min(lo + size, total)) for lo in range(0, total, size)]
+
+
+def _staggered(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, scope: Scope,
+               head: _Head) -> int:
+    """Every (configuration, probe) row of one probe batch, in one pass over the blocks.
+
+    A row joins at its window's first block, on its probe's recorded input there; at each block
+    the rows in flight run in chunks of at most ``max_rows``, each with its own mask where its
+    window covers the block. Returns the number of rows.
+    """
+    batch, width = clean.batch, mlp_width(lm)
+    size, device = len(batch.rows), batch.rows.device
+    configs = probes = torch.empty(0, dtype=torch.long, device=device)
+    hidden = None
+    for layer in range(lm.n_layers):
+        joining = torch.nonzero(plan.start == layer).squeeze(1)
+        if len(joining):
+            new_probes = torch.arange(size, device=device).repeat(len(joining))
+            configs = torch.cat([configs, joining.repeat_interleave(size)])
+            probes = torch.cat([probes, new_probes])
+            entering = clean.block_input(layer, new_probes)
+            hidden = entering if hidden is None else torch.cat([hidden, entering])
+        if hidden is None:
+            continue
+
+        def step(span: tuple[int, int], layer: int = layer, configs: torch.Tensor = configs,
+                 probes: torch.Tensor = probes, hidden: torch.Tensor = hidden) -> torch.Tensor:
+            part = slice(*span)
+            rows_c, rows_p = configs[part], probes[part]
+            masks = plan.masks(range(layer, layer + 1), rows_c, batch.rows[rows_p], width)
+            with neuron_masks(lm, masks, positions=batch.positions[rows_p], scope=scope):
+                return clean.run_block(layer, hidden[part], rows_p)
+
+        done = halve_on_oom(_spans(len(configs), max_rows), step, _halves, lm.device)
+        hidden = torch.cat([out for _, out in done])
+    for lo, hi in _spans(len(configs), max_rows):
+        head.add(configs[lo:hi], batch.rows[probes[lo:hi]],
+                 clean.readout(hidden[lo:hi], probes[lo:hi]))
+    return len(configs)
+
+
+def _by_start(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, scope: Scope,
+              head: _Head) -> int:
+    """The rows of :func:`_staggered` without a recording: whole forwards, by start layer."""
+    batch, width = clean.batch, mlp_width(lm)
+    size, device = len(batch.rows), batch.rows.device
+    total = 0
     for start in torch.unique(plan.start).tolist():
-        configs = torch.nonzero(plan.start == start).squeeze(1)
-        pairs_config = configs.repeat_interleave(size)
-        pairs_probe = torch.arange(size, device=configs.device).repeat(len(configs))
-        for lo in range(0, len(pairs_config), max_rows):
-            out.append(_Rows(start, pairs_config[lo:lo + max_rows],
-                             pairs_probe[lo:lo + max_rows]))
+        joining = torch.nonzero(plan.start == start).squeeze(1)
+        configs = joining.repeat_interleave(size)
+        probes = torch.arange(size, device=device).repeat(len(joining))
+
+        def step(span: tuple[int, int], start: int = start, configs: torch.Tensor = configs,
+                 probes: torch.Tensor = probes) -> None:
+            part = slice(*span)
+            rows_c, rows_p = configs[part], probes[part]
+            layers = range(start, int(plan.end[rows_c].max()) + 1)
+            masks = plan.masks(layers, rows_c, batch.rows[rows_p], width)
+            with neuron_masks(lm, masks, positions=batch.positions[rows_p], scope=scope):
+                normed = clean.forward_rows(start, rows_p)
+            head.add(rows_c, batch.rows[rows_p], normed)
+
+        halve_on_oom(_spans(len(configs), max_rows), step, _halves, lm.device)
+        total += len(configs)
+    return total
+
+
+def _fit(batches: list[ProbeBatch], n_configs: int, lm: LM) -> list[ProbeBatch]:
+    """Probe batches halved until all their rows in flight fit the activation budget."""
+    limit = activation_bytes(lm.device)
+    width = lm.arch.unembed_weight.shape[1]
+    out, pending = [], list(batches)
+    while pending:
+        batch = pending.pop(0)
+        need = 4 * n_configs * batch.input_ids.numel() * width
+        parts = batch.halves() if need > limit else []
+        if parts:
+            pending[:0] = parts
+        else:
+            out.append(batch)
     return out
 
 
@@ -261,36 +361,25 @@ def knockout_sweep(lm: LM, probes: pd.DataFrame | Sequence[str],
     tokens = prediction_and_target(base.pred_token, targets)  # (n, 1 or 2)
 
     n_configs = len(configs)
-    pred_after = torch.zeros(n_configs, n, dtype=torch.long, device=device)
-    rank_after = torch.zeros(n_configs, n, tokens.shape[1], dtype=torch.long, device=device)
-    prob_after = torch.zeros(n_configs, n, tokens.shape[1], device=device)
+    out = (torch.zeros(n_configs, n, dtype=torch.long, device=device),
+           torch.zeros(n_configs, n, tokens.shape[1], dtype=torch.long, device=device),
+           torch.zeros(n_configs, n, tokens.shape[1], device=device))
+    head = _Head(lm, tokens, out, HEAD_ROWS if device.type == "cpu" else n_configs * n)
     show = progress if progress is not None else n_configs * n > 5000
     bar = progress_bar(total=n_configs * n, desc=f"knockouts {lm.name} ({n_configs} configs)",
                        unit="row", unit_scale=True, disable=not show)
     budget = activation_token_budget(lm)
 
-    def run_rows(clean: CleanRun, batch: ProbeBatch, rows: _Rows) -> None:
-        layers = range(rows.start, int(plan.end[rows.configs].max()) + 1)
-        global_probes = batch.rows[rows.probes]
-        masks = plan.masks(layers, rows.configs, global_probes, d_ff)
-        with neuron_masks(lm, masks, positions=batch.positions[rows.probes],
-                          scope=config.scope):
-            normed = clean.forward_rows(rows.start, rows.probes)
-        scan = lm.head.scan(normed, tokens[global_probes], argmax=True)
-        pred_after[rows.configs, global_probes] = scan.pred
-        rank_after[rows.configs, global_probes] = scan.larger
-        prob_after[rows.configs, global_probes] = torch.exp(scan.own
-                                                            - scan.log_norm.unsqueeze(1))
-        bar.update(len(rows.configs))
-
     def run_batch(batch: ProbeBatch) -> None:
         clean = CleanRun(lm, batch, resume=resume)
         cap = max_rows or max(1, budget // batch.input_ids.shape[1])
-        halve_on_oom(_chunks(plan, batch, cap), lambda rows: run_rows(clean, batch, rows),
-                     _Rows.halves, device)
+        run = _staggered if clean.resumes else _by_start
+        bar.update(run(lm, plan, clean, cap, config.scope, head))
 
     with torch.no_grad(), bar:
-        map_batches(lm, batches, run_batch)
+        map_batches(lm, _fit(batches, n_configs, lm), run_batch)
+        head.flush()
+    pred_after, rank_after, prob_after = out
     return _detail(frame, configs, base, targets, pred_after, rank_after, prob_after, config)
 
 
