@@ -6,14 +6,13 @@ paper's released code (and most logit-lens notebooks) does it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 import torch
 
 from memrecall.batching import model_inputs, pad_right
-from memrecall.interventions import knockout, value_vectors
+from memrecall.interventions import CleanRun, knockout
+from memrecall.interventions.resume import probe_batches
 from memrecall.lens import reference_logits
 from memrecall.models import LM
 
@@ -74,51 +73,45 @@ def agreement(ours: pd.DataFrame, theirs: pd.DataFrame) -> dict:
 
 
 @torch.inference_mode()
-def authors_top_neurons(lm: LM, probes: pd.DataFrame, k: int) -> tuple[list[int], torch.Tensor]:
-    """One full forward per probe: its greedy prediction and its ``(n, n_layers, k)`` top
-    neurons by ``|m_i| * ||v_i||`` at the prediction position (pre-hooks on the MLP outputs)."""
-    ids, positions = model_inputs(lm, probes["prompt"].astype(str).tolist())
-    norms = [value_vectors(lm, layer).float().norm(dim=1) for layer in range(lm.n_layers)]
-    acts: list[torch.Tensor | None] = [None] * lm.n_layers
+def per_config_sweep(lm: LM, probes: pd.DataFrame, configs: pd.DataFrame, dominant: torch.Tensor,
+                     random: torch.Tensor, base_pred: torch.Tensor) -> pd.DataFrame:
+    """The knockout sweep as it ran before rows were batched across configurations.
 
-    def record(layer: int) -> Callable:
-        return lambda module, args: acts.__setitem__(layer, args[0][0])
+    Per batch of probes (the lens's batch plan), one recorded clean run; then for each
+    configuration one forward of the batch under :func:`knockout` (each probe its own neurons),
+    resumed at the window's first block (``CleanRun.forward_from``), and two passes of the head
+    over the vocabulary (the greedy token; the rank and probability of the clean prediction and
+    the target).
 
-    preds, top = [], []
-    handles = [lm.arch.mlp_out(layer).register_forward_pre_hook(record(layer))
-               for layer in range(lm.n_layers)]
-    try:
-        for tokens, position in zip(ids, positions):
-            logits = lm.model(input_ids=torch.tensor([tokens], device=lm.device)).logits
-            preds.append(int(logits[0, position].argmax()))
-            top.append(torch.stack([(acts[layer][position].float().abs() * norms[layer])
-                                    .topk(k).indices for layer in range(lm.n_layers)]))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return preds, torch.stack(top)
+    Args:
+        lm: the model.
+        probes: ``prompt``, ``target_token``.
+        configs: rows of :func:`memrecall.interventions.knockout_configs`.
+        dominant: ``(n, n_layers, >= k)`` dominant neurons per probe (the sweep's).
+        random: ``(n, n_layers, >= k)`` the random control's draw (the sweep's).
+        base_pred: ``(n,)`` the clean predictions.
 
-
-@torch.inference_mode()
-def authors_knockouts(lm: LM, probes: pd.DataFrame, configs: pd.DataFrame, base: list[int],
-                      top: torch.Tensor, random: torch.Tensor) -> pd.DataFrame:
-    """For each configuration and each probe: one unbatched full forward (LM head over every
-    position) under :func:`knockout` with that probe's neurons; the last position's argmax.
-
-    ``top`` / ``random``: ``(n, n_layers, >= k)`` neuron indices per probe (``"top"`` /
-    ``"random"`` control); ``base``: the clean predictions. One row per (configuration, probe).
+    Returns:
+        One row per (configuration, probe): ``config`` (index in ``configs``), ``probe``,
+        ``pred_token``, ``changed``, ``target_rank``, ``target_prob``.
     """
-    ids, positions = model_inputs(lm, probes["prompt"].astype(str).tolist())
+    batches = probe_batches(lm, probes["prompt"].astype(str).tolist(), None, trace=True)
+    targets = torch.tensor(probes["target_token"].to_numpy(dtype=np.int64))
+    tokens = torch.stack([base_pred, targets], 1)
     rows = []
-    for config in configs.itertuples():
-        chosen = random if config.control == "random" else top
-        for probe, (tokens, position) in enumerate(zip(ids, positions)):
-            neurons = {layer: chosen[probe, layer, :config.k]
+    for batch in batches:
+        clean = CleanRun(lm, batch)
+        for config in configs.itertuples():
+            chosen = random if config.control == "random" else dominant
+            neurons = {layer: chosen[batch.rows, layer, :config.k]
                        for layer in range(config.start_layer, config.end_layer + 1)}
-            with knockout(lm, neurons, scope="all",
-                          complement=config.control == "all_but_top"):
-                logits = lm.model(input_ids=torch.tensor([tokens], device=lm.device)).logits
-            pred = int(logits[0, position].argmax())
-            rows.append({"config": config.Index, "probe": probe, "pred_token": pred,
-                         "changed": pred != base[probe]})
+            with knockout(lm, neurons, complement=config.control == "non_dominant"):
+                normed = clean.forward_from(config.start_layer)
+            pred, _ = lm.head.predict(normed)
+            rank, prob = lm.head.rank_and_prob(normed, tokens[batch.rows])
+            for j, probe in enumerate(batch.rows.tolist()):
+                rows.append({"config": config.Index, "probe": probe,
+                             "pred_token": int(pred[j]),
+                             "changed": int(pred[j]) != int(base_pred[probe]),
+                             "target_rank": int(rank[j, 1]), "target_prob": float(prob[j, 1])})
     return pd.DataFrame(rows)

@@ -126,3 +126,34 @@ def environment() -> dict:
             "cpu_count": os.cpu_count(), "cpu": cpu,
             "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
             "loadavg_1m": round(os.getloadavg()[0], 2)}
+
+
+def knockout_flops(lm: LM, ids: list[list[int]], starts: list[int]) -> dict:
+    """FLOPs a knockout sweep needs at the least: each (configuration, probe) row runs the blocks
+    from its window's first layer over the probe's real tokens, then the head at the prediction
+    position only.
+
+    Args:
+        lm: the model.
+        ids: token ids of each probe (real tokens, no padding).
+        starts: the 0-based first layer of every configuration.
+
+    Returns:
+        ``blocks`` (``2 x block parameters / n_layers x blocks run x real tokens``),
+        ``attention`` (``4 x blocks run x length^2 x attention width``), ``head``
+        (``2 x d x vocab`` per row), ``total``, ``rows`` and ``block_tokens``.
+    """
+    config = lm.model.config.get_text_config()
+    d = lm.arch.unembed_weight.shape[1]
+    heads = getattr(config, "num_attention_heads", None) or config.n_head
+    head_dim = getattr(config, "head_dim", None) or d // heads
+    per_block = block_params(lm) / lm.n_layers
+    blocks_run = sum(lm.n_layers - s for s in starts)  # per probe
+    tokens = sum(map(len, ids))
+    squares = sum(len(r) ** 2 for r in ids)
+    rows = len(starts) * len(ids)
+    blocks = 2 * per_block * blocks_run * tokens
+    attention = 4 * blocks_run * squares * heads * head_dim
+    head = 2 * d * lm.vocab_size * rows
+    return {"rows": rows, "block_tokens": blocks_run * tokens, "blocks": blocks,
+            "attention": attention, "head": head, "total": blocks + attention + head}

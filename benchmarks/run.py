@@ -6,20 +6,23 @@ Cases (same model, same inputs, same process for every method of a case):
   weights, built from a config (no download), the real GPT-2 BPE (offline); the 852 IdioMem idioms.
 * ``gemma-3-270m``: the packaged Gemma 3 270M (vocabulary 262k): the same timings, then the
   memory test: peak extra RSS of ``project`` over all IdioMem + ``--wiki`` Wikipedia prompts.
-* ``knockout``: the packaged SmolLM2 135M, ``--knockout-probes`` memorized idioms (seeded draw):
-  ``interventions.knockout_sweep`` (top / random, k 10 and 100, windows of 1-2 layers) against the
-  authors' loop, one unbatched full forward per (configuration, probe) under ``knockout``.
+* ``knockout``: the paper's knockout design on the packaged Gemma 3 270M (``--knockout-model``):
+  ``--knockout-probes`` memorized idioms, as many non-memorized ones and Wikipedia prompts
+  (seeded), the dominant / non-dominant / random controls, k = 10, windows of 1-3 layers.
+  ``interventions.knockout_sweep`` against its FLOP lower bound (each row's blocks from its
+  window's first layer over the real tokens, plus the head at the prediction position, at the
+  measured matmul rate) and against the per-configuration loop it replaced.
 
 The authors' loop takes seconds per text, so it runs on the first ``--baseline-texts`` texts and
-is extrapolated per text to the full set; their knockout loop runs ``--baseline-configs``
-configurations spread over the grid and is extrapolated per (configuration x probe) (the output
-says so). Each record is written to
+is extrapolated per text to the full set; the per-configuration knockout loop runs
+``--baseline-configs`` configurations spread over the grid and is extrapolated per configuration
+(the output says so), its verdicts compared with the sweep's on those. Each record is written to
 ``benchmarks/results/<date>-<host>.json``.
 
     python benchmarks/run.py                 # full run (~15-20 min on 2 CPU cores)
     python benchmarks/run.py --quick         # smoke run: 1 repetition, small subsets
     python benchmarks/run.py --cases gpt2-medium-shape --reps 5
-    python benchmarks/run.py --cases knockout --reps 1 --threads 1   # ~6 min on a busy machine
+    python benchmarks/run.py --cases knockout --threads 1   # minutes; a busy machine: more
 """
 
 from __future__ import annotations
@@ -50,16 +53,16 @@ from memrecall.batching import (
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import (  # noqa: E402
     agreement,
-    authors_knockouts,
     authors_loop,
-    authors_top_neurons,
     padded_tokens,
+    per_config_sweep,
     plain_forward,
 )
 from measure import (  # noqa: E402
     PeakMemory,
     environment,
     flop_counts,
+    knockout_flops,
     matmul_rate,
     rss,
     summary,
@@ -171,99 +174,112 @@ def bench_case(name: str, args: argparse.Namespace, rate: float) -> dict:
     return record
 
 
-def memorized_idioms(lm: mr.LM, n: int, seed: int = 0) -> pd.DataFrame:
-    """``n`` probes of idioms ``lm`` has memorized: ``project`` on a seeded shuffle of IdioMem,
-    in chunks, until ``n`` are found (or the idioms run out)."""
+def knockout_probes(lm: mr.LM, n: int, seed: int = 0) -> pd.DataFrame:
+    """The paper's design's probes: ``n`` memorized and ``n`` non-memorized idioms of ``lm``
+    (``project`` on a seeded shuffle of IdioMem, in chunks, until both are found or the idioms
+    run out) and ``n`` Wikipedia prompts (the length-matched control), with a ``group`` column."""
     texts = mr.load_idiomem()["idiom"].astype(str).to_numpy()
     texts = texts[np.random.default_rng(seed).permutation(len(texts))].tolist()
-    found, chunk = [], max(50, 8 * n)
+    found: dict[bool, list[pd.DataFrame]] = {True: [], False: []}
+    chunk = max(50, 3 * n)
     for start in range(0, len(texts), chunk):
         probes = mr.make_probes(texts[start:start + chunk], lm)
-        result = mr.project(lm, probes, progress=False)
-        found.append(probes[result["is_memorized"].to_numpy()])
-        if sum(map(len, found)) >= n:
+        memorized = mr.project(lm, probes, progress=False)["is_memorized"].to_numpy()
+        found[True].append(probes[memorized])
+        found[False].append(probes[~memorized])
+        if min(sum(map(len, found[True])), sum(map(len, found[False]))) >= n:
             break
-    return pd.concat(found, ignore_index=True)[:n]
+    wiki = mr.make_probes(mr.load_wiki(n, seed=seed)["text"].astype(str).tolist(), lm)
+    parts = [pd.concat(found[True])[:n].assign(group="memorized"),
+             pd.concat(found[False])[:n].assign(group="non-memorized"),
+             wiki.assign(group="wikipedia")]
+    return pd.concat(parts, ignore_index=True)
 
 
-def bench_knockout(args: argparse.Namespace) -> dict:
-    """``knockout_sweep`` against the authors' per-configuration, per-probe loop."""
+def bench_knockout(args: argparse.Namespace, rate: float) -> dict:
+    """The paper's knockout design: ``knockout_sweep`` against its FLOP lower bound and against
+    the per-configuration loop it replaced (run on a spread subset of configurations,
+    extrapolated per configuration), with the verdicts compared on that subset."""
     start = time.perf_counter()
-    lm = mr.load("smollm2-135m", device="cpu")
+    lm = mr.load(args.knockout_model, device="cpu")
     load_s = time.perf_counter() - start
-    probes = memorized_idioms(lm, args.knockout_probes)
+    probes = knockout_probes(lm, args.knockout_probes)
     n = len(probes)
-    sweep = {"ks": (10, 100), "max_window": 2, "controls": ("top", "random"), "seed": 0}
     d_ff = interventions.mlp_width(lm)
-    configs = interventions.knockout_configs(lm.n_layers, d_ff, sweep["ks"],
-                                             sweep["max_window"], sweep["controls"])
+    configs = interventions.knockout_configs(lm.n_layers, d_ff)  # the paper's design
     m = len(configs)
     subset = configs.iloc[np.unique(np.linspace(0, m - 1, min(args.baseline_configs, m))
                                     .round().astype(int))]
-    log(f"\n== knockout: {lm!r}\n   loaded in {load_s:.1f} s; {n} memorized idioms, {m} "
-        f"configurations (controls {sweep['controls']}, k {sweep['ks']}, windows of 1-"
-        f"{sweep['max_window']} layers); the authors' loop runs {len(subset)} of them")
+    ids, _ = model_inputs(lm, probes["prompt"].astype(str).tolist())
+    flops = knockout_flops(lm, ids, configs["start_layer"].tolist())
+    bound_s = flops["total"] / (rate * 1e9)
+    sizes = probes["group"].value_counts().to_dict()
+    log(f"\n== knockout: {lm!r}\n   loaded in {load_s:.1f} s; probes {sizes}; {m} "
+        f"configurations (dominant / non-dominant / random, k = 10, windows of 1-3 layers) = "
+        f"{flops['rows']} rows; FLOP lower bound {flops['total'] / 1e12:.1f} TFLOP (blocks "
+        f"{flops['blocks'] / 1e12:.1f} + attention {flops['attention'] / 1e12:.2f} + head "
+        f"{flops['head'] / 1e12:.1f}) = {bound_s:.0f} s at {rate:.0f} GFLOP/s")
 
-    def per_config(seconds: list[float]) -> dict:
-        out = summary(seconds, m)
-        out["configs_per_s"] = out.pop("texts_per_s")
-        return out
-
-    def run_sweep() -> pd.DataFrame:
-        return interventions.knockout_sweep(lm, probes, per_probe=True, progress=False, **sweep)
-
-    interventions.knockout_sweep(lm, probes[:4], ks=(10,), max_window=1, controls=("top",),
+    interventions.knockout_sweep(lm, probes[:4], max_window=1, controls=("dominant",),
                                  progress=False)  # warm-up
-    seconds, ours = timed(run_sweep, args.reps)
+    load_before = os.getloadavg()
+    seconds, ours = timed(lambda: interventions.knockout_sweep(lm, probes, per_probe=True,
+                                                               progress=False),
+                          args.knockout_reps)
     record: dict = {"model": repr(lm), "load_s": round(load_s, 1), "probes": n,
-                    "configs": m, "sweep": sweep, "methods": {}}
+                    "groups": sizes, "configs": m, "rows": flops["rows"], "flops": flops,
+                    "bound_s": round(bound_s, 1), "loadavg_before_sweep": load_before,
+                    "loadavg_after_sweep": os.getloadavg(), "methods": {}}
     methods = record["methods"]
-    methods["knockout_sweep"] = per_config(seconds)
-    log(f"   knockout_sweep: {min(seconds):.1f} s min over {args.reps}")
+    methods["knockout_sweep"] = {"seconds": [round(x, 1) for x in seconds],
+                                 "min_s": round(min(seconds), 1)}
+    log(f"   knockout_sweep: {min(seconds):.0f} s (load average {load_before[0]:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after)")
 
-    kmax = int(configs["k"].max())
-    random = interventions.random_neurons(n, lm.n_layers, d_ff, kmax, sweep["seed"])  # same draw
-    score_s, (base, top) = timed(lambda: authors_top_neurons(lm, probes, kmax),
-                                 args.baseline_reps)
-    loop_s, theirs = timed(lambda: authors_knockouts(lm, probes, subset, base, top, random),
-                           args.baseline_reps)
+    dominant = interventions.top_neurons(lm, probes, k=10)
+    random = interventions.random_neurons(n, lm.n_layers, d_ff, 10, 0)  # the sweep's draw
+    loop_s, theirs = timed(lambda: per_config_sweep(lm, probes, subset, dominant.indices,
+                                                    random, dominant.pred_token), 1)
     scale = m / len(subset)
-    total = [s + t * scale for s, t in zip(score_s, loop_s)]
-    methods["authors_loop"] = per_config(total) | {
-        "measured_configs": len(subset), "scoring_s": round(min(score_s), 3),
-        "measured_loop_s": round(min(loop_s), 3), "extrapolated": len(subset) < m}
-    log(f"   authors' loop: scoring {min(score_s):.1f} s + {min(loop_s):.1f} s on {len(subset)} "
-        f"configurations x {n} probes -> {min(total):.0f} s extrapolated to {m} configurations")
+    methods["per_config_loop"] = {"measured_s": round(loop_s[0], 1),
+                                  "measured_configs": len(subset),
+                                  "min_s": round(loop_s[0] * scale, 1), "extrapolated": True}
+    log(f"   per-configuration loop (before): {loop_s[0]:.0f} s on {len(subset)} configurations "
+        f"-> {loop_s[0] * scale:.0f} s extrapolated to {m}")
     for result in methods.values():
+        result["vs_bound"] = round(result["min_s"] / bound_s, 2)
         result["vs_sweep"] = round(result["min_s"] / methods["knockout_sweep"]["min_s"], 2)
 
     keys = ["control", "k", "start_layer", "end_layer"]
     mine = (subset.reset_index(names="config")[["config", *keys]]
-            .merge(ours, on=keys).merge(theirs, on=["config", "probe"], suffixes=("", "_authors")))
-    record["agreement_with_authors_loop"] = {
+            .merge(ours, on=keys).merge(theirs, on=["config", "probe"], suffixes=("", "_loop")))
+    record["agreement_with_per_config_loop"] = {
         "pairs": len(mine), "configs": len(subset),
-        "changed_equal": float((mine["changed"] == mine["changed_authors"]).mean()),
-        "pred_token_equal": float((mine["pred_token"] == mine["pred_token_authors"]).mean()),
-        "base_pred_equal": float(np.mean(np.array(base) == ours["base_pred_token"][:n])),
-        "changed_fraction_sweep": float(mine["changed"].mean()),
-        "changed_fraction_authors": float(mine["changed_authors"].mean())}
+        "pred_token_equal": float((mine["pred_token"] == mine["pred_token_loop"]).mean()),
+        "changed_equal": float((mine["changed"] == mine["changed_loop"]).mean()),
+        "target_rank_equal": float((mine["target_rank"] == mine["target_rank_loop"]).mean()),
+        "target_prob_max_abs_diff": float((mine["target_prob"]
+                                           - mine["target_prob_loop"]).abs().max())}
+    if args.knockout_detail:
+        ours.to_parquet(args.knockout_detail)
+        log(f"   per-probe sweep written to {args.knockout_detail}")
     return record
 
 
 def print_knockout(record: dict) -> None:
-    """The knockout case's table: seconds, configurations/s, ratio, agreement."""
-    agree = record["agreement_with_authors_loop"]
-    log(f"\nknockout: {record['probes']} probes x {record['configs']} configurations")
-    log(f"  {'method':<22}{'min s':>9}{'median s':>10}{'configs/s':>11}{'x sweep':>9}")
+    """The knockout case's table: seconds, against the bound and the sweep; agreement."""
+    agree = record["agreement_with_per_config_loop"]
+    log(f"\nknockout: {record['probes']} probes x {record['configs']} configurations = "
+        f"{record['rows']} rows; lower bound {record['bound_s']:.0f} s")
+    log(f"  {'method':<22}{'s':>9}{'x bound':>9}{'x sweep':>9}")
     for method, r in record["methods"].items():
         note = (f" (extrapolated from {r['measured_configs']} configurations)"
                 if r.get("extrapolated") else "")
-        log(f"  {method:<22}{r['min_s']:>9.1f}{r['median_s']:>10.1f}{r['configs_per_s']:>11.2f}"
-            f"{r['vs_sweep']:>9.2f}{note}")
-    log(f"  agreement on {agree['configs']} configurations ({agree['pairs']} pairs): changed "
-        f"verdict {agree['changed_equal']:.1%}, prediction {agree['pred_token_equal']:.1%}, "
-        f"changed {agree['changed_fraction_sweep']:.1%} (sweep) vs "
-        f"{agree['changed_fraction_authors']:.1%} (authors)")
+        log(f"  {method:<22}{r['min_s']:>9.0f}{r['vs_bound']:>9.2f}{r['vs_sweep']:>9.2f}{note}")
+    log(f"  agreement on {agree['configs']} configurations ({agree['pairs']} rows): prediction "
+        f"{agree['pred_token_equal']:.2%}, changed verdict {agree['changed_equal']:.2%}, target "
+        f"rank {agree['target_rank_equal']:.2%}, target probability within "
+        f"{agree['target_prob_max_abs_diff']:.1e}")
 
 
 def print_table(name: str, record: dict) -> None:
@@ -287,6 +303,12 @@ def targets(records: dict) -> dict:
         out["within_1.5x_of_bound"] = {"value": ratio, "met": ratio <= 1.5}
         faster = gpt2["methods"]["plain_forward_b64"]["vs_project"]
         out["faster_than_plain_padded_forward"] = {"value": faster, "met": faster > 1}
+    knock = records.get("knockout")
+    if knock:
+        ratio = knock["methods"]["knockout_sweep"]["vs_bound"]
+        out["knockout_within_2x_of_bound"] = {"value": ratio, "met": ratio <= 2}
+        same = knock["agreement_with_per_config_loop"]["changed_equal"]
+        out["knockout_verdicts_identical"] = {"value": same, "met": same == 1.0}
     gemma = records.get("gemma-3-270m", {}).get("memory_test")
     if gemma:
         out["gemma_peak_extra_under_3gb"] = {"value": gemma["peak_extra_rss_gib"],
@@ -303,15 +325,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-texts", type=int, default=40,
                         help="texts the authors' loop runs on (extrapolated per text)")
     parser.add_argument("--baseline-reps", type=int, default=1)
-    parser.add_argument("--knockout-probes", type=int, default=30,
-                        help="memorized idioms in the knockout case")
-    parser.add_argument("--baseline-configs", type=int, default=20,
-                        help="configurations the authors' knockout loop runs (extrapolated)")
+    parser.add_argument("--knockout-reps", type=int, default=1,
+                        help="repetitions of the knockout sweep")
+    parser.add_argument("--knockout-model", default="gemma-3-270m",
+                        help="the knockout case's model")
+    parser.add_argument("--knockout-probes", type=int, default=100,
+                        help="probes per group in the knockout case (the paper: 100)")
+    parser.add_argument("--baseline-configs", type=int, default=12,
+                        help="configurations the per-configuration loop runs (extrapolated)")
+    parser.add_argument("--knockout-detail", type=Path, default=None,
+                        help="write the knockout case's per-probe sweep here (parquet)")
     parser.add_argument("--wiki", type=int, default=1000,
                         help="Wikipedia prompts added for the Gemma memory test (0: skip)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 1 repetition, 8 baseline texts, 100 Wikipedia prompts, "
-                        "8 knockout probes, 4 baseline configurations")
+                        "8 knockout probes per group, 4 baseline configurations")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default: torch's choice, one per core)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -340,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     records = {}
     for name in cases:
         if name == "knockout":
-            records[name] = bench_knockout(args)
+            records[name] = bench_knockout(args, rate["best_gflops"])
             print_knockout(records[name])
             continue
         records[name] = bench_case(name, args, rate["best_gflops"])

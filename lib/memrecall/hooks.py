@@ -152,3 +152,33 @@ def zero_neurons_hook(mask: torch.Tensor, positions: torch.Tensor | None = None,
         return (x, *args[1:])
 
     return hook
+
+
+def scale_inputs_hook(scale: torch.Tensor, positions: torch.Tensor | None = None,
+                      name: str = "scale_inputs") -> Callable:
+    """A forward-pre hook that multiplies a module's first input by a per-row factor.
+
+    The input is ``(batch, seq, width)`` (e.g. the neuron activations entering an MLP's output
+    projection); a 0/1 ``scale`` keeps or zeroes each entry, one set per row of the batch.
+
+    Args:
+        scale: ``(batch, width)``: the factor of each row's entries.
+        positions: None to scale at every position; ``(batch,)`` to scale only at one position
+            per row.
+        name: how errors name the hook (e.g. ``"masks of layer 3"``).
+    """
+    def hook(module, args):
+        x = args[0]  # (batch, seq, width)
+        if scale.shape[0] != x.shape[0]:
+            raise ValueError(f"{name}: factors for {scale.shape[0]} rows, but the forward pass "
+                             f"has {x.shape[0]}")
+        factor = scale.to(x.dtype)
+        if positions is None:
+            x = x * factor.unsqueeze(1)
+        else:
+            rows = torch.arange(x.shape[0], device=x.device)
+            x = x.clone()
+            x[rows, positions] = x[rows, positions] * factor
+        return (x, *args[1:])
+
+    return hook

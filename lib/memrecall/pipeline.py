@@ -172,7 +172,8 @@ def classifier_results(lm: LM, idiom_res: pd.DataFrame, run: Settings) -> pd.Dat
 import dataclasses  # noqa: E402
 import time  # noqa: E402
 
-from . import interventions, report, stats  # noqa: E402
+from . import interventions, knockout_report, knockout_stats, report, stats  # noqa: E402
+from .comparison import merge_comparison  # noqa: E402
 from .interventions import SweepConfig  # noqa: E402
 
 
@@ -194,21 +195,17 @@ def cached_knockout_sweep(lm: LM, probes: pd.DataFrame, cache_dir: str | Path | 
         lm, probes, config, batch_size=batch_size, progress=progress, resume=resume))
 
 
-KNOCKOUT_CONTROLS = ("top", "random", "all_but_top")
-"""The controls of notebook 05, in its order (top-k, the random control, the authors')."""
+KNOCKOUT_CONTROLS = ("dominant", "non_dominant", "random")
+"""The controls of notebook 05, in its order: the paper's two, then our random control."""
 
 
 def knockout_config(run: Settings) -> SweepConfig:
-    """The sweep of notebook 05 for ``run``: its k values and windows, per-probe rows.
+    """The sweep of notebook 05 for ``run``: the profile's k and windows, every control.
 
-    Top-k and random-k neurons run in windows of up to ``run.knockout_max_window`` layers; the
-    all-but-top-k control on single layers only (keeping only k neurons in two layers at once
-    changes nearly everything).
+    The profiles hold the paper's design (k = 10, windows of 1-3 layers); rows are per probe.
     """
-    widest = run.knockout_max_window
-    return SweepConfig(ks=run.knockout_ks, controls=KNOCKOUT_CONTROLS, seed=run.seed,
-                       max_window={"top": widest, "random": widest, "all_but_top": 1},
-                       per_probe=True)
+    return SweepConfig(ks=run.knockout_ks, max_window=run.knockout_max_window,
+                       controls=KNOCKOUT_CONTROLS, seed=run.seed, per_probe=True)
 
 
 @dataclasses.dataclass
@@ -217,11 +214,14 @@ class KnockoutResults:
 
     Attributes:
         model: the registry name.
+        n_layers: its layers.
         probes: the probe groups (:func:`memrecall.stats.knockout_probe_groups`).
         detail: the per-probe sweep.
         summary: :func:`memrecall.interventions.summarize_sweep` of ``detail``.
+        table: :func:`memrecall.knockout_stats.knockout_table` of ``detail`` (bootstrap
+            intervals).
         runtime: one row of the runtime table (layers, neurons, probes, configurations,
-            forwards, seconds; near 0 seconds when the sweep was read from the cache).
+            rows, seconds; near 0 seconds when the sweep was read from the cache).
         example_group: the group of the examples (``memorized``, or ``non-memorized`` when the
             model memorizes none of the sampled idioms).
         examples: :func:`memrecall.interventions.sub_update_examples` of a few probes of
@@ -231,9 +231,11 @@ class KnockoutResults:
     """
 
     model: str
+    n_layers: int
     probes: pd.DataFrame
     detail: pd.DataFrame
     summary: pd.DataFrame
+    table: pd.DataFrame
     runtime: dict
     example_group: str
     examples: pd.DataFrame | None
@@ -244,18 +246,19 @@ class KnockoutResults:
         sizes = self.probes["group"].value_counts().reindex(stats.GROUPS, fill_value=0)
         lines = [f"{self.model}: {self.runtime['layers']} layers; probes "
                  + ", ".join(f"{group} {count}" for group, count in sizes.items())
-                 + f"; {self.runtime['configurations']} configurations in "
+                 + f"; {self.runtime['configurations']} configurations x probes = "
+                 f"{self.runtime['rows (configuration x probe)']} rows in "
                  f"{self.runtime['seconds']:.1f} s (near 0: read from the cache)"]
         if self.example_group != "memorized":
             lines.append(f"    note: {self.model} memorizes none of the sampled idioms; the "
-                         "memorized group is absent and section 4 shows non-memorized idioms "
+                         "memorized group is absent and section 5 shows non-memorized idioms "
                          "instead")
         return lines
 
 
 def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
                      n_examples: int = 3) -> KnockoutResults:
-    """Notebook 05 for one model: probe groups, the cached sweep, sub-update examples.
+    """Notebook 05 for one model: probe groups, the cached sweep, its table, sub-update examples.
 
     Reads the lens results of the idioms and the Wikipedia texts (cached), draws up to
     ``run.n_knockout`` probes per group (seeded), runs the sweep (cached), and reads the top
@@ -281,7 +284,7 @@ def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
     seconds = time.perf_counter() - started
     runtime = {"model": lm.name, "layers": lm.n_layers, "MLP neurons per layer": d_ff,
                "probes": len(probes), "configurations": n_configs,
-               "forwards (probe x configuration)": len(probes) * n_configs, "seconds": seconds}
+               "rows (configuration x probe)": len(probes) * n_configs, "seconds": seconds}
 
     group = "memorized" if (probes["group"] == "memorized").any() else "non-memorized"
     chosen = probes[probes["group"] == group].head(n_examples)
@@ -296,6 +299,30 @@ def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
             {f"{row.prompt} → {lm.tokenizer.decode([row.pred_token])!r}":
              row.best_sub_update_pred_rank for row in best.itertuples()},
             index=pd.Index(report.to_display_layer(pd.RangeIndex(lm.n_layers)), name="layer"))
-    return KnockoutResults(model=lm.name, probes=probes, detail=detail,
-                           summary=interventions.summarize_sweep(detail), runtime=runtime,
+    return KnockoutResults(model=lm.name, n_layers=lm.n_layers, probes=probes, detail=detail,
+                           summary=interventions.summarize_sweep(detail),
+                           table=knockout_stats.knockout_table(detail), runtime=runtime,
                            example_group=group, examples=examples, example_ranks=ranks)
+
+
+def write_knockout_outputs(run: Settings,
+                           results: dict[str, KnockoutResults]) -> pd.DataFrame:
+    """Write ``knockouts_<model>.csv`` per model and the ``figure3`` rows of every model.
+
+    ``results/<profile>/knockouts_<model>.csv``:
+    :func:`memrecall.knockout_report.knockouts_csv`; ``paper_comparison.csv``: the ``figure3``
+    rows (:func:`memrecall.knockout_report.figure3_rows`) of all models at once, merged
+    (:func:`memrecall.comparison.merge_comparison`: other analyses' rows stay).
+
+    Returns:
+        The ``figure3`` rows written.
+    """
+    frames = []
+    for name, res in results.items():
+        knockout_report.write_knockouts_csv(
+            res.summary, run.results_dir / f"knockouts_{run.slug(name)}.csv")
+        frames.append(knockout_report.figure3_rows(name, res.table, res.detail, res.n_layers))
+    rows = pd.concat(frames, ignore_index=True)
+    if len(rows):
+        merge_comparison(run.results_dir / "paper_comparison.csv", rows)
+    return rows

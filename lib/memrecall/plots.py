@@ -380,10 +380,11 @@ def plot_bars(frame: pd.DataFrame, path: str | Path, title: str, *, x: str, y: s
 
 @styled
 def plot_heatmaps(panels: Mapping[str, Mapping[str, pd.DataFrame]], path: str | Path,
-                  title: str, *, cbar_label: str = "fraction of predictions changed",
+                  title: str, *, cbar_label: str = "predictions changed (%)",
                   index_base: int = 0, xlabel: str = "end layer", ylabel: str = "start layer",
-                  vmin: float | None = 0.0, vmax: float | None = 1.0, cmap: str = "viridis",
-                  annotate: bool | None = None, fmt: str = ".2f") -> SavedFigure:
+                  vmin: float | None = 0.0, vmax: float | None = 100.0, cmap: str = "viridis",
+                  annotate: bool | None = None, fmt: str = ".0f",
+                  symlog: float | None = None) -> SavedFigure:
     """Small multiples of start-layer x end-layer heatmaps on one shared colour scale.
 
     Args:
@@ -401,6 +402,8 @@ def plot_heatmaps(panels: Mapping[str, Mapping[str, pd.DataFrame]], path: str | 
         cmap: a perceptually uniform, colour-blind-safe colour map name.
         annotate: write values in cells; default when every panel has at most 144 cells.
         fmt: format of annotated values.
+        symlog: a symmetric-log colour scale, linear within ``±symlog`` (for heavy-tailed
+            values such as rank changes); None: linear.
 
     Returns:
         The saved figure.
@@ -416,7 +419,9 @@ def plot_heatmaps(panels: Mapping[str, Mapping[str, pd.DataFrame]], path: str | 
     finite = values[np.isfinite(values)]
     low = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
     high = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
-    norm = mpl.colors.Normalize(low, high if high > low else low + 1)
+    high = high if high > low else low + 1
+    norm = (mpl.colors.SymLogNorm(symlog, vmin=low, vmax=high) if symlog
+            else mpl.colors.Normalize(low, high))
     colour_map = mpl.colormaps[cmap]
     side = min(3.4, max(2.2, 0.14 * size + 1.0))
     fig = Figure(figsize=(side * len(columns) + 1.2, side * len(rows) + 0.8),
@@ -456,17 +461,17 @@ def plot_heatmaps(panels: Mapping[str, Mapping[str, pd.DataFrame]], path: str | 
     return save_figure(fig, path)
 
 
-CONTROL_LINESTYLES = {"top": "-", "random": "--", "all_but_top": ":"}
+CONTROL_LINESTYLES = {"dominant": "-", "random": "--", "non_dominant": ":"}
 """The line style of each knockout control, the same in every figure."""
 
-CONTROL_LABELS = {"top": "top-k knocked out", "random": "random k knocked out",
-                  "all_but_top": "all but top-k knocked out"}
+CONTROL_LABELS = {"dominant": "k dominant knocked out", "random": "k random knocked out",
+                  "non_dominant": "all but the k dominant knocked out"}
 
 
 @styled
 def plot_knockout_lines(profile: pd.DataFrame, path: str | Path, title: str, *,
-                        value: str = "changed_fraction",
-                        ylabel: str = "fraction of predictions changed",
+                        value: str = "changed_pct",
+                        ylabel: str = "predictions changed (%)",
                         controls: Sequence[str] | None = None,
                         window: int = 1) -> SavedFigure:
     """Knockout effect against start layer: one panel per k, colour = group, style = control.
@@ -509,7 +514,7 @@ def plot_knockout_lines(profile: pd.DataFrame, path: str | Path, title: str, *,
         span = f"{window}-layer windows" if window > 1 else "one layer"
         ax.set_xlabel(f"start layer (1-based; {span} knocked out)")
         _integer_layers(ax, n_layers)
-        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylim(-2, 102)
     axes[0].set_ylabel(ylabel)
     sizes = frame.groupby("group")["n_probes"].max()
     handles = [Line2D([], [], color=group_color(g), lw=2, label=_n_label(g, int(sizes[g])))

@@ -505,7 +505,7 @@ def early_late_table(detail: pd.DataFrame, window: int = 1) -> pd.DataFrame:
     return pd.DataFrame(out).rename(columns={"k_requested": "k"})
 
 
-def control_contrast(detail: pd.DataFrame, window: int = 1, control: str = "top",
+def control_contrast(detail: pd.DataFrame, window: int = 1, control: str = "dominant",
                      baseline: str = "random") -> pd.DataFrame:
     """Compare two controls per probe (does ``control`` change more than ``baseline``?).
 

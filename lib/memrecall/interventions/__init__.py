@@ -5,11 +5,12 @@ One engine that returns tensors and frames; no statistics, no prose (those are i
 
 * :mod:`~memrecall.interventions.neurons`: value vectors, neuron scores ``|m_i| * ||v_i||``, the
   top-k per layer, seeded random draws;
-* :mod:`~memrecall.interventions.knockout`: the :func:`knockout` context manager;
+* :mod:`~memrecall.interventions.knockout`: the :func:`knockout` and :func:`neuron_masks`
+  context managers;
 * :mod:`~memrecall.interventions.resume`: probe batches and forwards, resumed at any block from a
   recorded clean run;
-* :mod:`~memrecall.interventions.sweep`: :class:`SweepConfig`, :func:`knockout_sweep`,
-  :func:`summarize_sweep`;
+* :mod:`~memrecall.interventions.sweep`: :class:`SweepConfig`, :func:`knockout_sweep` (many
+  (configuration, probe) rows per forward), :func:`summarize_sweep`;
 * :mod:`~memrecall.interventions.readout`: window matrices, layer profiles, value-vector
   read-outs.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import importlib
 
-from .knockout import Scope, knockout
+from .knockout import Scope, knockout, neuron_masks
 from .neurons import (
     TopNeurons,
     mlp_width,
@@ -39,7 +40,10 @@ from .readout import (
 from .resume import CleanRun
 from .sweep import (
     CONTROLS,
-    DEFAULT_KS,
+    PAPER_KS,
+    PAPER_MAX_WINDOW,
+    RELEASED_KS,
+    RELEASED_MAX_WINDOW,
     SWEEP_KEYS,
     SweepConfig,
     knockout_configs,
@@ -49,7 +53,10 @@ from .sweep import (
 
 __all__ = [
     "CONTROLS",
-    "DEFAULT_KS",
+    "PAPER_KS",
+    "PAPER_MAX_WINDOW",
+    "RELEASED_KS",
+    "RELEASED_MAX_WINDOW",
     "SWEEP_KEYS",
     "CleanRun",
     "Scope",
@@ -60,6 +67,7 @@ __all__ = [
     "knockout_sweep",
     "layer_profile",
     "mlp_width",
+    "neuron_masks",
     "neuron_scores",
     "prediction_rank_in_value_vectors",
     "random_neurons",
@@ -78,7 +86,7 @@ MOVED = {
     "control_contrast": "memrecall.stats",
     "early_late_table": "memrecall.stats",
     "knockout_probe_groups": "memrecall.stats",
-    "knockout_verdicts": "memrecall.report",
+    "knockout_verdicts": "memrecall.knockout_report",
 }
 """Names that used to live here and moved up the stack: ``{name: its module now}``."""
 

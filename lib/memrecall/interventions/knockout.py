@@ -2,7 +2,14 @@
 
 A knockout zeroes the activations ``m_i`` of chosen neurons (so their sub-updates ``m_i v_i``
 vanish) at every position (``scope="all"``, the authors' choice) or at the prediction position
-only (``scope="prediction"``). The hooks are :func:`memrecall.hooks.zero_neurons_hook`.
+only (``scope="prediction"``).
+
+* :func:`knockout`: neuron indices per layer (one set per row, or one for all), zeroed by
+  :func:`memrecall.hooks.zero_neurons_hook`; ``complement`` zeroes all *but* them;
+* :func:`neuron_masks`: 0/1 masks per layer and row, multiplied into the activations
+  (:func:`memrecall.hooks.scale_inputs_hook`): what the batched sweep uses, where each row of
+  a forward is its own (configuration, probe);
+* :func:`neuron_mask`: indices to a boolean mask.
 """
 
 from __future__ import annotations
@@ -13,17 +20,17 @@ from typing import Literal
 
 import torch
 
-from ..hooks import forward_hooks, zero_neurons_hook
+from ..hooks import forward_hooks, scale_inputs_hook, zero_neurons_hook
 from ..models import LM
 from .neurons import mlp_width
 
-__all__ = ["Scope", "knockout"]
+__all__ = ["Scope", "knockout", "neuron_mask", "neuron_masks"]
 
 Scope = Literal["all", "prediction"]
 
 
-def _neuron_mask(chosen: torch.Tensor | Sequence[int], width: int,
-                 device: torch.device) -> torch.Tensor:
+def neuron_mask(chosen: torch.Tensor | Sequence[int], width: int,
+                device: torch.device | str) -> torch.Tensor:
     """``(rows, k)`` or ``(k,)`` indices (negative = padding) -> ``(rows or 1, width)`` bool."""
     index = torch.as_tensor(chosen, dtype=torch.long, device=device)
     if index.ndim == 1:
@@ -57,21 +64,58 @@ def knockout(lm: LM, neurons: Mapping[int, torch.Tensor | Sequence[int]], *,
     The hooks (forward-pre hooks on ``lm.arch.mlp_out(layer)``) are removed on exit, also after
     an exception.
     """
-    if scope not in ("all", "prediction"):
-        raise ValueError(f"scope must be 'all' or 'prediction', not {scope!r}")
-    if scope == "prediction":
-        if positions is None:
-            raise ValueError("scope='prediction' needs the prediction positions")
-        positions = torch.as_tensor(positions, dtype=torch.long, device=lm.device)
-    at = positions if scope == "prediction" else None
+    at = _check_scope(lm, scope, positions)
     hooks = []
     for layer, chosen in neurons.items():
         if not 0 <= layer < lm.n_layers:
             raise IndexError(f"layer {layer} out of range for {lm.n_layers} layers")
-        mask = _neuron_mask(chosen, mlp_width(lm, layer), lm.device)
+        mask = neuron_mask(chosen, mlp_width(lm, layer), lm.device)
         if complement:
             mask = ~mask
         hooks.append((lm.arch.mlp_out(layer),
                       zero_neurons_hook(mask, at, name=f"knockout of layer {layer}")))
+    with forward_hooks(hooks, pre=True):
+        yield
+
+
+def _check_scope(lm: LM, scope: Scope,
+                 positions: torch.Tensor | Sequence[int] | None) -> torch.Tensor | None:
+    """The positions the hooks act at: None for every position (``scope="all"``)."""
+    if scope not in ("all", "prediction"):
+        raise ValueError(f"scope must be 'all' or 'prediction', not {scope!r}")
+    if scope == "all":
+        return None
+    if positions is None:
+        raise ValueError("scope='prediction' needs the prediction positions")
+    return torch.as_tensor(positions, dtype=torch.long, device=lm.device)
+
+
+@contextmanager
+def neuron_masks(lm: LM, masks: Mapping[int, torch.Tensor], *,
+                 positions: torch.Tensor | Sequence[int] | None = None,
+                 scope: Scope = "all") -> Iterator[None]:
+    """Multiply each row's MLP activations by its own 0/1 mask in every forward of the block.
+
+    The batched form of :func:`knockout`: row ``r`` of the next forwards keeps neuron ``i`` of
+    layer ``l`` where ``masks[l][r, i] == 1`` and zeroes it where it is 0, so one forward holds
+    many (configuration, probe) rows, each with its own neurons. Layers not in ``masks`` run
+    untouched.
+
+    Args:
+        lm: the model.
+        masks: ``{layer: (batch, d_ff)}`` float or bool (1 = keep); layers 0-based.
+        positions: ``(batch,)`` prediction positions; needed for ``scope="prediction"``.
+        scope: ``"all"`` positions (the authors' choice) or the ``"prediction"`` position only.
+    """
+    at = _check_scope(lm, scope, positions)
+    hooks = []
+    for layer, mask in masks.items():
+        if not 0 <= layer < lm.n_layers:
+            raise IndexError(f"layer {layer} out of range for {lm.n_layers} layers")
+        if mask.shape[-1] != mlp_width(lm, layer):
+            raise ValueError(f"layer {layer}: masks of width {mask.shape[-1]}, MLP width "
+                             f"{mlp_width(lm, layer)}")
+        hooks.append((lm.arch.mlp_out(layer),
+                      scale_inputs_hook(mask, at, name=f"masks of layer {layer}")))
     with forward_hooks(hooks, pre=True):
         yield

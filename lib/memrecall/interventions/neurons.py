@@ -130,6 +130,8 @@ class TopNeurons:
         pred_token: ``(n_probes,)`` the model's greedy prediction.
         pred_prob: ``(n_probes,)`` its probability.
         target_prob: ``(n_probes,)`` probability of ``target_token``; None without targets.
+        target_rank: ``(n_probes,)`` int64 rank of ``target_token`` (0 = top); None without
+            targets.
     """
 
     indices: torch.Tensor
@@ -138,12 +140,13 @@ class TopNeurons:
     pred_token: torch.Tensor
     pred_prob: torch.Tensor
     target_prob: torch.Tensor | None
+    target_rank: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> TopNeurons:
         """Move every tensor to ``device``."""
         return TopNeurons(*(None if t is None else t.to(device) for t in (
             self.indices, self.scores, self.activations, self.pred_token, self.pred_prob,
-            self.target_prob)))
+            self.target_prob, self.target_rank)))
 
 
 def prediction_and_target(pred: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
@@ -179,6 +182,7 @@ def score_batches(lm: LM, batches: list[ProbeBatch], n_probes: int,
     activations = torch.zeros(shape, device=lm.device)
     pred_token = torch.zeros(n_probes, dtype=torch.long, device=lm.device)
     probs = torch.zeros(n_probes, 1 if targets is None else 2, device=lm.device)
+    ranks = torch.zeros(n_probes, 1 if targets is None else 2, dtype=torch.long, device=lm.device)
 
     def run(batch: ProbeBatch):
         normed, acts = forward(lm, batch, activations=True)
@@ -186,26 +190,27 @@ def score_batches(lm: LM, batches: list[ProbeBatch], n_probes: int,
         score = acts.abs() * norms
         pred, _ = lm.head.predict(normed)
         tokens = prediction_and_target(pred, None if targets is None else targets[batch.rows])
-        prob = lm.head.rank_and_prob(normed, tokens)[1]
+        rank, prob = lm.head.rank_and_prob(normed, tokens)
         if k is None:
-            return score, None, None, pred, prob
+            return score, None, None, pred, rank, prob
         top = score.topk(keep, dim=-1)
-        return top.values, top.indices, acts.gather(-1, top.indices), pred, prob
+        return top.values, top.indices, acts.gather(-1, top.indices), pred, rank, prob
 
     bar = progress_bar(total=n_probes, desc=f"score neurons {lm.name}", unit="probe",
                        disable=not progress)
     with bar:
-        for batch, (score, index, act, pred, prob) in map_batches(lm, batches, run):
+        for batch, (score, index, act, pred, rank, prob) in map_batches(lm, batches, run):
             scores[batch.rows] = score
             if index is not None:
                 indices[batch.rows], activations[batch.rows] = index, act
-            pred_token[batch.rows], probs[batch.rows] = pred, prob
+            pred_token[batch.rows], ranks[batch.rows], probs[batch.rows] = pred, rank, prob
             bar.update(len(batch.rows))
     if k is None:
         return scores
     return TopNeurons(indices=indices, scores=scores, activations=activations,
                       pred_token=pred_token, pred_prob=probs[:, 0],
-                      target_prob=None if targets is None else probs[:, 1])
+                      target_prob=None if targets is None else probs[:, 1],
+                      target_rank=None if targets is None else ranks[:, 1])
 
 
 def neuron_scores(lm: LM, probes: pd.DataFrame | Sequence[str], *,

@@ -19,14 +19,18 @@ from ..models import LM
 from .neurons import top_neurons, value_vector_logits, value_vector_tokens
 from .resume import probe_frame
 
-__all__ = ["layer_profile", "prediction_rank_in_value_vectors", "sub_update_examples",
-           "window_matrix", "window_panels"]
+__all__ = ["CONTROL_PANEL_LABELS", "layer_profile", "prediction_rank_in_value_vectors",
+           "sub_update_examples", "window_matrix", "window_panels"]
 
 
 # --- sweep summaries --------------------------------------------------------------------------
 
-def window_matrix(summary: pd.DataFrame, *, control: str = "top", k: int | None = None,
-                  group: str | None = None, value: str = "changed_fraction",
+CONTROL_PANEL_LABELS = {"dominant": "{k} dominant", "non_dominant": "all but the {k} dominant",
+                        "random": "{k} random"}
+"""How :func:`window_panels` names a row of panels, per control (``{k}``: neurons per layer)."""
+
+def window_matrix(summary: pd.DataFrame, *, control: str = "dominant", k: int | None = None,
+                  group: str | None = None, value: str = "changed_pct",
                   n_layers: int | None = None) -> pd.DataFrame:
     """One (control, k, group) of a sweep summary as a start-layer x end-layer matrix.
 
@@ -56,7 +60,7 @@ def window_matrix(summary: pd.DataFrame, *, control: str = "top", k: int | None 
     return matrix
 
 
-def window_panels(summary: pd.DataFrame, control: str = "top", value: str = "changed_fraction",
+def window_panels(summary: pd.DataFrame, control: str = "dominant", value: str = "changed_pct",
                   groups: Sequence[str] | None = None) -> dict[str, dict[str, pd.DataFrame]]:
     """Every (k, group) matrix of one control, labelled for :func:`memrecall.plots.plot_heatmaps`.
 
@@ -70,15 +74,15 @@ def window_panels(summary: pd.DataFrame, control: str = "top", value: str = "cha
             :data:`memrecall.stats.GROUPS`).
 
     Returns:
-        ``{"top-10 neurons": {"memorized (n=30)": matrix, ...}, ...}``: rows of panels by k
-        (ascending), columns by group.
+        ``{"10 dominant neurons per layer": {"memorized (n=100)": matrix, ...}, ...}``: rows of
+        panels by k (ascending), columns by group.
     """
     rows = summary[summary["control"] == control]
     n_layers = int(summary["end_layer"].max() + 1)
     has_groups = "group" in rows.columns
     groups = list(groups) if groups is not None else (
         list(dict.fromkeys(rows["group"])) if has_groups else [None])
-    label = {"top": "top-{k}", "random": "random {k}", "all_but_top": "all but top-{k}"}[control]
+    label = CONTROL_PANEL_LABELS[control]
     panels: dict[str, dict[str, pd.DataFrame]] = {}
     for k in sorted(rows["k_requested"].unique()):
         row = {}
@@ -95,7 +99,7 @@ def window_panels(summary: pd.DataFrame, control: str = "top", value: str = "cha
 
 
 def layer_profile(summary: pd.DataFrame, window: int = 1,
-                  value: str = "changed_fraction") -> pd.DataFrame:
+                  value: str = "changed_pct") -> pd.DataFrame:
     """Windows of one size, by start layer: tidy rows for a line plot.
 
     Returns:

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from ..batching import (
+    BATCH_OVERHEAD_TOKENS,
     activation_bytes,
     activation_token_budget,
     halve_on_oom,
@@ -79,7 +80,8 @@ class ProbeBatch:
 
 
 def probe_batches(lm: LM, prompts: Sequence[str], batch_size: int | None = None,
-                  trace: bool = False) -> list[ProbeBatch]:
+                  trace: bool = False,
+                  overhead_tokens: int = BATCH_OVERHEAD_TOKENS) -> list[ProbeBatch]:
     """Padded batches under the activation budget.
 
     Args:
@@ -87,6 +89,10 @@ def probe_batches(lm: LM, prompts: Sequence[str], batch_size: int | None = None,
         prompts: one per probe.
         batch_size: at most this many prompts per batch (default: the budget decides).
         trace: leave room for every block's input (a :class:`CleanRun` keeps them all).
+        overhead_tokens: what one more batch costs, in padded tokens
+            (:func:`~memrecall.batching.plan_batches`); a sweep that reruns each batch for
+            many configurations pays every padded token again each time, so it passes 1:
+            one batch per prompt length.
     """
     ids, positions = model_inputs(lm, prompts)
     pad = lm.tokenizer.pad_token_id or 0
@@ -95,7 +101,8 @@ def probe_batches(lm: LM, prompts: Sequence[str], batch_size: int | None = None,
         per_token = 4 * (lm.n_layers + 1) * lm.arch.unembed_weight.shape[1]
         max_tokens = max(64, min(max_tokens, activation_bytes(lm.device) // per_token))
     out = []
-    for rows in plan_batches([len(r) for r in ids], max_tokens, batch_size):
+    for rows in plan_batches([len(r) for r in ids], max_tokens, batch_size,
+                             overhead_tokens):
         input_ids, attention_mask = pad_right([ids[i] for i in rows], pad, lm.device)
         out.append(ProbeBatch(
             rows=torch.as_tensor(rows, dtype=torch.long, device=lm.device),
@@ -146,6 +153,24 @@ def _hidden(output) -> torch.Tensor:
 
 def _block_input(call: Call) -> torch.Tensor:
     return call.args[0] if call.args else call.kwargs["hidden_states"]
+
+
+def _take(value: Any, index: torch.Tensor, batch: int) -> Any:
+    """A recorded block input for the rows ``index`` of its batch (rows may repeat).
+
+    Tensors whose first dimension is the batch (hidden states, position embeddings, padding
+    masks) are indexed; those of first dimension 1 broadcast over any batch and stay; anything
+    else (cache positions, flags, None) is shared by every row.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.ndim >= 2 and value.shape[0] == batch and batch > 1:
+            return value.index_select(0, index)
+        return value
+    if isinstance(value, tuple | list):
+        return type(value)(_take(v, index, batch) for v in value)
+    if isinstance(value, dict):
+        return {key: _take(v, index, batch) for key, v in value.items()}
+    return value
 
 
 def _trace(lm: LM, batch: ProbeBatch) -> list[Call] | None:
@@ -210,3 +235,69 @@ class CleanRun:
             hidden = _hidden(output)
         rows = torch.arange(len(self.batch.positions), device=hidden.device)
         return lm.head.normalize(hidden[rows, self.batch.positions])
+
+    def block_input(self, layer: int, index: torch.Tensor) -> torch.Tensor:
+        """The recorded input of block ``layer`` for rows ``index`` of the batch (may repeat).
+
+        Returns:
+            ``(rows, seq, d)`` hidden states.
+        """
+        if self._calls is None:
+            raise RuntimeError("not resuming: no recorded block inputs")
+        return _block_input(self._calls[layer]).index_select(0, index)
+
+    def run_block(self, layer: int, hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Block ``layer`` on ``hidden``, whose row ``r`` is probe ``index[r]`` of the batch.
+
+        The block's other recorded inputs (attention masks, position embeddings) are taken for
+        those rows; hooks active on the block's modules apply.
+
+        Returns:
+            ``(rows, seq, d)``: the block's output hidden states.
+        """
+        if self._calls is None:
+            raise RuntimeError("not resuming: no recorded block inputs")
+        call, size = self._calls[layer], len(self.batch.rows)
+        kwargs = _take({k: v for k, v in call.kwargs.items() if k != "hidden_states"},
+                       index, size)
+        if call.args:
+            output = self.lm.arch.blocks[layer](hidden, *_take(call.args[1:], index, size),
+                                                **kwargs)
+        else:
+            output = self.lm.arch.blocks[layer](hidden_states=hidden, **kwargs)
+        return _hidden(output)
+
+    def readout(self, hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The last block's output at each row's prediction position, through the final norm.
+
+        ``(rows, seq, d) -> (rows, d)`` float32; row ``r`` is probe ``index[r]`` of the batch.
+        """
+        rows = torch.arange(len(index), device=hidden.device)
+        return self.lm.head.normalize(hidden[rows, self.batch.positions.index_select(0, index)])
+
+    def forward_rows(self, start: int, index: torch.Tensor) -> torch.Tensor:
+        """Blocks ``start..`` for a batch made of rows ``index`` of this one (rows may repeat).
+
+        Each output row ``r`` continues the clean run of probe ``index[r]`` from the recorded
+        input of block ``start`` (so many configurations of the same probe share one forward,
+        each with its own hooks: :func:`~memrecall.interventions.knockout.neuron_masks`). When
+        not resuming, the rows' whole forwards run instead (same numbers).
+
+        Args:
+            start: the first block run (0-based).
+            index: ``(rows,)`` int64 rows of :attr:`batch`, on the model's device.
+
+        Returns:
+            ``(rows, d)`` float32: the last block's output at each row's prediction position,
+            through the final norm.
+        """
+        batch = self.batch
+        if self._calls is None:
+            rows = ProbeBatch(index, batch.input_ids.index_select(0, index),
+                              batch.attention_mask.index_select(0, index),
+                              batch.positions.index_select(0, index))
+            return forward(self.lm, rows)[0]
+        hidden = self.block_input(start, index)
+        for layer in range(start, self.lm.n_layers):
+            hidden = self.run_block(layer, hidden, index)
+        return self.readout(hidden, index)

@@ -1,23 +1,33 @@
-"""The knockout sweep of Haviv et al. (2023, section 5), batched.
+"""The knockout sweep of Haviv et al. (2023, §5.3, appendix C), batched across configurations.
 
-One clean forward per batch of probes scores every neuron of every layer once
-(:func:`~memrecall.interventions.neurons.score_batches`); then each configuration (control, k,
-window of layers) is one forward per batch with per-probe neuron sets, resumed at the window's
-first block from the recorded clean run (:class:`~memrecall.interventions.resume.CleanRun`).
-Only the last block's output at the prediction positions is read through the head (never the LM
-head over every position).
+One clean forward per batch of probes scores every neuron of every layer
+(:func:`~memrecall.interventions.neurons.score_batches`) and another records every block's input
+(:class:`~memrecall.interventions.resume.CleanRun`). Then every (configuration, probe) pair is a
+*row*: rows of the same start layer run together, many per forward, each with its own 0/1 neuron
+mask multiplied into the MLP activations of its window
+(:func:`~memrecall.interventions.knockout.neuron_masks`), each resumed at its window's first
+block from its probe's clean run. Only the prediction position goes through the head, in one
+streaming pass (:meth:`memrecall.head.Head.scan`: the new prediction, and the rank and
+probability of the clean prediction and of the target). Rows per forward follow the activation
+budget (:func:`memrecall.batching.activation_token_budget`); a forward that runs out of memory is
+redone in halves (:func:`memrecall.batching.halve_on_oom`).
 
-Controls:
+Controls (the paper's names):
 
-* ``"top"``: the k highest-scoring neurons of each layer in the window (per probe);
-* ``"all_but_top"``: every neuron *except* those k (the authors' control);
-* ``"random"``: k uniformly random neurons per probe and layer (ours: same number of zeroed
-  neurons as ``"top"``, so a fair control; :func:`~memrecall.interventions.neurons.random_neurons`:
+* ``"dominant"``: the k sub-updates with the largest ``|m_i| * ||v_i||`` of each layer in the
+  window (per probe, at its prediction position);
+* ``"non_dominant"``: every neuron *except* those k;
+* ``"random"``: k uniformly random neurons per probe and layer (ours: as many zeroed neurons as
+  ``"dominant"``, so a fair control; :func:`~memrecall.interventions.neurons.random_neurons`:
   the same neurons of a layer in every window containing it, nested across k). Random neurons
-  may, by chance, include top ones (1000 of 3072 neurons is a third of a GPT-2 medium layer).
+  may, by chance, include dominant ones.
 
-Groups (memorized / non-memorized idioms, Wikipedia sentences): put them in one probe frame with a
-``group`` column; the sweep runs them together (mixed batches) and summarises per group.
+The paper's design is the default (:data:`PAPER_KS`, :data:`PAPER_MAX_WINDOW`); the authors'
+released code also ran :data:`RELEASED_KS` and windows up to :data:`RELEASED_MAX_WINDOW`, which
+stay available as parameters.
+
+Groups (memorized / non-memorized idioms, Wikipedia prompts): put them in one probe frame with a
+``group`` column; the sweep runs them together and summarises per group.
 """
 
 from __future__ import annotations
@@ -30,18 +40,21 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..batching import activation_bytes, activation_token_budget, halve_on_oom
 from ..models import LM
 from ..runmode import progress_bar
-from .knockout import Scope, knockout
+from .knockout import Scope, neuron_mask, neuron_masks
 from .neurons import mlp_width, prediction_and_target, random_neurons, score_batches
 from .resume import CleanRun, ProbeBatch, map_batches, probe_batches, probe_frame, target_tokens
 
-__all__ = ["CONTROLS", "DEFAULT_KS", "SWEEP_KEYS", "SweepConfig", "knockout_configs",
-           "knockout_sweep", "summarize_sweep"]
+__all__ = ["CONTROLS", "PAPER_KS", "PAPER_MAX_WINDOW", "RELEASED_KS", "RELEASED_MAX_WINDOW",
+           "SWEEP_KEYS", "SweepConfig", "knockout_configs", "knockout_sweep", "summarize_sweep"]
 
-CONTROLS: tuple[str, ...] = ("top", "all_but_top", "random")
-DEFAULT_KS: tuple[int, ...] = (1, 10, 100, 1000)
-DEFAULT_MAX_WINDOW = 5
+CONTROLS: tuple[str, ...] = ("dominant", "non_dominant", "random")
+PAPER_KS: tuple[int, ...] = (10,)
+PAPER_MAX_WINDOW = 3
+RELEASED_KS: tuple[int, ...] = (1, 10, 100, 1000)
+RELEASED_MAX_WINDOW = 5
 SWEEP_KEYS = ["control", "k_requested", "k", "start_layer", "end_layer", "window"]
 
 
@@ -49,14 +62,14 @@ SWEEP_KEYS = ["control", "k_requested", "k", "start_layer", "end_layer", "window
 class SweepConfig:
     """What a sweep computes: every field changes the result (and is its cache key).
 
-    How it runs (batch size, progress bar, resuming forwards) is not part of it: those change
-    speed and memory, never the numbers.
+    How it runs (batch size, rows per forward, progress bar, resuming) is not part of it: those
+    change speed and memory, never the numbers.
 
     Attributes:
         ks: neurons per layer; capped at the MLP width (duplicates after capping run once).
         max_window: windows of 1..``max_window`` consecutive layers from every start layer; an
-            int, or ``{control: int}`` (missing controls: 5).
-        controls: any of ``"top"``, ``"all_but_top"``, ``"random"``.
+            int, or ``{control: int}`` (missing controls: :data:`PAPER_MAX_WINDOW`).
+        controls: any of :data:`CONTROLS`.
         scope: ``"all"`` positions (the authors') or ``"prediction"`` position only.
         seed: seeds the random control.
         per_probe: one row per (probe, configuration) instead of the summary.
@@ -64,8 +77,8 @@ class SweepConfig:
             per group.
     """
 
-    ks: tuple[int, ...] = DEFAULT_KS
-    max_window: int | Mapping[str, int] = DEFAULT_MAX_WINDOW
+    ks: tuple[int, ...] = PAPER_KS
+    max_window: int | Mapping[str, int] = PAPER_MAX_WINDOW
     controls: tuple[str, ...] = CONTROLS
     scope: Scope = "all"
     seed: int = 0
@@ -77,9 +90,7 @@ class SweepConfig:
         object.__setattr__(self, "controls", tuple(self.controls))
         if isinstance(self.max_window, Mapping):
             object.__setattr__(self, "max_window", dict(self.max_window))
-        for control in self.controls:
-            if control not in CONTROLS:
-                raise ValueError(f"unknown control {control!r}; choose from {CONTROLS}")
+        _check_controls(self.controls)
         if self.scope not in ("all", "prediction"):
             raise ValueError(f"scope must be 'all' or 'prediction', not {self.scope!r}")
 
@@ -93,23 +104,27 @@ class SweepConfig:
                 for name, value in asdict(self).items()}
 
 
+def _check_controls(controls: Sequence[str]) -> None:
+    for control in controls:
+        if control not in CONTROLS:
+            raise ValueError(f"unknown control {control!r}; choose from {CONTROLS}")
+
+
 def _windows(n_layers: int, max_window: int) -> list[tuple[int, int]]:
     return [(start, start + size - 1) for start in range(n_layers)
             for size in range(1, max_window + 1) if start + size - 1 < n_layers]
 
 
-def knockout_configs(n_layers: int, d_ff: int, ks: Sequence[int] = DEFAULT_KS,
-                     max_window: int | Mapping[str, int] = DEFAULT_MAX_WINDOW,
+def knockout_configs(n_layers: int, d_ff: int, ks: Sequence[int] = PAPER_KS,
+                     max_window: int | Mapping[str, int] = PAPER_MAX_WINDOW,
                      controls: Sequence[str] = CONTROLS) -> pd.DataFrame:
-    """Every (control, k, window) of a sweep, in the order it runs.
+    """Every (control, k, window) of a sweep.
 
     ``k`` is ``k_requested`` capped at ``d_ff``; requests that cap to the same ``k`` run once.
-    ``max_window`` may differ per control (e.g. ``{"all_but_top": 3}``; missing ones: 5).
-    Windows are ``[start_layer, end_layer]``, 0-based and inclusive.
+    ``max_window`` may differ per control (e.g. ``{"non_dominant": 1}``; missing ones:
+    :data:`PAPER_MAX_WINDOW`). Windows are ``[start_layer, end_layer]``, 0-based and inclusive.
     """
-    for control in controls:
-        if control not in CONTROLS:
-            raise ValueError(f"unknown control {control!r}; choose from {CONTROLS}")
+    _check_controls(controls)
     capped: dict[int, int] = {}
     for k in ks:
         if k < 1:
@@ -117,7 +132,7 @@ def knockout_configs(n_layers: int, d_ff: int, ks: Sequence[int] = DEFAULT_KS,
         capped.setdefault(min(k, d_ff), k)
     rows = []
     for control in controls:
-        widest = (max_window.get(control, DEFAULT_MAX_WINDOW) if isinstance(max_window, Mapping)
+        widest = (max_window.get(control, PAPER_MAX_WINDOW) if isinstance(max_window, Mapping)
                   else max_window)
         for k, requested in capped.items():
             for start, end in _windows(n_layers, widest):
@@ -125,36 +140,202 @@ def knockout_configs(n_layers: int, d_ff: int, ks: Sequence[int] = DEFAULT_KS,
     return pd.DataFrame(rows, columns=SWEEP_KEYS)
 
 
+# --- rows: (configuration, probe) pairs --------------------------------------------------------
+
+@dataclass
+class _Plan:
+    """The configurations as tensors on the device, and the neuron sets they draw from."""
+
+    start: torch.Tensor  # (n_configs,) first layer of the window
+    end: torch.Tensor  # (n_configs,) last layer
+    k: torch.Tensor  # (n_configs,) neurons per layer
+    complement: torch.Tensor  # (n_configs,) bool: zero all but the chosen ones
+    random: torch.Tensor  # (n_configs,) bool: the chosen ones are the random draw
+    dominant: torch.Tensor  # (n_probes, n_layers, kmax) neuron indices
+    drawn: torch.Tensor | None  # (n_probes, n_layers, kmax) random neurons
+
+    def masks(self, layers: range, configs: torch.Tensor, probes: torch.Tensor,
+              width: int) -> dict[int, torch.Tensor]:
+        """``{layer: (rows, width)}`` float 0/1 masks (1 = keep) of each row in ``layers``."""
+        k = self.k[configs]
+        kmax = int(k.max())
+        keep_column = torch.arange(kmax, device=k.device) < k[:, None]  # (rows, kmax)
+        random = self.random[configs]
+        out = {}
+        for layer in layers:
+            index = self.dominant[probes, layer, :kmax]
+            if self.drawn is not None and bool(random.any()):
+                index = torch.where(random[:, None], self.drawn[probes, layer, :kmax], index)
+            zero = neuron_mask(torch.where(keep_column, index, -1), width, index.device)
+            zero = zero ^ self.complement[configs, None]
+            zero &= (self.end[configs] >= layer)[:, None]  # rows whose window ends earlier
+            out[layer] = (~zero).float()
+        return out
+
+
+class _Head:
+    """Final-head read-outs of many rows at once: rows wait until enough of them share a scan.
+
+    One pass over the unembedding reads all of it whatever the number of rows, so a few rows at
+    a time would be memory-bound; :data:`HEAD_ROWS` rows (or all, on an accelerator) are not.
+    """
+
+    def __init__(self, lm: LM, tokens: torch.Tensor, out: tuple[torch.Tensor, ...],
+                 rows: int) -> None:
+        self.lm, self.tokens, self.rows = lm, tokens, rows
+        self.pred, self.rank, self.prob = out
+        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.count = 0
+
+    def add(self, configs: torch.Tensor, probes: torch.Tensor, normed: torch.Tensor) -> None:
+        """Queue ``(rows, d)`` normed states of rows (configuration, probe); scan when enough."""
+        self.pending.append((configs, probes, normed))
+        self.count += len(configs)
+        if self.count >= self.rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Scan every queued row: the new prediction, ranks and probabilities of the tokens."""
+        if not self.pending:
+            return
+        configs, probes, normed = (torch.cat(parts) for parts in zip(*self.pending))
+        self.pending, self.count = [], 0
+        scan = self.lm.head.scan(normed, self.tokens[probes], argmax=True)
+        self.pred[configs, probes] = scan.pred
+        self.rank[configs, probes] = scan.larger
+        self.prob[configs, probes] = torch.exp(scan.own - scan.log_norm.unsqueeze(1))
+
+
+HEAD_ROWS = 4096
+"""Rows per head scan on CPU (the scan's own row tile); all rows at once on an accelerator."""
+
+
+def _halves(span: tuple[int, int]) -> list[tuple[int, int]]:
+    lo, hi = span
+    if hi - lo < 2:
+        return []
+    mid = (lo + hi) // 2
+    return [(lo, mid), (mid, hi)]
+
+
+def _spans(total: int, size: int) -> list[tuple[int, int]]:
+    return [(lo, min(lo + size, total)) for lo in range(0, total, size)]
+
+
+def _staggered(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, scope: Scope,
+               head: _Head) -> int:
+    """Every (configuration, probe) row of one probe batch, in one pass over the blocks.
+
+    A row joins at its window's first block, on its probe's recorded input there; at each block
+    the rows in flight run in chunks of at most ``max_rows``, each with its own mask where its
+    window covers the block. Returns the number of rows.
+    """
+    batch, width = clean.batch, mlp_width(lm)
+    size, device = len(batch.rows), batch.rows.device
+    configs = probes = torch.empty(0, dtype=torch.long, device=device)
+    hidden = None
+    for layer in range(lm.n_layers):
+        joining = torch.nonzero(plan.start == layer).squeeze(1)
+        if len(joining):
+            new_probes = torch.arange(size, device=device).repeat(len(joining))
+            configs = torch.cat([configs, joining.repeat_interleave(size)])
+            probes = torch.cat([probes, new_probes])
+            entering = clean.block_input(layer, new_probes)
+            hidden = entering if hidden is None else torch.cat([hidden, entering])
+        if hidden is None:
+            continue
+
+        def step(span: tuple[int, int], layer: int = layer, configs: torch.Tensor = configs,
+                 probes: torch.Tensor = probes, hidden: torch.Tensor = hidden) -> torch.Tensor:
+            part = slice(*span)
+            rows_c, rows_p = configs[part], probes[part]
+            masks = plan.masks(range(layer, layer + 1), rows_c, batch.rows[rows_p], width)
+            with neuron_masks(lm, masks, positions=batch.positions[rows_p], scope=scope):
+                return clean.run_block(layer, hidden[part], rows_p)
+
+        done = halve_on_oom(_spans(len(configs), max_rows), step, _halves, lm.device)
+        hidden = torch.cat([out for _, out in done])
+    for lo, hi in _spans(len(configs), max_rows):
+        head.add(configs[lo:hi], batch.rows[probes[lo:hi]],
+                 clean.readout(hidden[lo:hi], probes[lo:hi]))
+    return len(configs)
+
+
+def _by_start(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, scope: Scope,
+              head: _Head) -> int:
+    """The rows of :func:`_staggered` without a recording: whole forwards, by start layer."""
+    batch, width = clean.batch, mlp_width(lm)
+    size, device = len(batch.rows), batch.rows.device
+    total = 0
+    for start in torch.unique(plan.start).tolist():
+        joining = torch.nonzero(plan.start == start).squeeze(1)
+        configs = joining.repeat_interleave(size)
+        probes = torch.arange(size, device=device).repeat(len(joining))
+
+        def step(span: tuple[int, int], start: int = start, configs: torch.Tensor = configs,
+                 probes: torch.Tensor = probes) -> None:
+            part = slice(*span)
+            rows_c, rows_p = configs[part], probes[part]
+            layers = range(start, int(plan.end[rows_c].max()) + 1)
+            masks = plan.masks(layers, rows_c, batch.rows[rows_p], width)
+            with neuron_masks(lm, masks, positions=batch.positions[rows_p], scope=scope):
+                normed = clean.forward_rows(start, rows_p)
+            head.add(rows_c, batch.rows[rows_p], normed)
+
+        halve_on_oom(_spans(len(configs), max_rows), step, _halves, lm.device)
+        total += len(configs)
+    return total
+
+
+def _fit(batches: list[ProbeBatch], n_configs: int, lm: LM) -> list[ProbeBatch]:
+    """Probe batches halved until all their rows in flight fit the activation budget."""
+    limit = activation_bytes(lm.device)
+    width = lm.arch.unembed_weight.shape[1]
+    out, pending = [], list(batches)
+    while pending:
+        batch = pending.pop(0)
+        need = 4 * n_configs * batch.input_ids.numel() * width
+        parts = batch.halves() if need > limit else []
+        if parts:
+            pending[:0] = parts
+        else:
+            out.append(batch)
+    return out
+
+
 def knockout_sweep(lm: LM, probes: pd.DataFrame | Sequence[str],
                    config: SweepConfig | None = None, *, batch_size: int | None = None,
-                   progress: bool | None = None, resume: bool = True,
-                   **fields) -> pd.DataFrame:
-    """Knock out top-k / all-but-top-k / random-k neurons in windows of layers; measure changes.
+                   max_rows: int | None = None, progress: bool | None = None,
+                   resume: bool = True, **fields) -> pd.DataFrame:
+    """Knock out dominant / non-dominant / random neurons in windows of layers; measure changes.
 
-    Neurons are ranked once per probe on the clean run; each configuration is then one forward
-    per batch, each probe with its own neuron sets.
+    Neurons are ranked once per probe on the clean run; then every (configuration, probe) row
+    runs with its own neuron masks, many rows per forward, each resumed at its window's first
+    block.
 
     Args:
         lm: the model.
         probes: probe frame (``prompt``, ``target_token``; optional group column) or plain
             prompts (no target columns then).
-        config: what to compute (default :class:`SweepConfig()`).
-        batch_size: at most this many probes per forward (default: the activation budget).
-        progress: a progress bar over configurations (default: more than 50 of them).
-        resume: resume each knockout forward at the window's first block from a recorded clean
-            run (default; about half the work), or run whole forwards (same numbers).
+        config: what to compute (default :class:`SweepConfig()`, the paper's design).
+        batch_size: at most this many probes per clean forward (default: the activation
+            budget; probes of one length share a batch).
+        max_rows: at most this many (configuration, probe) rows per forward (default: as many
+            as the activation budget allows).
+        progress: a progress bar over rows (default: more than 5000 of them).
+        resume: resume each row at its window's first block from the recorded clean run
+            (default), or run whole forwards (same numbers).
         **fields: :class:`SweepConfig` fields replacing those of ``config``
             (``ks=(10,), max_window=2, ...``).
 
     Returns:
-        The summary (see :func:`summarize_sweep`): one row per ([group,] configuration) with
-        ``control, k_requested, k, start_layer, end_layer`` (0-based, inclusive), ``window,
-        n_probes, changed_fraction, mean_pred_prob_drop`` and, with targets,
-        ``mean_target_prob_drop, mean_base_target_prob``. With ``per_probe``: ``probe`` (row of
-        ``probes``), [group,] the configuration, ``base_pred_token, pred_token, changed,
-        base_pred_prob, pred_prob`` (of the *base* prediction after the knockout),
-        ``pred_prob_drop`` and, with targets, ``target_token, is_memorized, base_target_prob,
-        target_prob, target_prob_drop``.
+        The summary (see :func:`summarize_sweep`). With ``per_probe``: one row per
+        (configuration, probe): ``probe`` (row of ``probes``), [group,] the configuration
+        (:data:`SWEEP_KEYS`; layers 0-based), ``base_pred_token, pred_token, changed,
+        base_pred_prob, pred_prob`` (of the *clean* prediction, after the knockout) and, with
+        targets, ``target_token, is_memorized, base_target_rank, target_rank, base_target_prob,
+        target_prob, target_rank_change`` (after - before) and ``target_prob_change`` (after -
+        before, in **percentage points** of absolute probability).
     """
     config = replace(config or SweepConfig(), **fields)
     frame = probe_frame(probes)
@@ -162,84 +343,100 @@ def knockout_sweep(lm: LM, probes: pd.DataFrame | Sequence[str],
     d_ff = mlp_width(lm)
     configs = knockout_configs(lm.n_layers, d_ff, config.ks, config.max_window, config.controls)
     targets = target_tokens(lm, frame)
-    batches = probe_batches(lm, frame["prompt"].astype(str).tolist(), batch_size, trace=resume)
+    batches = probe_batches(lm, frame["prompt"].astype(str).tolist(), batch_size, trace=resume,
+                            overhead_tokens=1)
     kmax = int(configs["k"].max()) if len(configs) else 1
     base = score_batches(lm, batches, n, targets, kmax)
-    random = (random_neurons(n, lm.n_layers, d_ff, kmax, config.seed).to(lm.device)
-              if "random" in set(configs["control"]) else None)
-    tokens = prediction_and_target(base.pred_token, targets)
-    base_probs = torch.stack([base.pred_prob] + ([] if targets is None else [base.target_prob]),
-                             1)
+    device = lm.device
+    controls = configs["control"].to_numpy()
+    plan = _Plan(
+        start=torch.tensor(configs["start_layer"].to_numpy(), device=device),
+        end=torch.tensor(configs["end_layer"].to_numpy(), device=device),
+        k=torch.tensor(configs["k"].to_numpy(), device=device),
+        complement=torch.tensor(controls == "non_dominant", device=device),
+        random=torch.tensor(controls == "random", device=device),
+        dominant=base.indices,
+        drawn=(random_neurons(n, lm.n_layers, d_ff, kmax, config.seed).to(device)
+               if "random" in set(controls) else None))
+    tokens = prediction_and_target(base.pred_token, targets)  # (n, 1 or 2)
 
     n_configs = len(configs)
-    plan = list(configs.itertuples(index=False))
-    pred_after = torch.zeros(n_configs, n, dtype=torch.long, device=lm.device)
-    probs_after = torch.zeros(n_configs, n, tokens.shape[1], device=lm.device)
-    show = progress if progress is not None else n_configs > 50
+    out = (torch.zeros(n_configs, n, dtype=torch.long, device=device),
+           torch.zeros(n_configs, n, tokens.shape[1], dtype=torch.long, device=device),
+           torch.zeros(n_configs, n, tokens.shape[1], device=device))
+    head = _Head(lm, tokens, out, HEAD_ROWS if device.type == "cpu" else n_configs * n)
+    show = progress if progress is not None else n_configs * n > 5000
     bar = progress_bar(total=n_configs * n, desc=f"knockouts {lm.name} ({n_configs} configs)",
-                       unit="probe", unit_scale=True, disable=not show)
+                       unit="row", unit_scale=True, disable=not show)
+    budget = activation_token_budget(lm)
 
-    def run(batch: ProbeBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def run_batch(batch: ProbeBatch) -> None:
         clean = CleanRun(lm, batch, resume=resume)
-        preds = torch.zeros(n_configs, len(batch.rows), dtype=torch.long, device=lm.device)
-        probs = torch.zeros(n_configs, len(batch.rows), tokens.shape[1], device=lm.device)
-        done = 0
-        try:
-            for c, row in enumerate(plan):
-                chosen = random if row.control == "random" else base.indices
-                neurons = {layer: chosen[batch.rows, layer, :row.k]
-                           for layer in range(row.start_layer, row.end_layer + 1)}
-                with knockout(lm, neurons, positions=batch.positions, scope=config.scope,
-                              complement=row.control == "all_but_top"):
-                    normed = clean.forward_from(row.start_layer)
-                preds[c], _ = lm.head.predict(normed)
-                probs[c] = lm.head.rank_and_prob(normed, tokens[batch.rows])[1]
-                bar.update(len(batch.rows))
-                done += len(batch.rows)
-        except BaseException:
-            bar.update(-done)  # an out-of-memory retry redoes this batch in halves
-            raise
-        return preds, probs
+        cap = max_rows or max(1, budget // batch.input_ids.shape[1])
+        run = _staggered if clean.resumes else _by_start
+        bar.update(run(lm, plan, clean, cap, config.scope, head))
 
     with torch.no_grad(), bar:
-        for batch, (preds, probs) in map_batches(lm, batches, run):
-            pred_after[:, batch.rows], probs_after[:, batch.rows] = preds, probs
+        map_batches(lm, _fit(batches, n_configs, lm), run_batch)
+        head.flush()
+    pred_after, rank_after, prob_after = out
+    return _detail(frame, configs, base, targets, pred_after, rank_after, prob_after, config)
 
+
+def _detail(frame: pd.DataFrame, configs: pd.DataFrame, base, targets: torch.Tensor | None,
+            pred_after: torch.Tensor, rank_after: torch.Tensor, prob_after: torch.Tensor,
+            config: SweepConfig) -> pd.DataFrame:
+    """The per-probe frame of :func:`knockout_sweep` (or its summary)."""
+    n, n_configs = len(frame), len(configs)
     detail = configs.loc[configs.index.repeat(n)].reset_index(drop=True)
     detail.insert(0, "probe", np.tile(np.arange(n), n_configs))
     group_column = config.group_column
     if group_column in frame.columns:
         detail.insert(1, group_column, np.tile(frame[group_column].to_numpy(), n_configs))
     base_pred = np.tile(base.pred_token.cpu().numpy(), n_configs)
-    base_probs = np.tile(base_probs.cpu().numpy(), (n_configs, 1))
-    probs_after = probs_after.reshape(n_configs * n, -1).cpu().numpy()
+    ranks = rank_after.reshape(n_configs * n, -1).cpu().numpy()
+    probs = prob_after.reshape(n_configs * n, -1).cpu().numpy()
     detail["base_pred_token"] = base_pred
     detail["pred_token"] = pred_after.reshape(-1).cpu().numpy()
     detail["changed"] = detail["pred_token"].to_numpy() != base_pred
-    detail["base_pred_prob"] = base_probs[:, 0]
-    detail["pred_prob"] = probs_after[:, 0]
-    detail["pred_prob_drop"] = base_probs[:, 0] - probs_after[:, 0]
+    detail["base_pred_prob"] = np.tile(base.pred_prob.cpu().numpy(), n_configs)
+    detail["pred_prob"] = probs[:, 0]
     if targets is not None:
         target = np.tile(targets.cpu().numpy(), n_configs)
         detail["target_token"] = target
         detail["is_memorized"] = base_pred == target
-        detail["base_target_prob"] = base_probs[:, 1]
-        detail["target_prob"] = probs_after[:, 1]
-        detail["target_prob_drop"] = base_probs[:, 1] - probs_after[:, 1]
+        detail["base_target_rank"] = np.tile(base.target_rank.cpu().numpy(), n_configs)
+        detail["target_rank"] = ranks[:, 1]
+        detail["base_target_prob"] = np.tile(base.target_prob.cpu().numpy(), n_configs)
+        detail["target_prob"] = probs[:, 1]
+        detail["target_rank_change"] = detail["target_rank"] - detail["base_target_rank"]
+        detail["target_prob_change"] = 100 * (detail["target_prob"].astype(np.float64)
+                                              - detail["base_target_prob"])
     return detail if config.per_probe else summarize_sweep(detail, group_column)
 
 
 def summarize_sweep(detail: pd.DataFrame, group_column: str | None = "group") -> pd.DataFrame:
-    """Aggregate a per-probe sweep over probes, per ([group,] configuration).
+    """Means over probes, per ([group,] configuration).
+
+    Returns:
+        ``[group,]`` :data:`SWEEP_KEYS`, ``n_probes, changed_pct`` (% of predictions changed),
+        ``pred_prob_change`` (mean change of the clean prediction's probability, percentage
+        points) and, with targets, ``target_rank_change`` (mean, after - before) and
+        ``target_prob_change`` (mean, percentage points of absolute probability). Confidence
+        intervals: :func:`memrecall.stats.knockout_table`.
 
     Regroup differently by adding columns to ``detail`` first (e.g. group by ``is_memorized``
     with ``group_column="is_memorized"``).
     """
     keys = ([group_column] if group_column and group_column in detail.columns else []) \
         + SWEEP_KEYS
-    aggregations = {"n_probes": ("probe", "size"), "changed_fraction": ("changed", "mean"),
-                    "mean_pred_prob_drop": ("pred_prob_drop", "mean")}
-    if "target_prob_drop" in detail.columns:
-        aggregations["mean_target_prob_drop"] = ("target_prob_drop", "mean")
-        aggregations["mean_base_target_prob"] = ("base_target_prob", "mean")
+    detail = detail.assign(
+        changed_pct=100 * detail["changed"].astype(np.float64),
+        pred_prob_change=100 * (detail["pred_prob"].astype(np.float64)
+                                - detail["base_pred_prob"]))
+    aggregations = {"n_probes": ("probe", "size"), "changed_pct": ("changed_pct", "mean"),
+                    "pred_prob_change": ("pred_prob_change", "mean")}
+    if "target_prob_change" in detail.columns:
+        aggregations["target_rank_change"] = ("target_rank_change", "mean")
+        aggregations["target_prob_change"] = ("target_prob_change", "mean")
     return detail.groupby(keys, sort=False).agg(**aggregations).reset_index()
