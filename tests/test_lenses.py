@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import memrecall as mr
-from memrecall import lenses
+from memrecall import lenses, pipeline
 from memrecall.lens import LogitLens
 
 PROMPTS = ["the quick brown fox jumps over the lazy dog",
@@ -157,3 +157,23 @@ def test_text_chunks_hold_the_budget_and_skip_the_first_position(tiny, data_dir)
     assert not torch.equal(text.ids, other.ids)
     with pytest.raises(ValueError, match="asked for"):
         lenses.wikitext_chunks(tiny, "valid", n_tokens=10**9, path=data_dir)
+
+
+def test_pipeline_fits_each_lens_once_then_reads_the_cache(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("MEMRECALL_DATA_DIR", str(data_dir))
+    run = pipeline.settings("smoke", "tiny-gpt2", results_dir=tmp_path / "results",
+                            figures_dir=tmp_path / "figures")
+    lm = mr.load("tiny-gpt2", device="cpu")
+    first = pipeline.fitted_lenses(lm, run)
+    assert list(first) == list(pipeline.LENS_CHOICES)
+    saved = sorted(run.cache_dir.glob("*.safetensors"))
+    assert len(saved) == 2 and all(p.with_suffix(".json").is_file() for p in saved)
+    again = pipeline.fitted_lenses(lm, run)
+    for name in ("linear shortcut", "tuned lens"):
+        assert again[name].fingerprint() == first[name].fingerprint()
+        assert again[name].meta == first[name].meta  # read back, not refitted
+    other = mr.wrap(lm.model, lm.tokenizer, name=lm.name, revision="another-revision")
+    pipeline.fitted_lenses(other, run)  # another revision: fitted anew, never reused
+    assert len(list(run.cache_dir.glob("*.safetensors"))) == 4
+    kl = pipeline.lens_kl(lm, run, first)
+    assert set(kl["lens"]) == set(pipeline.LENS_CHOICES) and (kl["model"] == lm.name).all()
