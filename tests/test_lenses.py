@@ -146,17 +146,19 @@ def test_a_lens_refuses_another_model_or_revision(fitted, tiny, tmp_path):
 
 def test_text_chunks_hold_the_budget_and_skip_the_first_position(tiny, data_dir):
     text = lenses.wikitext_chunks(tiny, "valid", n_tokens=300, chunk_len=24, path=data_dir)
-    again = lenses.wikitext_chunks(tiny, "valid", n_tokens=300, chunk_len=24, path=data_dir)
     assert text.n_tokens == 300 and text.ids.shape[1] == 24
-    assert torch.equal(text.ids, again.ids) and torch.equal(text.scored, again.scored)
+    assert text.source == "wikitext-2/valid.txt" and len(text.sha256) == 64
     assert not text.scored[:, 0].any()
     if tiny.is_masked:  # a masked LM is read where it predicts: at masked tokens
         assert (text.ids[text.scored] == tiny.tokenizer.mask_token_id).all()
-    other = lenses.wikitext_chunks(tiny, "valid", n_tokens=300, chunk_len=24, seed=1,
-                                   path=data_dir)
-    assert not torch.equal(text.ids, other.ids)
+    paragraphs = [f"paragraph {i}: {PROMPTS[i % len(PROMPTS)]}" for i in range(40)]
+    again = [lenses.text_chunks(tiny, paragraphs, n_tokens=50, chunk_len=12, seed=seed)
+             for seed in (0, 0, 1)]
+    assert torch.equal(again[0].ids, again[1].ids)
+    assert torch.equal(again[0].scored, again[1].scored)
+    assert not torch.equal(again[0].ids, again[2].ids)  # another seed, other chunks
     with pytest.raises(ValueError, match="asked for"):
-        lenses.wikitext_chunks(tiny, "valid", n_tokens=10**9, path=data_dir)
+        lenses.text_chunks(tiny, paragraphs, n_tokens=10**6)
 
 
 def test_pipeline_fits_each_lens_once_then_reads_the_cache(tmp_path, data_dir, monkeypatch):
