@@ -158,7 +158,10 @@ def test_text_chunks_hold_the_budget_and_skip_the_first_position(tiny, data_dir)
     assert torch.equal(again[0].scored, again[1].scored)
     assert not torch.equal(again[0].ids, again[2].ids)  # another seed, other chunks
     with pytest.raises(ValueError, match="asked for"):
-        lenses.text_chunks(tiny, paragraphs, n_tokens=10**6)
+        lenses.text_chunks(tiny, paragraphs, n_tokens=0)
+    if not tiny.is_masked:  # a causal LM never reads a position twice
+        with pytest.raises(ValueError, match="asked for"):
+            lenses.text_chunks(tiny, paragraphs, n_tokens=10**6)
 
 
 def test_pipeline_fits_each_lens_once_then_reads_the_cache(tmp_path, data_dir, monkeypatch):
@@ -179,3 +182,11 @@ def test_pipeline_fits_each_lens_once_then_reads_the_cache(tmp_path, data_dir, m
     assert len(list(run.cache_dir.glob("*.safetensors"))) == 4
     kl = pipeline.lens_kl(lm, run, first)
     assert set(kl["lens"]) == set(pipeline.LENS_CHOICES) and (kl["model"] == lm.name).all()
+
+
+def test_a_masked_lm_reads_a_short_text_again_with_other_masks():
+    lm = mr.load("tiny-bert", device="cpu")
+    paragraphs = [f"paragraph {i}: {PROMPTS[i % len(PROMPTS)]}" for i in range(8)]
+    text = lenses.text_chunks(lm, paragraphs, n_tokens=200, chunk_len=12)
+    assert text.n_tokens == 200
+    assert len({tuple(row.tolist()) for row in text.ids}) > 1

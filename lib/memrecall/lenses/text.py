@@ -76,7 +76,8 @@ def text_chunks(lm: LM, texts: Sequence[str], n_tokens: int, chunk_len: int = 32
     """Cut ``texts`` (tokenized one after another) into chunks and pick ``n_tokens`` positions.
 
     Chunks are consecutive, non-overlapping windows of the token stream, chosen at random
-    (seeded) and kept in stream order, just enough of them for ``n_tokens`` positions.
+    (seeded) and kept in stream order, just enough of them for ``n_tokens`` positions (a masked
+    LM reads a window again, with other masks, when the text is short of masks).
 
     Args:
         lm: the model whose tokenizer cuts the text.
@@ -102,10 +103,13 @@ def text_chunks(lm: LM, texts: Sequence[str], n_tokens: int, chunk_len: int = 32
     first = len(prefix) if prefix else 1  # never the first position of a sequence
     per_chunk = max(1, round(MASK_RATE * width)) if lm.is_masked else width - (first - len(prefix))
     n_chunks = math.ceil(n_tokens / per_chunk)
-    if n_tokens < 1 or n_chunks > len(windows):
+    # a masked LM may read a window several times, with other masks each time
+    reads = max(1, math.ceil(n_chunks / max(len(windows), 1))) if lm.is_masked else 1
+    if n_tokens < 1 or n_chunks > len(windows) * reads:
         raise ValueError(f"{source}: {len(windows)} chunks of {width} tokens hold at most "
                          f"{len(windows) * per_chunk} positions; asked for {n_tokens}")
-    chosen = torch.randperm(len(windows), generator=generator)[:n_chunks].sort().values
+    chosen = torch.cat([torch.randperm(len(windows), generator=generator)
+                        for _ in range(reads)])[:n_chunks].sort().values
     body = windows[chosen]
     ids = torch.cat([torch.tensor(prefix, dtype=torch.int64).expand(n_chunks, -1), body,
                      torch.tensor(suffix, dtype=torch.int64).expand(n_chunks, -1)], dim=1)
