@@ -2,7 +2,9 @@
 
 Entry ``i`` of every per-layer array is the hidden state after block ``i`` at the prediction
 position, passed through the final norm (BERT: the whole MLM head) and the unembedding, so entry
-``n_layers - 1`` is exactly the model's output distribution.
+``n_layers - 1`` is exactly the model's output distribution. That is the logit lens, the default
+:class:`Lens`; a fitted lens (:mod:`memrecall.lenses`) first moves every block output but the
+last, so entry ``n_layers - 1`` stays the model's own under every lens.
 
 How it stays fast and bounded (see ``make bench``):
 
