@@ -112,6 +112,21 @@ class Head:
             logits = torch.tanh(logits / arch.logit_softcap) * arch.logit_softcap
         return logits
 
+    def logits_at(self, normed: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Differentiable logits of the tokens ``ids`` (all if None): ``(rows, d) -> (rows, k)``.
+
+        Out of place (no reused buffer, no in-place soft-cap), so gradients flow to ``normed``.
+        """
+        arch = self.arch
+        weight = arch.unembed_weight if ids is None else arch.unembed_weight[ids]
+        logits = normed @ weight.to(normed.dtype).T
+        if arch.unembed_bias is not None:
+            bias = arch.unembed_bias if ids is None else arch.unembed_bias[ids]
+            logits = logits + bias.to(logits.dtype)
+        if arch.logit_softcap:
+            logits = torch.tanh(logits / arch.logit_softcap) * arch.logit_softcap
+        return logits
+
     @torch.no_grad()
     def scan(self, normed: torch.Tensor, tokens: torch.Tensor, argmax: bool = False) -> Scan:
         """One pass over the vocabulary: normaliser, ranks of ``tokens`` and optionally the argmax.

@@ -41,6 +41,27 @@ def capture_at_positions(blocks: Sequence[nn.Module],
 
 
 @contextmanager
+def capture_where(blocks: Sequence[nn.Module], mask: torch.Tensor) -> Iterator[list[torch.Tensor]]:
+    """Record each block's output hidden states at every position where ``mask`` is true.
+
+    Args:
+        blocks: the transformer blocks, in order.
+        mask: ``(batch, seq)`` bool, the positions to keep.
+
+    Yields:
+        A list that fills, during the forward pass, with one ``(rows, d)`` tensor per block,
+        ``rows`` the true entries of ``mask`` in row-major order.
+    """
+    captured: list[torch.Tensor] = []
+
+    def hook(module, args, output):
+        captured.append(_hidden(output)[mask].detach())
+
+    with forward_hooks([(block, hook) for block in blocks]):
+        yield captured
+
+
+@contextmanager
 def forward_hooks(hooks: Sequence[tuple[nn.Module, Callable]],
                   pre: bool = False) -> Iterator[None]:
     """Register ``(module, hook)`` pairs (forward or forward-pre hooks) for the ``with`` block."""

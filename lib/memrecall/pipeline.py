@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import classifier, data, hidden
+from . import classifier, data, hidden, lenses
 from ._io import slug
+from .lens import Lens, LogitLens
 from .models import LM
 from .probes import make_probes
 from .profiles import Profile
 from .profiles import profile as get_profile
-from .results import cached, cached_project, frame_sha256, result_key
+from .results import cached, cached_lens, cached_project, frame_sha256, result_key
 
 
 @dataclass(frozen=True)
@@ -109,11 +110,14 @@ def idioms(run: Settings) -> pd.DataFrame:
     return _sample(data.load_idiomem(), run.n_idioms, run.seed)
 
 
-def idiom_results(lm: LM, run: Settings) -> pd.DataFrame:
-    """IdioMem metadata (source, flags) plus the lens results of ``lm``, cached."""
+def idiom_results(lm: LM, run: Settings, lens: Lens | None = None) -> pd.DataFrame:
+    """IdioMem metadata (source, flags) plus the lens results of ``lm``, cached.
+
+    ``lens``: how each layer is read (default the logit lens, :func:`memrecall.project`'s).
+    """
     frame = idioms(run)
     probes = make_probes(frame["idiom"].tolist(), lm)
-    res = cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size)
+    res = cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size, lens=lens)
     return pd.concat([frame.drop(columns=["idiom"]), res], axis=1)
 
 
@@ -125,10 +129,10 @@ def wiki_texts(run: Settings) -> pd.DataFrame:
     return data.load_wiki(n=run.n_wiki, seed=run.seed, source=run.wiki_source)
 
 
-def wiki_results(lm: LM, run: Settings) -> pd.DataFrame:
-    """The Wikipedia control (:func:`wiki_texts`) through the lens, cached."""
+def wiki_results(lm: LM, run: Settings, lens: Lens | None = None) -> pd.DataFrame:
+    """The Wikipedia control (:func:`wiki_texts`) through ``lens`` (default: logit lens), cached."""
     probes = make_probes(wiki_texts(run)["text"].tolist(), lm)
-    return cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size)
+    return cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size, lens=lens)
 
 
 def facts_results(lm: LM, run: Settings) -> pd.DataFrame:
@@ -326,3 +330,65 @@ def write_knockout_outputs(run: Settings,
     if len(rows):
         merge_comparison(run.results_dir / "paper_comparison.csv", rows)
     return rows
+
+
+# --- lens choice ---
+# Notebook 06: the logit lens against the linear shortcut and the tuned lens, fitted on
+# WikiText-2 valid.txt with the profile's budget (run.lens), evaluated on test.txt.
+LENS_CHOICES = ("logit lens", "linear shortcut", "tuned lens")
+"""The readings notebook 06 compares, in its order (the first is the paper's)."""
+
+
+def lens_text(lm: LM, run: Settings, split: str) -> lenses.TextChunks:
+    """The WikiText-2 chunks of ``run``'s lens budget: ``valid`` to fit, ``test`` to evaluate."""
+    budget = run.lens
+    n_tokens = budget.fit_tokens if split == "valid" else budget.eval_tokens
+    return lenses.wikitext_chunks(lm, split, n_tokens=n_tokens, chunk_len=budget.chunk_len,
+                                  seed=run.seed)
+
+
+def fitted_lenses(lm: LM, run: Settings) -> dict[str, Lens]:
+    """The readings of :data:`LENS_CHOICES` for ``lm``: the logit lens and both fitted lenses.
+
+    Each fitted lens is read from the cache when one was fitted for this model, revision, text
+    (its sha256, token count, chunk length, seed), hyperparameters and code fingerprint; else it
+    is fitted (on ``valid.txt``, ``run.lens``'s budget) and saved there.
+    """
+    budget = run.lens
+    text = lens_text(lm, run, "valid")
+    shortcut_key = result_key(lm, text.sha256, "lens_linear_shortcut", **text.provenance(),
+                              ridge=budget.ridge)
+    tuned = dict(steps=budget.tuned_steps, lr=budget.tuned_lr, rows_per_step=budget.tuned_rows,
+                 vocab_sample=budget.vocab_sample)
+    tuned_key = result_key(lm, text.sha256, "lens_tuned_lens", **text.provenance(), **tuned)
+    return {
+        "logit lens": LogitLens(),
+        "linear shortcut": cached_lens(run.cache_dir, shortcut_key, lm, lambda: (
+            lenses.LinearShortcut.fit(lm, text, ridge=budget.ridge))),
+        "tuned lens": cached_lens(run.cache_dir, tuned_key, lm, lambda: (
+            lenses.TunedLens.fit(lm, text, **tuned, seed=run.seed))),
+    }
+
+
+def lens_kl(lm: LM, run: Settings, readers: dict[str, Lens]) -> pd.DataFrame:
+    """Held-out KL per layer of each reading, cached, with a ``model`` column.
+
+    :func:`memrecall.lenses.held_out_kl` on the ``test.txt`` chunks of the lens budget.
+    """
+    text = lens_text(lm, run, "test")
+    key = result_key(lm, text.sha256, "lens_kl", **text.provenance(),
+                     lenses={name: reader.cache_key() for name, reader in readers.items()})
+    frame = cached(run.cache_dir, key, lambda: lenses.held_out_kl(lm, text, readers))
+    return frame.assign(model=lm.name)
+
+
+def lens_results(lm: LM, run: Settings, readers: dict[str, Lens]) -> dict[str, pd.DataFrame]:
+    """Idioms and Wikipedia texts under each reading, labelled by group (cached).
+
+    Returns:
+        reading name -> :func:`memrecall.stats.label_groups` frame; the logit lens's is the one
+        of notebook 03 (read from the same cache).
+    """
+    return {name: stats.label_groups(idiom_results(lm, run, lens=reader),
+                                     wiki_results(lm, run, lens=reader))
+            for name, reader in readers.items()}

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import __version__, lens
+from . import __version__, lens, lenses
 from ._io import atomic_write, atomic_write_text, code_fingerprint, slug
 from .models import LM
 
@@ -25,6 +25,7 @@ __all__ = [
     "ARRAY_COLUMNS",
     "cache_path",
     "cached",
+    "cached_lens",
     "cached_project",
     "frame_sha256",
     "load_frame",
@@ -91,7 +92,31 @@ def cached(cache_dir: str | Path | None, key: Mapping,
 
 def cached_project(lm: LM, probes: pd.DataFrame, cache_dir: str | Path | None,
                    **project_kwargs) -> pd.DataFrame:
-    """:func:`memrecall.project` through the cache, keyed by model, probes and parameters."""
+    """:func:`memrecall.project` through the cache, keyed by model, probes and parameters.
+
+    A fitted ``lens`` adds its kind and fingerprint to the key; the logit lens adds nothing, so
+    its results are the ones every other notebook reads.
+    """
     columns = [c for c in ("prompt", "target_token") if c in probes.columns]
-    key = result_key(lm, frame_sha256(probes, columns), "project")
+    lens_key = project_kwargs["lens"].cache_key() if project_kwargs.get("lens") else {}
+    key = result_key(lm, frame_sha256(probes, columns), "project", **lens_key)
     return cached(cache_dir, key, lambda: lens.project(lm, probes, **project_kwargs))
+
+
+def cached_lens(cache_dir: str | Path | None, key: Mapping, lm: LM,
+                fit: Callable[[], lenses.AffineLens]) -> lenses.AffineLens:
+    """Return the fitted lens for ``key``, fitting and saving it first if it is missing.
+
+    A lens read back is checked against ``lm``. It lives beside the cached frames as
+    ``<name>.safetensors`` and ``<name>.json`` (its metadata: model, revision, code
+    fingerprint, data and its sha256, seed, hyperparameters), under the name
+    :func:`cache_path` gives ``key``. ``cache_dir=None`` disables caching.
+    """
+    if cache_dir is None:
+        return fit()
+    stem = cache_path(cache_dir, key).with_suffix("")
+    if all(path.exists() for path in lenses.lens_files(stem)):
+        return lenses.load_lens(stem, lm)
+    fitted = fit()
+    fitted.save(stem)
+    return fitted
