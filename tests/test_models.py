@@ -17,7 +17,8 @@ from memrecall.models.tiny import build_tiny
 
 
 def test_profiles_name_registered_models():
-    assert mr.profile_models("offline") == ["gemma-3-270m", "smollm2-135m"]
+    assert mr.profile_models("offline") == ["gemma-3-270m", "smollm2-135m",
+                                            "qwen2.5-coder-0.5b"]
     assert mr.profile_models("paper") == ["gpt2-medium", "gpt2-large", "bert-base-uncased",
                                           "bert-large-uncased"]
     for profile in mr.PROFILES:
@@ -50,7 +51,8 @@ def test_hf_hub_offline_is_respected(monkeypatch, tmp_path):
         mr.load("bert-base-uncased")
 
 
-@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert"])
+@pytest.mark.parametrize("name", ["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-qwen2",
+                                  "tiny-bert"])
 def test_local_folder_round_trip(name, tmp_path):
     lm = mr.load(name, device="cpu")
     lm.model.save_pretrained(tmp_path)  # safetensors

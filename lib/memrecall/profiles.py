@@ -45,10 +45,10 @@ PROFILES: dict[str, Profile] = {
         Profile("paper", ("gpt2-medium", "gpt2-large", "bert-base-uncased", "bert-large-uncased"),
                 n_idioms=None, n_wiki=1000, n_facts=None, n_knockout=30,
                 knockout_ks=(1, 10, 100, 1000), knockout_max_window=5),
-        Profile("offline", ("gemma-3-270m", "smollm2-135m"),
+        Profile("offline", ("gemma-3-270m", "smollm2-135m", "qwen2.5-coder-0.5b"),
                 n_idioms=None, n_wiki=1000, n_facts=None, n_knockout=30,
                 knockout_ks=(10, 100), knockout_max_window=2),
-        Profile("smoke", ("tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert"),
+        Profile("smoke", ("tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-qwen2", "tiny-bert"),
                 n_idioms=40, n_wiki=24, n_facts=24, n_knockout=6,
                 knockout_ks=(1, 10), knockout_max_window=2),
     )
