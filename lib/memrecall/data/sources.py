@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_bytes, repo_root
+from .._io import atomic_write_bytes, repo_root, sha256_file
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -157,23 +157,6 @@ DATA_SOURCES: dict[str, DataSource] = {
 
 
 # --------------------------------------------------------------------------- checksums
-
-
-def sha256_file(path: str | Path) -> str:
-    """Return the hex sha256 of a file's bytes.
-
-    Args:
-        path: The file.
-
-    Returns:
-        The lowercase hex digest.
-
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def content_sha256(records: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:

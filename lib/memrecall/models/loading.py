@@ -1,26 +1,28 @@
 """Loading a model by registry name, hub id, local folder or ``.gguf`` file.
 
-Packaged GGUF models are dequantised once and kept as safetensors
-(:func:`converted_models_dir`); hub models come from the local Hugging Face cache when they are
-there, and a hub that cannot be reached fails in seconds with a message naming the offline
-profile.
+Packaged GGUF models (:mod:`memrecall.models.packaged`) are checked against their pinned sha256,
+dequantised once and kept as safetensors (:func:`converted_models_dir`); hub models come from
+the local Hugging Face cache when they are there, and a hub that cannot be reached fails in
+seconds with a message naming the offline profile. A model read from a GGUF file is identified
+by the file's sha256 (:attr:`LM.weights`), any other by a sampled hash of its state dict.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-from .._io import atomic_write_dir, is_hub_id, slug
+from .._io import atomic_write_dir, is_hub_id, sha256_file, slug
 from ..runmode import plain_progress
 from .architectures import UnsupportedArchitectureError, supported_model_types
 from .lm import LM
+from .packaged import ChecksumMismatchError, PackagedGGUF, converted_models_dir
 from .registry import REGISTRY, package_version
 from .tiny import build_tiny
 
@@ -75,22 +77,27 @@ def _from_pretrained(source: str | Path, dtype: torch.dtype, revision: str | Non
     return model, tokenizer
 
 
-def converted_models_dir() -> Path:
-    """Where dequantised GGUF models are kept as safetensors (``$MEMRECALL_CACHE/models``)."""
-    root = os.environ.get("MEMRECALL_CACHE") or Path.home() / ".cache" / "memrecall"
-    return Path(root) / "models"
-
-
-def _load_packaged_gguf(name: str, pinned: str, locate: Callable[[], Path], dtype: torch.dtype):
+def _load_packaged_gguf(name: str, packaged: PackagedGGUF, dtype: torch.dtype):
     """Load a packaged GGUF model, dequantising it only the first time.
 
+    The GGUF file is checked against its pinned sha256 before it is converted, and the
+    converted folder is named by that sha256, so what is reloaded is what was checked.
     Dequantising Gemma 3 270M takes about a minute on a laptop CPU; the float32 result is
     saved as safetensors (atomically: a temp folder renamed into place) and reloaded in seconds.
+
+    Raises:
+        ChecksumMismatchError: the package's GGUF file is not the pinned one.
     """
-    folder = converted_models_dir() / slug(f"{name}-{pinned}", max_len=None)
+    folder = converted_models_dir() / slug(f"{name}-{packaged.sha256[:16]}", max_len=None)
     if (folder / "config.json").is_file():
         return _from_pretrained(folder, dtype, local_only=True)
-    gguf = locate()
+    gguf = packaged.locate()
+    actual = sha256_file(gguf)
+    if actual != packaged.sha256:
+        raise ChecksumMismatchError(
+            f"{name}: {gguf} has sha256 {actual}, not the pinned {packaged.sha256}; install "
+            f"the pinned {packaged.distribution} (`make env`)"
+        )
     model, tokenizer = _from_pretrained(gguf.parent, torch.float32, gguf_file=gguf.name,
                                         local_only=True)
     # The weights are plain float tensors now; drop the GGUF marker that blocks saving.
@@ -141,7 +148,7 @@ def _hub_unreachable_error(hub_id: str, reason: str) -> HubUnreachableError:
     return HubUnreachableError(
         f"cannot load {hub_id!r} from the Hugging Face hub: {reason}. On a machine without the "
         "hub, use the packaged models: `make reproduce PROFILE=offline` (or "
-        f"mr.load('gemma-3-270m') / mr.load('smollm2-135m'))."
+        f"mr.load('gemma-3-270m'), mr.load('smollm2-135m'), mr.load('qwen2.5-coder-0.5b'))."
     )
 
 
@@ -198,15 +205,16 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None,
 def _load(name: str, device: torch.device, dtype: torch.dtype, revision: str | None) -> LM:
     entry = REGISTRY.get(name)
     path = Path(name).expanduser()
+    weights = ""  # identified by LM's state fingerprint unless a GGUF's sha256 is known
 
     if entry is not None and entry.tiny:
         model, tokenizer = build_tiny(name)
         model = model.to(dtype)
         pinned = "seed=0"
     elif entry is not None and entry.gguf is not None:
-        distribution, locate = entry.gguf
-        pinned = package_version(distribution)
-        model, tokenizer = _load_packaged_gguf(name, pinned, locate, dtype)
+        pinned = package_version(entry.gguf.distribution)
+        model, tokenizer = _load_packaged_gguf(name, entry.gguf, dtype)
+        weights = f"gguf-sha256:{entry.gguf.sha256}"
     elif entry is not None:
         model, tokenizer = _load_hub(entry.hub_id, dtype, revision)
         pinned = revision or getattr(model.config, "_commit_hash", None) or "main"
@@ -214,6 +222,7 @@ def _load(name: str, device: torch.device, dtype: torch.dtype, revision: str | N
         model, tokenizer = _from_pretrained(path.parent, dtype, gguf_file=path.name,
                                             local_only=True)
         pinned = f"file:{path.name}"
+        weights = f"gguf-sha256:{sha256_file(path)}"
     elif path.is_dir():
         model, tokenizer = _from_pretrained(path, dtype, local_only=True)
         pinned = f"dir:{path.resolve()}"
@@ -225,4 +234,5 @@ def _load(name: str, device: torch.device, dtype: torch.dtype, revision: str | N
             f"{name!r} is not a registered model, an existing folder or .gguf file, or a hub id "
             f"('owner/name', e.g. 'openai-community/gpt2'). Registered: {', '.join(REGISTRY)}"
         )
-    return LM(model=model.to(device), tokenizer=tokenizer, name=name, revision=pinned)
+    return LM(model=model.to(device), tokenizer=tokenizer, name=name, revision=pinned,
+              weights=weights)
