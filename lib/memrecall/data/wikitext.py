@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import urllib.error
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .sources import DataNotFoundError, file_key, resolve_data_file
+from .sources import DataNotFoundError, file_key, read_utf8, resolve_data_file
 
 __all__ = [
+    "HUB_TIMEOUT_S",
     "WIKITEXT_HF_CONFIG",
     "WIKITEXT_HF_DATASET",
     "WIKITEXT_HF_REVISION",
+    "check_hub_answers",
     "detokenize",
     "load_wiki",
     "split_sentences",
@@ -28,6 +33,10 @@ WIKITEXT_HF_CONFIG = "wikitext-2-v1"
 # Commit of Salesforce/wikitext (parquet layout, Jan 2024) that many public projects pin;
 # not verifiable offline here: check it against the hub's history before relying on it.
 WIKITEXT_HF_REVISION = "b08601e04326c79dfdd32d625aee71d232d685c3"
+
+# How long the hub may take to answer before the `datasets` fallback is given up (the client's
+# own retries could otherwise wait minutes on a network that accepts but never answers).
+HUB_TIMEOUT_S = 5.0
 
 _WIKI_KEYS = {"test": "wikitext2_test", "valid": "wikitext2_valid"}
 _HF_SPLITS = {"test": "test", "valid": "validation"}
@@ -173,14 +182,49 @@ def _wiki_from_file(split: str, path: str | Path | None) -> tuple[tuple[str, int
     file = resolve_data_file(key, path)
     ckey = file_key(file, "sentences")
     if ckey not in _WIKI_CACHE:
-        lines = file.read_text(encoding="utf-8").split("\n")
+        lines = read_utf8(file).split("\n")
         _WIKI_CACHE[ckey] = tuple(wiki_sentences(lines))
     return _WIKI_CACHE[ckey]
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(name, "").lower() in {"1", "true", "yes"}
+               for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def check_hub_answers(timeout: float = HUB_TIMEOUT_S) -> None:
+    """Fail in ``timeout`` seconds when the Hugging Face hub does not answer an HTTP request.
+
+    Asks the endpoint the hub client uses (``$HF_ENDPOINT``) about the pinned WikiText
+    revision; any HTTP answer, even an error status, counts. Skipped in offline mode
+    (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE``), where ``datasets`` reads its cache.
+
+    Raises:
+        DataNotFoundError: no answer in time (a network that accepts connections but never
+            replies), or no connection at all.
+    """
+    if _hub_offline():
+        return
+    from huggingface_hub import constants
+
+    endpoint = constants.ENDPOINT.rstrip("/")
+    url = f"{endpoint}/api/datasets/{WIKITEXT_HF_DATASET}/revision/{WIKITEXT_HF_REVISION}"
+    try:
+        urllib.request.urlopen(url, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (OSError, ValueError) as err:
+        raise DataNotFoundError(
+            f"the Hugging Face hub at {endpoint} did not answer within {timeout:g} s "
+            f"({type(err).__name__}: {err}); set HF_DATASETS_OFFLINE=1 to use a copy already "
+            "in the datasets cache"
+        ) from None
 
 
 def _wiki_from_hf(split: str) -> tuple[tuple[str, int], ...]:
     ckey = ("hf", WIKITEXT_HF_DATASET, WIKITEXT_HF_CONFIG, WIKITEXT_HF_REVISION, split)
     if ckey not in _WIKI_CACHE:
+        check_hub_answers()
         import datasets  # heavy, and only needed here
 
         ds = datasets.load_dataset(
@@ -209,7 +253,8 @@ def load_wiki(
         path: Optional explicit split file (``test.txt``/``valid.txt``) or data folder.
         source: ``"file"`` (the resolution order of :func:`resolve_data_file`), ``"hf"`` (the
             ``datasets`` hub copy at :data:`WIKITEXT_HF_REVISION`) or ``"auto"`` (file, then hf
-            if no file can be found).
+            if no file can be found). A hub that does not answer within
+            :data:`HUB_TIMEOUT_S` seconds is given up (:func:`check_hub_answers`).
 
     Returns:
         A new DataFrame with columns ``text`` (no final punctuation; the last word is the
