@@ -385,10 +385,12 @@ def resolve_data_file(key: str, path: str | Path | None = None, *, verify: bool 
         cand = p / source.relpath if p.is_dir() else p
         if cand.is_file():
             return found(cand)
+        why = (f"{p}, is a directory, not a file, and holds no {source.relpath}" if p.is_dir()
+               else f"{cand}, {_why_missing(cand)}")
         raise DataNotFoundError(
-            f"data file '{source.relpath}' ({key}): the path given, {cand}, "
-            f"{_why_missing(cand)}. Pass the file itself or a folder laid out like the data "
-            f"dir, or leave path out to use ${DATA_DIR_ENV}, the download cache or a download."
+            f"data file '{source.relpath}' ({key}): the path given, {why}. Pass the file itself "
+            f"or a folder laid out like the data dir, or leave path out to use "
+            f"${DATA_DIR_ENV}, the download cache or a download."
         )
 
     # (2) $MEMRECALL_DATA_DIR
