@@ -323,3 +323,27 @@ def test_make_passes_variables_as_text_never_as_commands(tmp_path):
     assert args[args.index("--profile") + 1] == f"smoke';touch {injected}'"
     assert args[args.index("--batch-size") + 1] == f"`touch {injected}`"
 
+
+
+@pytest.mark.slow
+def test_corrupting_every_cache_file_gives_the_same_summary(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("MEMRECALL_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MEMRECALL_PLAIN_PROGRESS", "1")
+    out = tmp_path / "results"
+    parameters = {"profile": "smoke", "results_dir": str(out),
+                  "figures_dir": str(tmp_path / "figures"), "interactive": False}
+    notebook = reproduce.NOTEBOOKS / "03_layerwise_projection.ipynb"
+    reproduce.run_notebook(notebook, tmp_path / "first.ipynb", parameters)
+    summary = (out / "summary.csv").read_bytes()
+    files = sorted(p for p in (out / "cache").rglob("*") if p.is_file())
+    assert len(files) >= 8
+    for number, file in enumerate(files):  # in place: flip a byte, or cut the file short
+        raw = bytearray(file.read_bytes())
+        if number % 2:
+            raw[len(raw) // 2] ^= 0x01
+        else:
+            del raw[len(raw) // 2:]
+        file.write_bytes(bytes(raw))
+    (out / "summary.csv").unlink()
+    reproduce.run_notebook(notebook, tmp_path / "second.ipynb", parameters)
+    assert (out / "summary.csv").read_bytes() == summary
