@@ -268,7 +268,8 @@ def test_csv_round_trip_with_a_bare_carriage_return(tmp_path):
 def test_the_lock_admits_one_holder_and_names_it(tmp_path):
     lock = tmp_path / ".reproduce.lock"
     with exclusive_lock(lock, "results/smoke"):
-        with pytest.raises(LockedError, match=rf"results/smoke is in use.*pid {os.getpid()}"):
+        with pytest.raises(LockedError,
+                           match=rf"results/smoke: locked by another run.*pid {os.getpid()}"):
             with exclusive_lock(lock, "results/smoke"):
                 pass
     with exclusive_lock(lock, "results/smoke"):  # released
@@ -281,7 +282,7 @@ def test_a_second_reproduce_of_a_profile_stops_with_a_message(tmp_path, monkeypa
     monkeypatch.setattr(reproduce, "_run", lambda *args: ran.append(args) or 0)
     with exclusive_lock(tmp_path / "results" / "smoke" / ".reproduce.lock", "smoke"):
         assert reproduce.main(["--profile", "smoke"]) == 3
-    assert not ran and "in use by another run" in capsys.readouterr().err
+    assert not ran and "locked by another run" in capsys.readouterr().err
     assert reproduce.main(["--profile", "smoke"]) == 0 and len(ran) == 1
 
 

@@ -125,7 +125,7 @@ def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
             raise LockedError(
-                f"{what} is in use by another run (pid {holder}, lock file {path}); wait for it "
+                f"{what}: locked by another run (pid {holder}, lock file {path}); wait for it "
                 "to finish, or stop it, then run again"
             ) from None
         fh.seek(0)

@@ -217,9 +217,9 @@ def conclusions(tables: Mapping[str, pd.DataFrame], tests: pd.DataFrame,
 def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` (without its index) as CSV, atomically: the file is whole or absent.
 
-    A text cell holding a carriage return (a predicted piece can be a bare carriage return) would
-    read back as a line break; then every text cell is quoted, so
-    ``pandas.read_csv(path)`` gives the same rows back.
+    A carriage return inside a text cell (a model's predicted piece can be one) would read back
+    as a line break, adding rows; when there is one, every text cell is quoted, so
+    ``pandas.read_csv(path)`` gives the same rows back. Otherwise the format is pandas' default.
 
     Returns:
         ``path``, as a :class:`~pathlib.Path`.
