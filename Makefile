@@ -18,6 +18,10 @@ ifneq ($(wildcard $(SHARED_DATA)/README.md),)
 export MEMRECALL_DATA_DIR ?= $(SHARED_DATA)
 endif
 
+# A make variable as ONE shell word: single-quoted, inner quotes escaped, so a value such as
+# MODELS='x; touch f' reaches the program as text and is never run as a command.
+shell_quote = '$(subst ','\'',$(1))'
+
 .DEFAULT_GOAL := help
 .PHONY: help env reproduce test test-fast bench lint lab clean
 
@@ -42,9 +46,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 reproduce: env  ## run every notebook with papermill: figures/<profile>/, notebooks/rendered/<profile>/
-	$(BIN)/python -m memrecall.reproduce --profile $(PROFILE) \
-		$(if $(MODELS),--models $(MODELS)) $(if $(DEVICE),--device $(DEVICE)) \
-		$(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE))
+	$(BIN)/python -m memrecall.reproduce --profile $(call shell_quote,$(PROFILE)) \
+		$(if $(MODELS),--models $(call shell_quote,$(MODELS))) \
+		$(if $(DEVICE),--device $(call shell_quote,$(DEVICE))) \
+		$(if $(BATCH_SIZE),--batch-size $(call shell_quote,$(BATCH_SIZE)))
 
 test: env  ## the whole test suite (unit, real packaged model, notebooks in smoke mode)
 	@# pytest exits 5 when it collects nothing: say so rather than fail obscurely

@@ -1,6 +1,8 @@
 """What the model reads and how prompts are grouped: inputs, padding, batch plans, memory budgets.
 
-* :func:`model_inputs`: token ids per prompt and the position whose output is the prediction;
+* :func:`model_inputs`: token ids per prompt and the position whose output is the prediction
+  (a prompt longer than the context window is an error naming its row);
+* :func:`check_batch_size`: ``None`` or a positive int, else a clear error;
 * :func:`pad_right` / :func:`pad_left`: one padded batch and its attention mask;
 * :func:`plan_batches`: prompts sorted by length and cut where padding would cost more than one
   more batch, under a token budget (:func:`activation_token_budget`);
@@ -23,6 +25,7 @@ __all__ = [
     "activation_bytes",
     "activation_token_budget",
     "batch_overhead_tokens",
+    "check_batch_size",
     "halve_on_oom",
     "is_out_of_memory",
     "model_inputs",
@@ -40,12 +43,40 @@ BATCH_OVERHEAD_TOKENS = 64
 Item = TypeVar("Item")
 
 
+def check_batch_size(batch_size: object) -> int | None:
+    """``batch_size`` if it is None or a positive int (``"8"`` is read as 8), else an error.
+
+    Raises:
+        ValueError: 0, a negative number, a fraction, a bool or text that is not a whole number.
+    """
+    if batch_size is None:
+        return None
+    value = batch_size
+    if isinstance(value, str):
+        try:
+            value = int(value.strip())
+        except ValueError:
+            value = batch_size
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < 1:
+        raise ValueError(f"batch_size must be a positive whole number (or None for automatic), "
+                         f"got {batch_size!r}")
+    return int(value)
+
+
 def model_inputs(lm: LM, prompts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
     """Token ids the model reads for each prompt, and the position whose output is the prediction.
 
     Causal LMs read the prompt (with whatever BOS the tokenizer adds) and predict at its last
-    token; masked LMs read ``prompt + " " + mask + "."`` and predict at the mask.
+    token; masked LMs read ``prompt + " " + mask + "."`` and predict at the mask. No prompts give
+    two empty lists.
+
+    Raises:
+        ValueError: a prompt tokenizes to nothing, or to more tokens than the model's context
+            window (:attr:`memrecall.models.LM.max_length`); the message names the row.
     """
+    if len(prompts) == 0:
+        return [], []
     tokenizer = lm.tokenizer
     if lm.is_masked:
         texts = [f"{p} {tokenizer.mask_token}." for p in prompts]
@@ -54,9 +85,15 @@ def model_inputs(lm: LM, prompts: Sequence[str]) -> tuple[list[list[int]], list[
     else:
         ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
         positions = [len(row) - 1 for row in ids]
+    limit = lm.max_length
     for row, tokens in enumerate(ids):
         if not tokens:
             raise ValueError(f"row {row}: prompt {prompts[row]!r} tokenizes to nothing")
+        if limit is not None and len(tokens) > limit:
+            raise ValueError(
+                f"row {row}: the prompt is {len(tokens)} tokens long (as {lm.name} reads it), "
+                f"more than its context window of {limit} tokens; shorten it or drop the row "
+                f"(it starts {prompts[row][:60]!r})")
     return ids, positions
 
 
@@ -93,13 +130,17 @@ def plan_batches(lengths: Sequence[int], max_tokens: int, max_rows: int | None =
     plus ``overhead_tokens`` per batch (the fixed cost of one forward and one vocabulary pass,
     counted in tokens): rows of equal length share a batch with no padding at all, and a few
     odd lengths join a neighbour rather than run alone. Exact (dynamic programming over cuts).
+
+    Raises:
+        ValueError: ``max_rows`` is not None or a positive int (:func:`check_batch_size`).
     """
+    max_rows = check_batch_size(max_rows)
     order = np.argsort(-np.asarray(lengths), kind="stable")
     n = len(order)
     if n == 0:
         return []
     sorted_lengths = np.asarray(lengths, dtype=np.int64)[order]
-    row_cap = n if max_rows is None else max(1, max_rows)
+    row_cap = n if max_rows is None else max_rows
     cost = np.zeros(n + 1)
     cut = np.zeros(n + 1, dtype=np.int64)
     for stop in range(1, n + 1):

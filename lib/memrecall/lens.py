@@ -34,6 +34,7 @@ import torch
 from .batching import (
     activation_token_budget,
     batch_overhead_tokens,
+    check_batch_size,
     halve_on_oom,
     model_inputs,
     pad_right,
@@ -201,12 +202,20 @@ def project(lm: LM, probes: pd.DataFrame | Sequence[str], *, batch_size: int | N
             from :mod:`memrecall.lenses` moves every block output but the last one first.
 
     Returns:
-        One row per probe, same order: the probe columns plus ``pred_token``, and the per-layer
-        numpy arrays (length ``n_layers``) ``pred_rank``, ``pred_prob``; with targets also
-        ``is_memorized``, ``target_rank``, ``target_prob``.
+        One row per probe, same order and same index: the probe columns plus ``pred_token``,
+        and the per-layer numpy arrays (length ``n_layers``) ``pred_rank``, ``pred_prob``; with
+        targets also ``is_memorized``, ``target_rank``, ``target_prob``. No probes give an empty
+        frame with these columns.
+
+    Raises:
+        ValueError: a bad ``batch_size``, or a prompt longer than the model's context window
+            (names the row, its length and the limit).
     """
-    frame = (probes.reset_index(drop=True).copy() if isinstance(probes, pd.DataFrame)
-             else pd.DataFrame({"prompt": list(probes)}))
+    batch_size = check_batch_size(batch_size)
+    if isinstance(probes, str):
+        raise TypeError("project takes a list of prompts or a probe frame, not a single string")
+    frame = (probes.copy() if isinstance(probes, pd.DataFrame)
+             else pd.DataFrame({"prompt": list(probes)}, dtype=object))
     if "prompt" not in frame.columns:
         raise ValueError("project needs a `prompt` column (use memrecall.make_probes)")
     prompts = frame["prompt"].astype(str).tolist()
@@ -252,5 +261,5 @@ def project(lm: LM, probes: pd.DataFrame | Sequence[str], *, batch_size: int | N
         frame["is_memorized"] = frame["pred_token"].to_numpy() == frame["target_token"].to_numpy()
     for column in ("pred_rank", "pred_prob", "target_rank", "target_prob"):
         if column in out:
-            frame[column] = list(out[column])
+            frame[column] = list(out[column]) if n else pd.Series(dtype=object)
     return frame

@@ -15,8 +15,9 @@ import pandas as pd
 
 from . import classifier, data, hidden, lenses
 from ._io import slug
+from .batching import check_batch_size
 from .lens import Lens, LogitLens
-from .models import LM
+from .models import LM, check_device
 from .probes import make_probes
 from .profiles import Profile
 from .profiles import profile as get_profile
@@ -80,6 +81,10 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
         figures_dir: default ``<root>/figures/<profile>``.
         **overrides: sample sizes (``n_idioms``...), ``seed``, ``device``, ``batch_size``;
             ``None`` values keep the profile's defaults.
+
+    Raises:
+        ValueError: a ``batch_size`` that is not a positive whole number.
+        DeviceUnavailableError: ``device="cuda"`` on a machine without a CUDA GPU.
     """
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]
@@ -92,6 +97,10 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
         figures_dir=Path(figures_dir or root / "figures" / profile),
     )
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "batch_size" in overrides:
+        overrides["batch_size"] = check_batch_size(overrides["batch_size"])
+    if "device" in overrides:
+        check_device(overrides["device"])
     result = replace(base, models=tuple(models or defaults.models), **overrides)
     result.results_dir.mkdir(parents=True, exist_ok=True)
     result.figures_dir.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ from matplotlib.ticker import (
     NullLocator,
 )
 
+from ._io import atomic_write
 from .report import to_display_layer
 from .stats import group_order, normalised_depth
 
@@ -87,15 +88,21 @@ class SavedFigure:
 
 
 def save_figure(fig: Figure, path: str | Path) -> SavedFigure:
-    """Write ``path`` as ``.pdf`` and ``.png`` (a ``.pdf``/``.png`` suffix is replaced)."""
+    """Write ``path`` as ``.pdf`` and ``.png`` (a ``.pdf``/``.png`` suffix is replaced).
+
+    Each file is written atomically (a temp file renamed into place), so a reader or a
+    concurrent run never sees half a figure.
+    """
     base = Path(path)
     if base.suffix.lower() in (".pdf", ".png"):
         base = base.with_suffix("")
     base.parent.mkdir(parents=True, exist_ok=True)
     pdf, png = base.with_name(base.name + ".pdf"), base.with_name(base.name + ".png")
     # No timestamps in the files: a rerun that draws the same figure writes the same bytes.
-    fig.savefig(pdf, metadata={"CreationDate": None})
-    fig.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
+    atomic_write(pdf, lambda temp: fig.savefig(temp, format="pdf",
+                                              metadata={"CreationDate": None}))
+    atomic_write(png, lambda temp: fig.savefig(temp, format="png", dpi=PNG_DPI,
+                                              metadata={"Software": None}))
     return SavedFigure(fig, pdf, png)
 
 

@@ -17,6 +17,8 @@ target in the whole text, so the lens predicts at the right position (:func:`spl
 from __future__ import annotations
 
 import re
+import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -28,6 +30,7 @@ from .models import LM
 
 __all__ = [
     "PROBE_COLUMNS",
+    "SharedTargetWarning",
     "first_token_after",
     "make_probes",
     "multi_token_fraction",
@@ -97,7 +100,36 @@ def split_point(offsets: Sequence[tuple[int, int]], special_mask: Sequence[int] 
     return index, word_start if whitespace_token else prompt_end
 
 
+class SharedTargetWarning(UserWarning):
+    """Targets whose first token is unknown (``[UNK]``) or bare whitespace: texts share it."""
+
+
+def _warn_shared_targets(probes: pd.DataFrame, lm: LM) -> None:
+    """Warn when targets become ``[UNK]`` or a whitespace-only token (emoji, CJK, digits...)."""
+    tokenizer = lm.tokenizer
+    unk = tokenizer.unk_token_id
+    bad = Counter()
+    for token in probes["target_token"]:
+        token = int(token)
+        if (unk is not None and token == unk and tokenizer.unk_token not in ("", None)
+                and tokenizer.unk_token != tokenizer.bos_token) \
+                or not tokenizer.decode([token]).strip():
+            bad[token] += 1
+    if bad:
+        shared = ", ".join(f"{tokenizer.convert_ids_to_tokens(token)!r} ({count} texts)"
+                           for token, count in bad.most_common())
+        warnings.warn(
+            f"{lm.name}: {sum(bad.values())} of {len(probes)} texts have a target whose first "
+            f"token is unknown or bare whitespace, so unrelated texts share one target token: "
+            f"{shared}. Their target rank measures that token, not the word.",
+            SharedTargetWarning, stacklevel=3)
+
+
 def _split(texts: list[str], boundaries: list[int], lm: LM) -> pd.DataFrame:
+    if not texts:
+        return pd.DataFrame({"text": pd.Series(dtype=object), "prompt": pd.Series(dtype=object),
+                             "target": pd.Series(dtype=object),
+                             "target_token": pd.Series(dtype=np.int64)})
     encodings = lm.tokenizer(texts, return_offsets_mapping=True, add_special_tokens=True,
                              return_special_tokens_mask=True)
     rows = []
@@ -116,7 +148,9 @@ def _split(texts: list[str], boundaries: list[int], lm: LM) -> pd.DataFrame:
             "target": text[boundary:],
             "target_token": int(ids[index]),
         })
-    return pd.DataFrame(rows, columns=PROBE_COLUMNS)
+    probes = pd.DataFrame(rows, columns=PROBE_COLUMNS)
+    _warn_shared_targets(probes, lm)
+    return probes
 
 
 def _collapse(text: str) -> str:
@@ -144,20 +178,34 @@ def make_probes(texts: Iterable[str] | pd.DataFrame, lm: LM) -> pd.DataFrame:
 
     Returns:
         One row per input, same order: ``text, prompt, target, target_token`` (plus any other
-        columns of an input DataFrame).
+        columns of an input DataFrame). The index is the input's (a Series' or a DataFrame's),
+        so a column of the result can be assigned back to a filtered input frame; a plain list
+        gets ``0..n-1``. No texts give an empty frame with these columns.
 
     Raises:
-        DataFormatError: an empty or one-word text, or an empty prompt/target (names the row).
+        DataFormatError: an empty or one-word text, a missing (None/NaN) or non-text value, or
+            an empty prompt/target (names the row).
+
+    Warns:
+        SharedTargetWarning: targets whose first token is ``[UNK]`` or bare whitespace (emoji,
+            CJK with a small vocabulary...): says how many texts share such a token.
     """
     if isinstance(texts, pd.DataFrame) and {"prompt", "target"} <= set(texts.columns):
-        frame = texts.reset_index(drop=True)
-        prompts = [_collapse(str(p)) for p in frame["prompt"]]
-        targets = [_collapse(str(t)) for t in frame["target"]]
+        frame = texts
+        for column in ("prompt", "target"):
+            for row, (label, value) in enumerate(frame[column].items()):
+                if not isinstance(value, str):
+                    raise DataFormatError(
+                        f"row {row} (index {label!r}): {column} is {value!r}, expected a text"
+                        + (" (a missing value)" if value is None or pd.isna(value) else ""))
+        prompts = [_collapse(p) for p in frame["prompt"]]
+        targets = [_collapse(t) for t in frame["target"]]
         for row, (prompt, target) in enumerate(zip(prompts, targets)):
             if not prompt or not target:
                 raise DataFormatError(f"row {row}: empty {'prompt' if not prompt else 'target'}")
         full = [f"{p} {t}" for p, t in zip(prompts, targets)]
         probes = _split(full, [len(p) + 1 for p in prompts], lm)
+        probes.index = frame.index
         extra = frame.drop(columns=[c for c in frame.columns if c in PROBE_COLUMNS])
         return pd.concat([probes, extra], axis=1)
     if isinstance(texts, pd.DataFrame):
@@ -167,9 +215,13 @@ def make_probes(texts: Iterable[str] | pd.DataFrame, lm: LM) -> pd.DataFrame:
         )
     if isinstance(texts, str):
         raise TypeError("make_probes takes a list of texts, not a single string")
+    index = texts.index if isinstance(texts, pd.Series) else None
     cleaned = [_collapse(text) for text in validate_texts(list(texts))]
     boundaries = [_LAST_WORD.search(text).start() for text in cleaned]
-    return _split(cleaned, boundaries, lm)
+    probes = _split(cleaned, boundaries, lm)
+    if index is not None:
+        probes.index = index
+    return probes
 
 
 def target_token_counts(probes: pd.DataFrame, tokenizer: Any) -> np.ndarray:

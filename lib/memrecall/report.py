@@ -8,13 +8,16 @@ and returns frames or sentences meant for a notebook or ``results/<profile>/summ
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from . import stats
+from ._io import atomic_write
 from .memorization import memorized_rates
 
 Layer = TypeVar("Layer", int, float, np.ndarray, pd.Series, pd.Index)
@@ -206,6 +209,28 @@ def conclusions(tables: Mapping[str, pd.DataFrame], tests: pd.DataFrame,
             lines.append(f"    two-step picture ({a} promoted earlier AND boosted more than "
                          f"{b}): {two_step_verdict(pair, a, b, alpha=alpha)}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- CSV files
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``frame`` (without its index) as CSV, atomically: the file is whole or absent.
+
+    A carriage return inside a text cell (a model's predicted piece can be one) would read back
+    as a line break, adding rows; when there is one, every text cell is quoted, so
+    ``pandas.read_csv(path)`` gives the same rows back. Otherwise the format is pandas' default.
+
+    Returns:
+        ``path``, as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    texts = frame.select_dtypes(include=["object", "string"])
+    carriage_return = any(isinstance(cell, str) and "\r" in cell
+                          for column in texts.columns for cell in texts[column])
+    quoting = csv.QUOTE_NONNUMERIC if carriage_return else csv.QUOTE_MINIMAL
+    atomic_write(path, lambda temp: frame.to_csv(temp, index=False, quoting=quoting))
+    return path
 
 
 # --------------------------------------------------------------------------- summary.csv

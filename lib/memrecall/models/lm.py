@@ -82,6 +82,20 @@ class LM:
         return self.head.dtype
 
     @property
+    def max_length(self) -> int | None:
+        """The longest input in tokens (the context window), from the model's config.
+
+        ``max_position_embeddings`` (Llama, Gemma, BERT), ``n_positions`` (GPT-2) or ``n_ctx``;
+        None when the config names none.
+        """
+        config = self.model.config.get_text_config()
+        for attribute in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(config, attribute, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    @property
     def vocab_size(self) -> int:
         """Rows of the unembedding."""
         return self.head.vocab_size

@@ -9,6 +9,7 @@ BERT) and one architecture family the lens must handle.
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -135,16 +136,58 @@ def sentencepiece_bpe(add_bos: bool) -> PreTrainedTokenizerFast:
     )
 
 
+def wordpiece_vocab(words: Counter, size: int, specials: list[str]) -> list[str]:
+    """A WordPiece vocabulary learnt from word counts, the same in every process.
+
+    The specials, every character (word-initial, then ``##`` continuations), then merges of
+    the most frequent adjacent pair (ties broken by the pair's text) until ``size`` pieces or
+    whole words. (The `tokenizers` WordPiece trainer breaks ties in hash order, so its
+    vocabulary changed from one process to the next.)
+    """
+    splits = {word: [word[0]] + [f"##{c}" for c in word[1:]] for word in sorted(words)}
+    vocab = list(specials)
+    vocab += sorted({pieces[0] for pieces in splits.values()} - set(vocab))
+    vocab += sorted({p for pieces in splits.values() for p in pieces[1:]} - set(vocab))
+    known = set(vocab)
+    while len(vocab) < size:
+        pairs: Counter = Counter()
+        for word, pieces in splits.items():
+            for pair in zip(pieces, pieces[1:]):
+                pairs[pair] += words[word]
+        if not pairs:
+            break
+        first, second = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merged = first + second.removeprefix("##")
+        for word, pieces in splits.items():
+            i, out = 0, []
+            while i < len(pieces):
+                if i + 1 < len(pieces) and (pieces[i], pieces[i + 1]) == (first, second):
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(pieces[i])
+                    i += 1
+            splits[word] = out
+        if merged not in known:
+            vocab.append(merged)
+            known.add(merged)
+    return vocab
+
+
 @cache
 def wordpiece() -> PreTrainedTokenizerFast:
     """BERT style: lower-cased WordPiece with ``##`` continuations, [CLS] ... [SEP]."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = Counter(word for line in _CORPUS for word, _ in
+                    pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line)))
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    _train(tok, trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, special_tokens=specials,
-                                              show_progress=False))
+    vocab = wordpiece_vocab(words, VOCAB_SIZE, specials)
+    tok = Tokenizer(models.WordPiece({piece: i for i, piece in enumerate(vocab)},
+                                     unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
+    tok.decoder = decoders.WordPiece()
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
