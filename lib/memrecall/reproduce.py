@@ -8,7 +8,11 @@ recorded: ``results/<profile>/fingerprint.json`` (the package's source fingerpri
 revision and whether the source differs from it) and each rendered notebook's metadata
 (``metadata.memrecall.code_fingerprint``).
 
-Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--device cpu]``
+With ``--dtype bfloat16`` (or ``float16``) the models run in that dtype and everything goes to
+``<profile>-<dtype>`` folders, so the float32 results are never overwritten.
+
+Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--device cpu]
+[--dtype bfloat16]``
 """
 
 from __future__ import annotations
@@ -25,11 +29,17 @@ import pandas as pd
 
 from ._io import atomic_write_text, code_fingerprint, is_hub_id, repo_root
 from .models import REGISTRY, HubUnreachableError, profile_models, unavailable_hub_models
+from .models.placement import DTYPES
 from .profiles import PROFILES
 from .runmode import PLAIN_ENV
 
 ROOT = repo_root()
 NOTEBOOKS = ROOT / "notebooks"
+
+
+def output_name(profile: str, dtype: str | None = None) -> str:
+    """The folder name of a run's outputs: the profile, plus the dtype when not float32."""
+    return profile if dtype in (None, "float32") else f"{profile}-{dtype}"
 
 
 def numbered_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
@@ -124,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", help="comma-separated registry names (default: profile's)")
     parser.add_argument("--device", choices=["cuda", "cpu"])
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--dtype", choices=list(DTYPES),
+                        help="weights' dtype (default float32); other dtypes write to "
+                        "<profile>-<dtype> folders, beside the float32 results")
     args = parser.parse_args(argv)
 
     models = args.models.split(",") if args.models else profile_models(args.profile)
@@ -133,12 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
+    name = output_name(args.profile, args.dtype)
     parameters = {"profile": args.profile, "models": ",".join(models),
-                  "device": args.device, "batch_size": args.batch_size, "interactive": False}
-    rendered = NOTEBOOKS / "rendered" / args.profile
+                  "device": args.device, "batch_size": args.batch_size, "interactive": False,
+                  "dtype": args.dtype}
+    if name != args.profile:
+        parameters |= {"results_dir": str(ROOT / "results" / name),
+                       "figures_dir": str(ROOT / "figures" / name)}
+    rendered = NOTEBOOKS / "rendered" / name
     notebooks = numbered_notebooks()
     os.environ[PLAIN_ENV] = "1"  # text progress bars, readable in both places
-    write_fingerprint(ROOT / "results" / args.profile)
+    write_fingerprint(ROOT / "results" / name)
     start = time.monotonic()
     for index, notebook in enumerate(notebooks, 1):
         began = time.monotonic()
@@ -153,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     print(f"\nall {len(notebooks)} notebooks in {time.monotonic() - start:.0f} s; "
-          f"figures in figures/{args.profile}/")
-    summary = ROOT / "results" / args.profile / "summary.csv"
+          f"figures in figures/{name}/")
+    summary = ROOT / "results" / name / "summary.csv"
     if summary.is_file():
         print(f"\nsummary ({summary.relative_to(ROOT)}):")
         print(pd.read_csv(summary).to_string(index=False))
