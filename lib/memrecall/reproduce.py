@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=list(DTYPES),
                         help="weights' dtype (default float32); other dtypes write to "
                         "<profile>-<dtype> folders, beside the float32 results")
+    parser.add_argument("--name", help="folder name of the outputs under results/, figures/ "
+                        "and notebooks/rendered/ (default: the profile, plus -<dtype>)")
     args = parser.parse_args(argv)
 
     models = args.models.split(",") if args.models else profile_models(args.profile)
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
-    name = output_name(args.profile, args.dtype)
+    name = args.name or output_name(args.profile, args.dtype)
     parameters = {"profile": args.profile, "models": ",".join(models),
                   "device": args.device, "batch_size": args.batch_size, "interactive": False,
                   "dtype": args.dtype}
