@@ -6,6 +6,8 @@ PROFILE    ?= paper
 MODELS     ?=
 DEVICE     ?=
 BATCH_SIZE ?=
+DTYPE      ?=
+BENCH_ARGS ?=
 PYTHON     ?= python3
 VENV       := .venv
 BIN        := $(VENV)/bin
@@ -28,6 +30,7 @@ shell_quote = '$(subst ','\'',$(1))'
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=paper|offline|smoke MODELS=a,b DEVICE=cuda|cpu BATCH_SIZE=n"
+	@echo "             DTYPE=float32|bfloat16|float16 BENCH_ARGS='--device cuda ...'"
 
 env: $(STAMP)  ## create .venv with pinned dependencies and the three packaged offline models
 
@@ -49,7 +52,8 @@ reproduce: env  ## run every notebook with papermill: figures/<profile>/, notebo
 	$(BIN)/python -m memrecall.reproduce --profile $(call shell_quote,$(PROFILE)) \
 		$(if $(MODELS),--models $(call shell_quote,$(MODELS))) \
 		$(if $(DEVICE),--device $(call shell_quote,$(DEVICE))) \
-		$(if $(BATCH_SIZE),--batch-size $(call shell_quote,$(BATCH_SIZE)))
+		$(if $(BATCH_SIZE),--batch-size $(call shell_quote,$(BATCH_SIZE))) \
+		$(if $(DTYPE),--dtype $(call shell_quote,$(DTYPE)))
 
 test: env  ## the whole test suite (unit, real packaged model, notebooks in smoke mode)
 	@# pytest exits 5 when it collects nothing: say so rather than fail obscurely
@@ -60,7 +64,7 @@ test-fast: env  ## unit tests only (skips the real-model and notebook tests)
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: env  ## time the lens and the knockout sweep; JSON records in benchmarks/results/
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lint: env  ## ruff on the package, tests, benchmarks and notebooks
 	$(BIN)/ruff check lib tests benchmarks

@@ -4,9 +4,20 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 import memrecall as mr
 from memrecall.models.packaged import PACKAGED_GGUF
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` run only where CUDA is available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run benchmarks/gpu_check.sh on one)")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,8 @@ from .models import LM
 __all__ = [
     "ACTIVATION_BYTES",
     "BATCH_OVERHEAD_TOKENS",
+    "CUDA_FREE_FRACTION",
+    "MIN_ACTIVATION_BYTES",
     "activation_bytes",
     "activation_token_budget",
     "batch_overhead_tokens",
@@ -34,8 +36,12 @@ __all__ = [
     "plan_batches",
 ]
 
-# Working memory for a batch's activations, per device type.
-ACTIVATION_BYTES = {"cpu": 1 * 2**30, "cuda": 4 * 2**30}
+# Working memory for a batch's activations on devices whose free memory is not read (CPU...).
+ACTIVATION_BYTES = {"cpu": 1 * 2**30}
+# On CUDA the budget is this share of the memory free when the batches are planned (the rest
+# covers the vocabulary tiles and the allocator's slack), and at least MIN_ACTIVATION_BYTES.
+CUDA_FREE_FRACTION = 0.5
+MIN_ACTIVATION_BYTES = 256 * 2**20
 # What one more batch costs beyond its tokens (a forward's fixed cost, two passes over the
 # unembedding), in tokens: plan_batches trades it against padding. See batch_overhead_tokens.
 BATCH_OVERHEAD_TOKENS = 64
@@ -174,19 +180,32 @@ def batch_overhead_tokens(lm: LM) -> int:
     return int(np.clip(fixed / (2 * max(block_params, 1)), 8, 4096))
 
 
-def activation_bytes(device: torch.device) -> int:
-    """The activation memory budget of one batch on ``device`` (:data:`ACTIVATION_BYTES`)."""
+def activation_bytes(device: torch.device | str) -> int:
+    """The activation memory budget of one batch on ``device``.
+
+    On CUDA, :data:`CUDA_FREE_FRACTION` of the memory free on that device now
+    (``torch.cuda.mem_get_info``), at least :data:`MIN_ACTIVATION_BYTES`; elsewhere
+    :data:`ACTIVATION_BYTES` (the CPU's for unknown device types).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return max(MIN_ACTIVATION_BYTES, int(free * CUDA_FREE_FRACTION))
     return ACTIVATION_BYTES.get(device.type, ACTIVATION_BYTES["cpu"])
 
 
 def activation_token_budget(lm: LM) -> int:
-    """Padded tokens per batch that fit the activation memory budget of ``lm``'s device."""
+    """Padded tokens per batch that fit the activation budget of ``lm``'s devices.
+
+    A model spread over several devices gets the smallest of their budgets.
+    """
     config = lm.model.config.get_text_config()
     hidden = lm.arch.unembed_weight.shape[1]
     ffn = getattr(config, "intermediate_size", None) or getattr(config, "n_inner", None) \
         or 4 * hidden
-    bytes_per_token = 4 * (8 * hidden + 3 * ffn)  # residual stream copies, attention, MLP
-    return max(64, activation_bytes(lm.device) // bytes_per_token)
+    # residual stream copies, attention, MLP, in the model's dtype
+    bytes_per_token = lm.dtype.itemsize * (8 * hidden + 3 * ffn)
+    return max(64, min(map(activation_bytes, lm.devices)) // bytes_per_token)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -215,13 +234,16 @@ def halve_on_oom(items: list[Item], fn: Callable[[Item], Any],
         item = pending.pop(0)
         try:
             out.append((item, fn(item)))
+            continue
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not is_out_of_memory(error):
                 raise
             parts = split(item)
             if len(parts) < 2:
                 raise
-            if torch.device(device).type == "cuda":
-                torch.cuda.empty_cache()
-            pending[:0] = parts
+        # Out of the handler the error's traceback, and the failed attempt's tensors it holds,
+        # are gone: only now can CUDA's cache give their memory back.
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
+        pending[:0] = parts
     return out

@@ -17,7 +17,7 @@ from . import classifier, data, hidden, lenses
 from ._io import slug
 from .batching import check_batch_size
 from .lens import Lens, LogitLens
-from .models import LM, check_device
+from .models import LM, check_device, load
 from .probes import make_probes
 from .profiles import Profile
 from .profiles import profile as get_profile
@@ -26,7 +26,7 @@ from .results import cached, cached_lens, cached_project, frame_sha256, result_k
 
 @dataclass(frozen=True)
 class Settings(Profile):
-    """One run: a profile (maybe with overrides), its seed, paths and device.
+    """One run: a profile (maybe with overrides), its seed, paths, device and dtype.
 
     The profile's fields (models, sample sizes, knockout grid) come first; ``None`` sizes mean
     "all".
@@ -37,6 +37,11 @@ class Settings(Profile):
     figures_dir: Path
     device: str | None = None
     batch_size: int | None = None
+    dtype: str | None = None
+
+    def load(self, model: str) -> LM:
+        """Load ``model`` on this run's device, in its dtype (default float32)."""
+        return load(model, device=self.device, dtype=self.dtype)
 
     @property
     def profile(self) -> str:
@@ -58,12 +63,13 @@ class Settings(Profile):
         return slug(model)
 
     def title(self, model: str) -> str:
-        """A figure title that says honestly what the model is."""
+        """A figure title that says honestly what the model is (and its dtype if not float32)."""
+        precision = "" if self.dtype in (None, "float32") else f", {self.dtype}"
         if self.is_smoke:
-            return f"{model} (smoke test: tiny random model)"
+            return f"{model} (smoke test: tiny random model{precision})"
         if self.profile == "offline":
-            return f"{model} (packaged offline model)"
-        return model
+            return f"{model} (packaged offline model{precision})"
+        return f"{model} ({self.dtype})" if precision else model
 
 
 def settings(profile: str, models: list[str] | str | None = None, root: str | Path = "..",
@@ -79,8 +85,8 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
         root: the repository root (notebooks run from ``notebooks/``, hence ``".."``).
         results_dir: default ``<root>/results/<profile>``.
         figures_dir: default ``<root>/figures/<profile>``.
-        **overrides: sample sizes (``n_idioms``...), ``seed``, ``device``, ``batch_size``;
-            ``None`` values keep the profile's defaults.
+        **overrides: sample sizes (``n_idioms``...), ``seed``, ``device``, ``batch_size``,
+            ``dtype`` (``"bfloat16"``...); ``None`` values keep the profile's defaults.
 
     Raises:
         ValueError: a ``batch_size`` that is not a positive whole number.

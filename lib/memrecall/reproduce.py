@@ -14,6 +14,12 @@ by the operating system however the first run ends). A notebook whose cell raise
 kernel dies, leaves ``<name>.failed.ipynb`` (the cells run so far) and a non-zero exit status.
 
 Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--device cpu]``
+
+With ``--dtype bfloat16`` (or ``float16``) the models run in that dtype and everything goes to
+``<profile>-<dtype>`` folders, so the float32 results are never overwritten.
+
+Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--device cpu]
+[--dtype bfloat16]``
 """
 
 from __future__ import annotations
@@ -45,11 +51,17 @@ from .models import (
     profile_models,
     unavailable_hub_models,
 )
+from .models.placement import DTYPES
 from .profiles import PROFILES
 from .runmode import PLAIN_ENV
 
 ROOT = repo_root()
 NOTEBOOKS = ROOT / "notebooks"
+
+
+def output_name(profile: str, dtype: str | None = None) -> str:
+    """The folder name of a run's outputs: the profile, plus the dtype when not float32."""
+    return profile if dtype in (None, "float32") else f"{profile}-{dtype}"
 
 
 def numbered_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
@@ -161,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", help="comma-separated registry names (default: profile's)")
     parser.add_argument("--device", choices=["cuda", "cpu"])
     parser.add_argument("--batch-size", type=_batch_size)
+    parser.add_argument("--dtype", choices=list(DTYPES),
+                        help="weights' dtype (default float32); other dtypes write to "
+                        "<profile>-<dtype> folders, beside the float32 results")
+    parser.add_argument("--name", help="folder name of the outputs under results/, figures/ "
+                        "and notebooks/rendered/ (default: the profile, plus -<dtype>)")
     args = parser.parse_args(argv)
 
     models = args.models.split(",") if args.models else profile_models(args.profile)
@@ -170,29 +187,33 @@ def main(argv: list[str] | None = None) -> int:
     except (DeviceUnavailableError, HubUnreachableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    results = ROOT / "results" / args.profile
+    name = args.name or output_name(args.profile, args.dtype)
     try:
-        with exclusive_lock(results / ".reproduce.lock",
-                            f"the {args.profile} profile's outputs (results/{args.profile}, "
-                            f"figures/{args.profile}, notebooks/rendered/{args.profile})"):
-            return _run(args.profile, models, args.device, args.batch_size)
+        with exclusive_lock(ROOT / "results" / name / ".reproduce.lock",
+                            f"the outputs of {name} (results/{name}, figures/{name}, "
+                            f"notebooks/rendered/{name})"):
+            return _run(args, models, name)
     except LockedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 3
 
 
-def _run(profile: str, models: list[str], device: str | None, batch_size: int | None) -> int:
-    """Every notebook of ``profile`` in order, under the profile's lock; the exit status."""
-    parameters = {"profile": profile, "models": ",".join(models),
-                  "device": device, "batch_size": batch_size, "interactive": False}
-    rendered = NOTEBOOKS / "rendered" / profile
+def _run(args: argparse.Namespace, models: list[str], name: str) -> int:
+    """Every notebook in order, under the outputs' lock; the exit status."""
+    parameters = {"profile": args.profile, "models": ",".join(models),
+                  "device": args.device, "batch_size": args.batch_size, "interactive": False,
+                  "dtype": args.dtype}
+    if name != args.profile:
+        parameters |= {"results_dir": str(ROOT / "results" / name),
+                       "figures_dir": str(ROOT / "figures" / name)}
+    rendered = NOTEBOOKS / "rendered" / name
     notebooks = numbered_notebooks()
     os.environ[PLAIN_ENV] = "1"  # text progress bars, readable in both places
-    write_fingerprint(ROOT / "results" / profile)
+    write_fingerprint(ROOT / "results" / name)
     start = time.monotonic()
     for index, notebook in enumerate(notebooks, 1):
         began = time.monotonic()
-        print(f"[{index}/{len(notebooks)}] {notebook.stem} ({profile}: {', '.join(models)})",
+        print(f"[{index}/{len(notebooks)}] {notebook.stem} ({args.profile}: {', '.join(models)})",
               flush=True)
         try:
             run_notebook(notebook, rendered / notebook.name, parameters)
@@ -203,8 +224,8 @@ def _run(profile: str, models: list[str], device: str | None, batch_size: int | 
               flush=True)
 
     print(f"\nall {len(notebooks)} notebooks in {time.monotonic() - start:.0f} s; "
-          f"figures in figures/{profile}/")
-    summary = ROOT / "results" / profile / "summary.csv"
+          f"figures in figures/{name}/")
+    summary = ROOT / "results" / name / "summary.csv"
     if summary.is_file():
         print(f"\nsummary ({summary.relative_to(ROOT)}):")
         print(pd.read_csv(summary).to_string(index=False))

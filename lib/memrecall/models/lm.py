@@ -77,6 +77,15 @@ class LM:
         return self.head.device
 
     @property
+    def devices(self) -> list[torch.device]:
+        """Every device that holds weights: one, or several under a device map.
+
+        Weights offloaded to CPU or disk (on ``meta`` between forwards) are left out.
+        """
+        found = {p.device for p in self.model.parameters()} | {self.device}
+        return sorted((d for d in found if d.type != "meta"), key=str)
+
+    @property
     def dtype(self) -> torch.dtype:
         """The weights' dtype."""
         return self.head.dtype

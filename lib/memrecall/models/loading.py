@@ -31,6 +31,7 @@ from ..runmode import plain_progress
 from .architectures import UnsupportedArchitectureError, supported_model_types
 from .lm import LM
 from .packaged import ChecksumMismatchError, PackagedGGUF, converted_models_dir
+from .placement import DeviceMap, place, resolve_dtype
 from .registry import REGISTRY, package_version
 from .tiny import build_tiny
 
@@ -359,15 +360,23 @@ def _quiet_loading() -> Iterator[None]:
 
 
 def load(name_or_path: str | Path, device: str | torch.device | None = None,
-         dtype: torch.dtype | str | None = None, revision: str | None = None) -> LM:
+         dtype: torch.dtype | str | None = None, revision: str | None = None, *,
+         device_map: DeviceMap | None = None, offload_folder: str | Path | None = None) -> LM:
     """Load a model by registry name, hub id, local folder or ``.gguf`` file.
 
     Args:
         name_or_path: a key of :data:`REGISTRY` (``"gemma-3-270m"``...), a hub id
             (``"gpt2"``), a folder with ``config.json`` + safetensors, or a ``.gguf`` file.
-        device: defaults to CUDA when available, else CPU; checked before any loading.
-        dtype: defaults to float32 (GGUF weights are dequantised to it).
+        device: defaults to CUDA when available, else CPU; checked before any loading (ignored
+            with ``device_map``).
+        dtype: ``"float32"`` (default; GGUF weights are dequantised to it), ``"bfloat16"`` or
+            ``"float16"``. The lens then computes logits in that dtype, as the model does, and
+            reduces them in float32; the dtype is part of every cached result's key.
         revision: hub revision (commit, tag or branch) to pin.
+        device_map: spread the blocks over several devices with ``accelerate``: ``"auto"``
+            (balanced over the GPUs, then CPU, then disk) or a map of module names to devices
+            (see :func:`memrecall.models.placement.place`). For models larger than one card.
+        offload_folder: where a map's ``"disk"`` entries go.
 
     Raises:
         UnknownModelError: not registered, not a path, and not shaped like a hub id.
@@ -377,14 +386,17 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None,
         HubUnreachableError: a hub model that cannot be fetched (the message names
             ``PROFILE=offline``).
     """
-    device = check_device(device)
+    dtype = resolve_dtype(dtype)
+    device = check_device(device) if device_map is None else default_device()
+    name = str(name_or_path)
     with _quiet_loading():
-        return _load(str(name_or_path), device,
-                     getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32),
-                     revision)
+        model, tokenizer, pinned, weights = _load(name, dtype, revision)
+    model = place(model, device, device_map, offload_folder)
+    return LM(model=model, tokenizer=tokenizer, name=name, revision=pinned, weights=weights)
 
 
-def _load(name: str, device: torch.device, dtype: torch.dtype, revision: str | None) -> LM:
+def _load(name: str, dtype: torch.dtype, revision: str | None):
+    """Model (on CPU, in ``dtype``), tokenizer, what pins the weights and what identifies them."""
     entry = REGISTRY.get(name)
     path = Path(name).expanduser()
     weights = ""  # identified by LM's state fingerprint unless a GGUF's sha256 is known
@@ -419,5 +431,4 @@ def _load(name: str, device: torch.device, dtype: torch.dtype, revision: str | N
             f"{name!r} is not a registered model, an existing folder or .gguf file, or a hub id "
             f"('owner/name', e.g. 'openai-community/gpt2'). Registered: {', '.join(REGISTRY)}"
         )
-    return LM(model=model.to(device), tokenizer=tokenizer, name=name, revision=pinned,
-              weights=weights)
+    return model, tokenizer, pinned, weights
