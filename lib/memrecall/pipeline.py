@@ -29,12 +29,13 @@ class Settings(Profile):
     """One run: a profile (maybe with overrides), its seed, paths, device and dtype.
 
     The profile's fields (models, sample sizes, knockout grid) come first; ``None`` sizes mean
-    "all".
+    "all". ``cache_dir`` holds the cached per-model results (:mod:`memrecall.results`).
     """
 
     seed: int
     results_dir: Path
     figures_dir: Path
+    cache_dir: Path
     device: str | None = None
     batch_size: int | None = None
     dtype: str | None = None
@@ -47,11 +48,6 @@ class Settings(Profile):
     def profile(self) -> str:
         """The profile's name: ``paper``, ``offline`` or ``smoke``."""
         return self.name
-
-    @property
-    def cache_dir(self) -> Path:
-        """Where cached per-model results live."""
-        return self.results_dir / "cache"
 
     @property
     def is_smoke(self) -> bool:
@@ -72,9 +68,15 @@ class Settings(Profile):
         return f"{model} ({self.dtype})" if precision else model
 
 
+INTERACTIVE_DIR = "interactive"
+"""Where a JupyterLab session writes by default: ``figures/interactive/<profile>`` and
+``results/interactive/<profile>`` (git-ignored), never over the figures and tables of
+``make reproduce``."""
+
+
 def settings(profile: str, models: list[str] | str | None = None, root: str | Path = "..",
              results_dir: str | Path | None = None, figures_dir: str | Path | None = None,
-             **overrides) -> Settings:
+             *, interactive: bool = False, **overrides) -> Settings:
     """Settings for ``profile``; ``overrides`` replace sample sizes, seed, device, batch size.
 
     The defaults are the profile's (:data:`memrecall.profiles.PROFILES`).
@@ -83,8 +85,15 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
         profile: ``paper``, ``offline`` or ``smoke``.
         models: registry names (a list, or a comma-separated string); default: the profile's.
         root: the repository root (notebooks run from ``notebooks/``, hence ``".."``).
-        results_dir: default ``<root>/results/<profile>``.
-        figures_dir: default ``<root>/figures/<profile>``.
+        results_dir: default ``<root>/results/<profile>``, or
+            ``<root>/results/interactive/<profile>`` when ``interactive``.
+        figures_dir: default ``<root>/figures/<profile>``, or
+            ``<root>/figures/interactive/<profile>`` when ``interactive``.
+        interactive: a JupyterLab session (the notebooks' ``interactive`` parameter; ``make
+            reproduce`` passes False): by default its figures and tables go under
+            :data:`INTERACTIVE_DIR`, so exploring never rewrites the committed ones. The cache
+            is shared either way (``<root>/results/<profile>/cache``, or ``<results_dir>/cache``
+            for an explicit ``results_dir``): a session reads what ``make reproduce`` computed.
         **overrides: sample sizes (``n_idioms``...), ``seed``, ``device``, ``batch_size``,
             ``dtype`` (``"bfloat16"``...); ``None`` values keep the profile's defaults.
 
@@ -96,11 +105,13 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
         models = [m.strip() for m in models.split(",") if m.strip()]
     root = Path(root)
     defaults = get_profile(profile)
+    outputs = Path(INTERACTIVE_DIR, profile) if interactive else Path(profile)
     base = Settings(
         **{f.name: getattr(defaults, f.name) for f in dataclass_fields(Profile)},
         seed=0,
-        results_dir=Path(results_dir or root / "results" / profile),
-        figures_dir=Path(figures_dir or root / "figures" / profile),
+        results_dir=Path(results_dir or root / "results" / outputs),
+        figures_dir=Path(figures_dir or root / "figures" / outputs),
+        cache_dir=Path(results_dir or root / "results" / profile) / "cache",
     )
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "batch_size" in overrides:

@@ -286,6 +286,34 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(list(rows))
 
 
+_SUMMARY_FORMATS = (  # column prefix -> how its numbers read (the rounding of summary_row)
+    ("n_", "{:,.0f}"), ("memorized_pct", "{:.1f}"), ("median_promotion_layer", "{:g}"),
+    ("median_promotion_depth", "{:.3f}"), ("mean_confidence_boost", "{:.4f}"),
+)
+
+
+def summary_for_reading(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`summary_table` to read: one column per model, each number at its own precision.
+
+    Counts read as integers (``852``, not ``852.000`` or ``8.000e+00``), percentages with one
+    decimal, median layers as they are (``16`` or ``16.5``), depths with three decimals and
+    boosts with four; an empty group reads ``–``.
+
+    Returns:
+        A frame of strings: index = the summary's columns (but ``model``), columns = models.
+    """
+    def formatted(column: str, value: Any) -> str:
+        if pd.isna(value):
+            return "–"
+        fmt = next((f for prefix, f in _SUMMARY_FORMATS if column.startswith(prefix)), "{:g}")
+        return fmt.format(value)
+
+    table = summary.set_index("model")
+    return pd.DataFrame({model: [formatted(column, row[column]) for column in table.columns]
+                         for model, row in table.iterrows()},
+                        index=pd.Index(table.columns, name="model"))
+
+
 # --------------------------------------------------------------------------- figures' split line
 
 
