@@ -165,6 +165,33 @@ def test_the_cache_keeps_the_probes_index(lm, probes, tmp_path):
     assert first.index.tolist() == again.index.tolist() == [3, 1]
 
 
+def test_fitted_lens_cache_is_verified_and_refitted_when_damaged(lm, tmp_path, data_dir):
+    from memrecall import lenses
+
+    text = lenses.wikitext_chunks(lm, "valid", n_tokens=128, path=data_dir)
+    fits = []
+
+    def fit():
+        fits.append(1)
+        return lenses.LinearShortcut.fit(lm, text)
+
+    key = {"kind": "lens", "model": lm.name, "n": 1}
+    first = results.cached_lens(tmp_path, key, lm, fit)
+    weights = _only_file(tmp_path, "*.safetensors")
+    assert results.cached_lens(tmp_path, key, lm, fit).fingerprint() == first.fingerprint()
+    assert len(fits) == 1
+    raw = bytearray(weights.read_bytes())
+    raw[-8] ^= 0x40  # a translator weight changes; the file still loads
+    weights.write_bytes(bytes(raw))
+    with pytest.warns(CacheWarning, match=r"refitting .*safetensors differs"):
+        again = results.cached_lens(tmp_path, key, lm, fit)
+    assert len(fits) == 2 and again.fingerprint() == first.fingerprint()
+    weights.with_suffix(".json").write_text("{}")
+    with pytest.warns(CacheWarning, match=r"refitting .*\.json is 2 bytes"):
+        results.cached_lens(tmp_path, key, lm, fit)
+    assert len(fits) == 3
+
+
 # --------------------------------------------------------------------------- converted models
 
 
@@ -236,7 +263,7 @@ def test_figures_are_written_atomically(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
     fig = plt.figure()
-    saved = plots._save(fig, tmp_path / "f")
+    saved = plots.save_figure(fig, tmp_path / "f")
     before = saved.pdf.read_bytes()
     real = fig.savefig
 
@@ -247,7 +274,7 @@ def test_figures_are_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fig, "savefig", crash)
     with pytest.raises(KeyboardInterrupt):
-        plots._save(fig, tmp_path / "f")
+        plots.save_figure(fig, tmp_path / "f")
     plt.close(fig)
     assert saved.pdf.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]

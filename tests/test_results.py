@@ -37,7 +37,7 @@ def test_round_trip_keeps_arrays_and_types(lm, probes, tmp_path):
     assert back.is_memorized.dtype == bool
     sidecar = json.loads((tmp_path / "r.json").read_text())
     assert sidecar["key"] == {"model": "x"} and sidecar["rows"] == len(res)
-    assert sidecar["sha256"] == sha256_file(tmp_path / "r.parquet")
+    assert sidecar["files"]["r.parquet"]["sha256"] == sha256_file(tmp_path / "r.parquet")
 
 
 def test_cached_project_computes_once(lm, probes, tmp_path, monkeypatch):

@@ -101,26 +101,31 @@ def split_point(offsets: Sequence[tuple[int, int]], special_mask: Sequence[int] 
 
 
 class SharedTargetWarning(UserWarning):
-    """Targets whose first token is unknown (``[UNK]``) or bare whitespace: texts share it."""
+    """Targets whose first token is ``[UNK]``, bare whitespace or a lone byte: texts share it."""
 
 
 def _warn_shared_targets(probes: pd.DataFrame, lm: LM) -> None:
-    """Warn when targets become ``[UNK]`` or a whitespace-only token (emoji, CJK, digits...)."""
+    """Warn when targets start with ``[UNK]``, blank or a lone byte (emoji, CJK...).
+
+    Unrelated words then share one target token (a lone byte: of a multi-byte character).
+    """
     tokenizer = lm.tokenizer
     unk = tokenizer.unk_token_id
     bad = Counter()
     for token in probes["target_token"]:
         token = int(token)
+        text = tokenizer.decode([token])
         if (unk is not None and token == unk and tokenizer.unk_token not in ("", None)
                 and tokenizer.unk_token != tokenizer.bos_token) \
-                or not tokenizer.decode([token]).strip():
+                or not text.strip() or "\ufffd" in text:
             bad[token] += 1
     if bad:
         shared = ", ".join(f"{tokenizer.convert_ids_to_tokens(token)!r} ({count} texts)"
                            for token, count in bad.most_common())
         warnings.warn(
             f"{lm.name}: {sum(bad.values())} of {len(probes)} texts have a target whose first "
-            f"token is unknown or bare whitespace, so unrelated texts share one target token: "
+            f"token is unknown, bare whitespace or a lone byte of a character, so unrelated "
+            "texts share one target token: "
             f"{shared}. Their target rank measures that token, not the word.",
             SharedTargetWarning, stacklevel=3)
 
@@ -187,8 +192,9 @@ def make_probes(texts: Iterable[str] | pd.DataFrame, lm: LM) -> pd.DataFrame:
             an empty prompt/target (names the row).
 
     Warns:
-        SharedTargetWarning: targets whose first token is ``[UNK]`` or bare whitespace (emoji,
-            CJK with a small vocabulary...): says how many texts share such a token.
+        SharedTargetWarning: targets whose first token is ``[UNK]``, bare whitespace or a lone
+            byte (emoji, CJK with a small vocabulary...): says how many texts share such a
+            token.
     """
     if isinstance(texts, pd.DataFrame) and {"prompt", "target"} <= set(texts.columns):
         frame = texts

@@ -69,19 +69,24 @@ def cache_path(cache_dir: str | Path, key: Mapping) -> Path:
     return Path(cache_dir) / name
 
 
+def _write_sidecar(sidecar: Path, key: Mapping, files: list[Path], **extra) -> None:
+    """Vouch for ``files`` (written before it): the key, and each file's size and sha256."""
+    record = {"key": dict(key), "files": {f.name: {"bytes": f.stat().st_size,
+                                                   "sha256": sha256_file(f)} for f in files},
+              **extra}
+    atomic_write_text(sidecar, json.dumps(record, indent=2, sort_keys=True, default=str))
+
+
 def save_frame(frame: pd.DataFrame, path: str | Path, provenance: Mapping | None = None) -> None:
     """Write ``frame`` (numpy-array cells allowed) to Parquet atomically, a sidecar beside it.
 
-    The sidecar (``path`` with ``.json``) holds ``provenance`` (the cache key) and the sha256,
-    size and row count of the Parquet file. It is written last, so it vouches only for a
+    The sidecar (``path`` with ``.json``) holds ``provenance`` (the cache key), the row count
+    and the Parquet file's size and sha256. It is written last, so it vouches only for a
     complete file; :func:`verify_entry` checks it before a cached file is used.
     """
     path = Path(path)
     atomic_write(path, lambda p: frame.to_parquet(p, index=False))
-    sidecar = {"key": dict(provenance or {}), "sha256": sha256_file(path),
-               "bytes": path.stat().st_size, "rows": len(frame)}
-    atomic_write_text(path.with_suffix(".json"),
-                      json.dumps(sidecar, indent=2, sort_keys=True, default=str))
+    _write_sidecar(path.with_suffix(".json"), provenance or {}, [path], rows=len(frame))
 
 
 def load_frame(path: str | Path) -> pd.DataFrame:
@@ -98,30 +103,43 @@ def _canonical(key: Mapping) -> str:
     return json.dumps(json.loads(json.dumps(key, default=str)), sort_keys=True)
 
 
-def verify_entry(path: str | Path, key: Mapping) -> str | None:
-    """Why the cached file at ``path`` must not be used for ``key``; None when it is sound.
+def verify_entry(path: str | Path, key: Mapping, files: list[Path] | None = None,
+                 sidecar: str | Path | None = None) -> str | None:
+    """Why a cache entry must not be used for ``key``; None when it is sound.
 
-    Checks, in order: the file and its sidecar exist, the sidecar parses, its key is ``key``
-    (the whole key, not only the hash in the file name), and the file's size and sha256 are the
-    ones recorded when it was written.
+    Checks, in order: the files and the sidecar exist, the sidecar parses, its key is ``key``
+    (the whole key, not only the hash in the file name), and each file's size and sha256 are
+    the ones recorded when it was written.
+
+    Args:
+        path: the entry's file (a Parquet frame).
+        key: the key it must have been computed for.
+        files: the entry's files, when there are several (default ``[path]``).
+        sidecar: the record that vouches for them (default ``path`` with ``.json``).
     """
-    path = Path(path)
-    sidecar_path = path.with_suffix(".json")
-    if not path.is_file():
-        return "no cached file"
+    files = [Path(f) for f in files] if files is not None else [Path(path)]
+    sidecar = Path(sidecar) if sidecar is not None else Path(path).with_suffix(".json")
+    missing = [f.name for f in files if not f.is_file()]
+    if missing:
+        return f"{', '.join(missing)} missing"
     try:
-        sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
-        recorded_key, recorded_sha, size = sidecar["key"], sidecar["sha256"], sidecar["bytes"]
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+        recorded_key, recorded = record["key"], record["files"]
     except FileNotFoundError:
-        return f"its sidecar {sidecar_path.name} is missing"
+        return f"its sidecar {sidecar.name} is missing"
     except (OSError, ValueError, TypeError, KeyError):
-        return f"its sidecar {sidecar_path.name} is unreadable or incomplete"
+        return f"its sidecar {sidecar.name} is unreadable or incomplete"
     if _canonical(recorded_key) != _canonical(key):
         return "it was computed for another key (other model, inputs, parameters or code)"
-    if path.stat().st_size != size:
-        return f"it is {path.stat().st_size} bytes, {size} were written (truncated or replaced)"
-    if sha256_file(path) != recorded_sha:
-        return "its sha256 differs from the one recorded when it was written (corrupted)"
+    for file in files:
+        entry = recorded.get(file.name) if isinstance(recorded, dict) else None
+        if not isinstance(entry, dict) or "bytes" not in entry or "sha256" not in entry:
+            return f"its sidecar {sidecar.name} does not vouch for {file.name}"
+        if file.stat().st_size != entry["bytes"]:
+            return (f"{file.name} is {file.stat().st_size} bytes, {entry['bytes']} were written "
+                    "(truncated or replaced)")
+        if sha256_file(file) != entry["sha256"]:
+            return f"{file.name} differs from the one written (sha256 mismatch: corrupted)"
     return None
 
 
@@ -173,18 +191,35 @@ def cached_project(lm: LM, probes: pd.DataFrame, cache_dir: str | Path | None,
 
 def cached_lens(cache_dir: str | Path | None, key: Mapping, lm: LM,
                 fit: Callable[[], lenses.AffineLens]) -> lenses.AffineLens:
-    """Return the fitted lens for ``key``, fitting and saving it first if it is missing.
+    """Return the fitted lens for ``key``, fitting and saving it first if needed.
 
-    A lens read back is checked against ``lm``. It lives beside the cached frames as
-    ``<name>.safetensors`` and ``<name>.json`` (its metadata: model, revision, code
-    fingerprint, data and its sha256, seed, hyperparameters), under the name
-    :func:`cache_path` gives ``key``. ``cache_dir=None`` disables caching.
+    It lives beside the cached frames as ``<name>.safetensors`` and ``<name>.json`` (its
+    metadata: model, revision, code fingerprint, data and its sha256, seed, hyperparameters),
+    under the name :func:`cache_path` gives ``key``, with ``<name>.check.json`` recording the
+    key and both files' sha256. It is read back only when that record vouches for both files
+    (:func:`verify_entry`), and then checked against ``lm``; otherwise it is fitted again, with
+    a :class:`CacheWarning` saying why. A cache folder that cannot be written keeps the fitted
+    lens (with a warning). ``cache_dir=None`` disables caching.
     """
     if cache_dir is None:
         return fit()
     stem = cache_path(cache_dir, key).with_suffix("")
-    if all(path.exists() for path in lenses.lens_files(stem)):
-        return lenses.load_lens(stem, lm)
+    files = list(lenses.lens_files(stem))
+    record = stem.with_name(stem.name + ".check.json")
+    reason = verify_entry(files[0], key, files=files, sidecar=record)
+    if reason is None:
+        try:
+            return lenses.load_lens(stem, lm)
+        except Exception as error:  # as written, yet unreadable or for another model: refit
+            reason = f"it cannot be read ({type(error).__name__}: {error})"
+    if any(f.exists() for f in files):
+        warnings.warn(f"refitting {stem.name}: {reason}", CacheWarning, stacklevel=2)
     fitted = fit()
-    fitted.save(stem)
+    try:
+        fitted.save(stem)
+        _write_sidecar(record, key, files)
+    except OSError as error:
+        warnings.warn(f"results cache {cache_dir} cannot be written ({error.strerror or error}); "
+                      "continuing without it: this lens will be fitted again next time",
+                      CacheWarning, stacklevel=2)
     return fitted
