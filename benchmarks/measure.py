@@ -15,12 +15,20 @@ import torch
 from memrecall.models import LM
 
 
+def synchronize() -> None:
+    """Wait for queued CUDA work (a no-op without CUDA), so wall-clock times are whole."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(fn: Callable[[], object], reps: int) -> tuple[list[float], object]:
     """Wall-clock seconds of ``reps`` calls of ``fn``, and the last call's result."""
     seconds, result = [], None
     for _ in range(reps):
+        synchronize()
         start = time.perf_counter()
         result = fn()
+        synchronize()
         seconds.append(time.perf_counter() - start)
     return seconds, result
 
@@ -33,13 +41,16 @@ def summary(seconds: list[float], n_texts: int, scale: float = 1.0) -> dict:
             "texts_per_s": round(n_texts / best, 2)}
 
 
-def matmul_rate(size: int = 4096, reps: int = 5) -> dict:
-    """Float32 GFLOP/s of a large square matmul on this machine: best and median of ``reps``."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_rate(size: int = 4096, reps: int = 5, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32) -> dict:
+    """GFLOP/s of a large square matmul on ``device`` in ``dtype``: best and median of ``reps``."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b  # warm-up
     seconds, _ = timed(lambda: a @ b, reps)
     rates = [2 * size**3 / s / 1e9 for s in seconds]
-    return {"size": size, "best_gflops": round(max(rates), 1),
+    return {"size": size, "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+            "best_gflops": round(max(rates), 1),
             "median_gflops": round(statistics.median(rates), 1)}
 
 
@@ -49,7 +60,8 @@ def rss() -> int:
 
 
 class PeakMemory:
-    """Peak RSS inside a ``with`` block, and its excess over the RSS on entry.
+    """Peak RSS inside a ``with`` block, and its excess over the RSS on entry (with CUDA in use,
+    also the peak CUDA allocation: :attr:`cuda_extra`).
 
     Resets the kernel's high-water mark (``/proc/self/clear_refs``, Linux) on entry and reads
     ``VmHWM`` on exit; a sampling thread (every 5 ms) is the fallback elsewhere.
@@ -61,6 +73,11 @@ class PeakMemory:
         self._kernel = False
 
     def __enter__(self) -> PeakMemory:
+        self.cuda_before = self.cuda_peak = 0
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.cuda_before = torch.cuda.memory_allocated()
         self.before = self.peak = rss()
         try:
             Path("/proc/self/clear_refs").write_text("5")
@@ -78,6 +95,9 @@ class PeakMemory:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        if self.cuda_before or (torch.cuda.is_available() and torch.cuda.is_initialized()):
+            synchronize()
+            self.cuda_peak = torch.cuda.max_memory_allocated()
         if self._kernel:
             status = Path("/proc/self/status").read_text()
             line = next(x for x in status.splitlines() if x.startswith("VmHWM:"))
@@ -86,6 +106,11 @@ class PeakMemory:
     @property
     def extra(self) -> int:
         return self.peak - self.before
+
+    @property
+    def cuda_extra(self) -> int:
+        """Peak CUDA memory allocated inside the block beyond what was allocated on entry."""
+        return self.cuda_peak - self.cuda_before
 
 
 def block_params(lm: LM) -> int:

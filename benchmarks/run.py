@@ -17,12 +17,13 @@ The authors' loop takes seconds per text, so it runs on the first ``--baseline-t
 is extrapolated per text to the full set; the per-configuration knockout loop runs
 ``--baseline-configs`` configurations spread over the grid and is extrapolated per configuration
 (the output says so), its verdicts compared with the sweep's on those. Each record is written to
-``benchmarks/results/<date>-<host>.json``.
+``benchmarks/results/<date>-<host>[-<gpu>][-<dtype>].json``.
 
     python benchmarks/run.py                 # full run (~15-20 min on 2 CPU cores)
     python benchmarks/run.py --quick         # smoke run: 1 repetition, small subsets
     python benchmarks/run.py --cases gpt2-medium-shape --reps 5
     python benchmarks/run.py --cases knockout --threads 1   # minutes; a busy machine: more
+    python benchmarks/run.py --device cuda --dtype bfloat16          # on a GPU (gpu_check.sh)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import socket
 import sys
 import time
@@ -74,19 +76,32 @@ RESULTS = Path(__file__).resolve().parent / "results"
 GIB = 2**30
 
 
-def gpt2_medium_shape() -> mr.LM:
+def gpt2_medium_shape(device: str, dtype: str) -> mr.LM:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     from memrecall.models.tiny import gpt2_tokenizer
 
     torch.manual_seed(0)
     config = GPT2Config(n_layer=24, n_embd=1024, n_head=16, vocab_size=50257)
-    return mr.wrap(GPT2LMHeadModel(config), gpt2_tokenizer(), name="gpt2-medium-shape",
+    model = GPT2LMHeadModel(config).to(device, getattr(torch, dtype))
+    return mr.wrap(model, gpt2_tokenizer(), name="gpt2-medium-shape",
                    revision="random-init seed=0")
 
 
-def load_case(name: str) -> mr.LM:
-    return gpt2_medium_shape() if name == "gpt2-medium-shape" else mr.load(name, device="cpu")
+def load_case(name: str, args: argparse.Namespace) -> mr.LM:
+    if name == "gpt2-medium-shape":
+        return gpt2_medium_shape(args.device, args.dtype)
+    return mr.load(name, device=args.device, dtype=args.dtype)
+
+
+def device_name(device: str) -> str:
+    """The accelerator's name (``NVIDIA H100 80GB HBM3``), or ``cpu``."""
+    return torch.cuda.get_device_name() if device == "cuda" else "cpu"
+
+
+def slug(text: str) -> str:
+    """``NVIDIA H100 80GB HBM3`` -> ``nvidia-h100-80gb-hbm3`` (a file-name part)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def log(message: str) -> None:
@@ -95,7 +110,7 @@ def log(message: str) -> None:
 
 def bench_case(name: str, args: argparse.Namespace, rate: float) -> dict:
     start = time.perf_counter()
-    lm = load_case(name)
+    lm = load_case(name, args)
     load_s = time.perf_counter() - start
     rss_loaded = rss()
     log(f"\n== {name}: {lm!r}\n   loaded in {load_s:.1f} s, RSS {rss_loaded / GIB:.2f} GiB")
@@ -129,7 +144,8 @@ def bench_case(name: str, args: argparse.Namespace, rate: float) -> dict:
     with PeakMemory() as memory:
         seconds, ours = timed(lambda: mr.project(lm, probes, progress=False), args.reps)
     methods["project"] = summary(seconds, n) | {
-        "peak_extra_rss_gib": round(memory.extra / GIB, 3)}
+        "peak_extra_rss_gib": round(memory.extra / GIB, 3),
+        "peak_extra_cuda_gib": round(memory.cuda_extra / GIB, 3)}
     log(f"   project: {methods['project']['min_s']:.1f} s min, "
         f"{methods['project']['median_s']:.1f} s median over {args.reps}")
 
@@ -168,6 +184,7 @@ def bench_case(name: str, args: argparse.Namespace, rate: float) -> dict:
             "rss_before_gib": round(memory.before / GIB, 3),
             "peak_rss_gib": round(memory.peak / GIB, 3),
             "peak_extra_rss_gib": round(memory.extra / GIB, 3),
+            "peak_extra_cuda_gib": round(memory.cuda_extra / GIB, 3),
             "target_gib": 3.0, "met": memory.extra < 3 * GIB}
         log(f"   memory test ({len(everything)} texts: IdioMem + {args.wiki} Wikipedia): "
             f"peak extra RSS {memory.extra / GIB:.2f} GiB in {seconds[0]:.0f} s")
@@ -201,7 +218,7 @@ def bench_knockout(args: argparse.Namespace, rate: float) -> dict:
     the per-configuration loop it replaced (run on a spread subset of configurations,
     extrapolated per configuration), with the verdicts compared on that subset."""
     start = time.perf_counter()
-    lm = mr.load(args.knockout_model, device="cpu")
+    lm = mr.load(args.knockout_model, device=args.device, dtype=args.dtype)
     load_s = time.perf_counter() - start
     probes = knockout_probes(lm, args.knockout_probes)
     n = len(probes)
@@ -341,7 +358,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="smoke run: 1 repetition, 8 baseline texts, 100 Wikipedia prompts, "
                         "8 knockout probes per group, 4 baseline configurations")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's choice, one per core)")
+                        help="torch threads of a CPU run (default: torch's choice, one per core)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where the models run (the record's name says which)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="the models' dtype (the lens reduces in float32 regardless)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -356,14 +377,18 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("MEMRECALL_DATA_DIR") and Path("../shared/data").is_dir():
         os.environ["MEMRECALL_DATA_DIR"] = str(Path("../shared/data").resolve())
 
-    if args.threads:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch sees no CUDA device (torch "
+                     f"{torch.__version__}); see benchmarks/gpu_check.sh")
+    if args.threads and args.device == "cpu":  # CPU threads only: never touch a CUDA run
         torch.set_num_threads(args.threads)
     env = environment()
-    log(f"torch {env['torch']}, {env['threads']} threads, {env['cpu']}, "
+    log(f"torch {env['torch']}, {env['threads']} threads, {env['cpu']}, CUDA {env['cuda']}, "
         f"load average {env['loadavg_1m']} (other processes skew every number)")
-    rate = matmul_rate()
-    log(f"float32 matmul {rate['size']}^2: {rate['best_gflops']} GFLOP/s best, "
-        f"{rate['median_gflops']} median (the lower bound uses the best)")
+    log(f"device {args.device}, dtype {args.dtype}")
+    rate = matmul_rate(device=args.device, dtype=getattr(torch, args.dtype))
+    log(f"{args.dtype} matmul {rate['size']}^2 on {args.device}: {rate['best_gflops']} GFLOP/s "
+        f"best, {rate['median_gflops']} median (the lower bound uses the best)")
 
     records = {}
     for name in cases:
@@ -383,10 +408,14 @@ def main(argv: list[str] | None = None) -> int:
     host = socket.gethostname().split(".")[0] or platform.node() or "host"
     record = {"date": stamp.isoformat(timespec="seconds"), "host": host,
               "argv": sys.argv[1:], "quick": args.quick, "reps": args.reps,
+              "device": args.device, "device_name": device_name(args.device),
+              "dtype": args.dtype,
               "environment": env, "loadavg_1m_after": env_after["loadavg_1m"],
               "matmul": rate, "cases": records, "targets": met}
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{stamp:%Y-%m-%d-%H%M}-{host}{'-quick' if args.quick else ''}.json"
+    tags = [host] + ([slug(device_name(args.device))] if args.device != "cpu" else []) \
+        + ([args.dtype] if args.dtype != "float32" else []) + (["quick"] if args.quick else [])
+    path = args.out / f"{stamp:%Y-%m-%d-%H%M}-{'-'.join(tags)}.json"
     path.write_text(json.dumps(record, indent=1, default=float) + "\n")
     log(f"\nwrote {path}")
     return 0

@@ -36,6 +36,8 @@ def test_number_verdict():
     text = comparison.number_verdict(16.1, 44.7, 5, digits=1, span=[28.3, 48.2])
     assert text.startswith("differs: lower by 28.6") and "outside" in text
     assert comparison.number_verdict(np.nan, 1.0, 0.1).startswith("differs")
+    near = comparison.number_verdict(0.97, 0.875, 0.1, span=[0.86, 0.96])
+    assert near.startswith("agrees") and "outside the paper's range" in near
 
 
 def test_memorized_counts_and_table3_rows():

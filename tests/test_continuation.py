@@ -14,7 +14,7 @@ TEXTS = ["the cat is out of the bag", "kill two birds with one stone",
          "every cloud has a silver lining"]
 
 
-@pytest.fixture(scope="module", params=["tiny-gpt2", "tiny-llama", "tiny-gemma3"])
+@pytest.fixture(scope="module", params=["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-qwen2"])
 def tiny_causal(request):
     return mr.load(request.param, device="cpu")
 

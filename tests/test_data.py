@@ -336,9 +336,11 @@ def test_env_var_beats_cache_and_cache_is_used_last(data_dir, tmp_path, monkeypa
     assert resolve_data_file("idiomem") == env_copy.resolve()
     monkeypatch.delenv("MEMRECALL_DATA_DIR")
     assert resolve_data_file("idiomem") == cached.resolve()
-    # a missing explicit path or env file falls through to the next place
+    # a missing env file falls through to the next place; a missing explicit path does not
     monkeypatch.setenv("MEMRECALL_DATA_DIR", str(tmp_path / "empty"))
-    assert resolve_data_file("idiomem", tmp_path / "nope.jsonl") == cached.resolve()
+    assert resolve_data_file("idiomem") == cached.resolve()
+    with pytest.raises(DataNotFoundError, match="nope.jsonl, does not exist"):
+        resolve_data_file("idiomem", tmp_path / "nope.jsonl")
 
 
 def test_raw_idiom_lists_resolve(data_dir):
@@ -399,11 +401,11 @@ def test_verification_is_cached(data_dir, tmp_path, monkeypatch):
 def test_nothing_found_and_download_fails(tmp_path, monkeypatch, isolated):
     monkeypatch.setenv("MEMRECALL_DATA_DIR", str(tmp_path / "emptydir"))
     with pytest.raises(DataNotFoundError) as exc:
-        resolve_data_file("idiomem", tmp_path / "missing.jsonl")
+        resolve_data_file("idiomem")
     err = exc.value
     assert isinstance(err, FileNotFoundError)
     msg = str(err)
-    assert "1. explicit path argument" in msg and str(tmp_path / "missing.jsonl") in msg
+    assert "1. explicit path argument: none given" in msg
     assert "2. $MEMRECALL_DATA_DIR" in msg and str(tmp_path / "emptydir") in msg
     assert "3. download cache" in msg and str(isolated / "idiomem/idiomem.jsonl") in msg
     assert f"4. download from {UNREACHABLE}" in msg and "failed" in msg

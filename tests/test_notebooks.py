@@ -12,7 +12,7 @@ from memrecall.reproduce import NOTEBOOKS, main, numbered_notebooks, run_noteboo
 
 NOTEBOOK_FILES = numbered_notebooks()
 PARAMETERS = ["profile", "models", "device", "batch_size", "results_dir", "figures_dir",
-              "interactive"]
+              "interactive", "dtype"]
 # A block of this many consecutive non-trivial code lines found in two notebooks is copied logic.
 REPEATED_LINES = 6
 
@@ -122,3 +122,20 @@ def test_reproduce_stops_at_once_without_the_hub(monkeypatch, tmp_path, capsys):
 
 def test_notebooks_folder_is_the_repository_one():
     assert NOTEBOOKS == Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def test_reproduce_in_bfloat16_keeps_the_float32_outputs_apart(monkeypatch):
+    ran = []
+    monkeypatch.setattr("memrecall.reproduce.write_fingerprint", ran.append)
+    monkeypatch.setattr("memrecall.reproduce.run_notebook",
+                        lambda notebook, output, parameters: ran.append((output, parameters)))
+    assert main(["--profile", "smoke", "--dtype", "bfloat16"]) == 0
+    fingerprint_dir, (output, parameters) = ran[0], ran[1]
+    assert fingerprint_dir.name == output.parent.name == "smoke-bfloat16"
+    assert parameters["dtype"] == "bfloat16"
+    assert Path(parameters["results_dir"]).name == Path(parameters["figures_dir"]).name \
+        == "smoke-bfloat16"
+    ran.clear()
+    assert main(["--profile", "smoke"]) == 0  # float32: the profile's own folders
+    assert ran[0].name == "smoke" and ran[1][1]["dtype"] is None
+    assert "results_dir" not in ran[1][1]

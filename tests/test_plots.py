@@ -224,3 +224,17 @@ def test_knockout_lines_colour_by_group_style_by_control(tmp_path):
                                          controls=["dominant"]).figure
     assert {ln.get_gid().split("|")[1] for ln in only_top.axes[0].lines if ln.get_gid()} \
         == {"dominant"}
+
+
+def test_lens_kl_one_line_per_lens_one_based_without_the_output_layer(tmp_path):
+    kl = pd.DataFrame({"lens": ["logit lens"] * 4 + ["tuned lens"] * 4,
+                       "layer": [0, 1, 2, 3] * 2, "kl_bits": [8, 4, 2, 0, 4, 2, 1, 0.0],
+                       "se_bits": 0.1, "n_tokens": 512})
+    saved = plots.plot_lens_kl(kl, tmp_path / "kl", "model")
+    assert saved.png.is_file() and saved.pdf.is_file()
+    ax = saved.figure.axes[0]
+    lines = {ln.get_gid(): ln for ln in ax.lines if ln.get_gid()}
+    assert set(lines) == {"logit lens", "tuned lens"}
+    assert list(lines["tuned lens"].get_xdata()) == [1, 2, 3]  # the output layer (0 bits) left out
+    assert to_hex(lines["logit lens"].get_color()) == plots.LENS_STYLES["logit lens"][0].lower()
+    assert ax.get_yscale() == "log" and "bits" in ax.get_ylabel()

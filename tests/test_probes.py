@@ -4,10 +4,11 @@ import pandas as pd
 import pytest
 
 import memrecall as mr
+from memrecall.batching import model_inputs
 from memrecall.data import DataFormatError
 from memrecall.models import wrap
 from memrecall.models.tiny import build_tiny, gpt2_tokenizer
-from memrecall.probes import first_token_after, target_token_counts
+from memrecall.probes import first_token_after, split_point, target_token_counts
 
 TRICKY = [
     "for crying out loud",
@@ -24,6 +25,22 @@ TRICKY = [
 
 
 @pytest.fixture(scope="module")
+def real_qwen(qwen_tokenizer):
+    """A small random Qwen2 with Qwen2.5-Coder's real tokenizer (from the packaged GGUF)."""
+    model, _ = build_tiny("tiny-qwen2")
+    model.resize_token_embeddings(len(qwen_tokenizer), mean_resizing=False)
+    return wrap(model, qwen_tokenizer, name="qwen2-tokenizer")
+
+
+@pytest.fixture(scope="module", params=["tiny-qwen2", "real-qwen2"])
+def space_token_lm(request):
+    """Tokenizers that give the space before a digit a token of its own."""
+    if request.param == "real-qwen2":
+        return request.getfixturevalue("real_qwen")
+    return mr.load(request.param, device="cpu")
+
+
+@pytest.fixture(scope="module")
 def real_gpt2():
     """A small random GPT-2 with the real GPT-2 byte-level BPE tokenizer."""
     tokenizer = gpt2_tokenizer()
@@ -32,8 +49,8 @@ def real_gpt2():
     return wrap(model, tokenizer, name="gpt2-tokenizer")
 
 
-@pytest.fixture(scope="module", params=["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert",
-                                        "real-gpt2"])
+@pytest.fixture(scope="module", params=["tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-qwen2",
+                                        "tiny-bert", "real-gpt2"])
 def lm(request, real_gpt2):
     return real_gpt2 if request.param == "real-gpt2" else mr.load(request.param, device="cpu")
 
@@ -50,7 +67,11 @@ def test_prompt_and_target_are_the_text_split_at_the_last_word(lm):
     assert list(probes.columns) == ["text", "prompt", "target", "target_token"]
     for text, row in zip(TRICKY, probes.itertuples()):
         prompt, last_word = text.rsplit(" ", 1)
-        assert (row.text, row.prompt, row.target) == (text, prompt, last_word)
+        # The prompt keeps the space where the tokenizer gives it a token of its own (the tiny
+        # tokenizers' small vocabularies do before "jack"): the token after the bare prompt.
+        after = content_ids(lm, text)[len(content_ids(lm, prompt))]
+        spaced = not lm.tokenizer.decode([after]).strip()
+        assert (row.text, row.prompt, row.target) == (text, prompt + " " * spaced, last_word)
 
 
 def test_target_token_is_the_first_sub_token_of_the_last_word(lm):
@@ -91,7 +112,8 @@ def test_facts_frame_is_taken_as_given(lm):
                           "target": ["Paris", "the continent of Antarctica"],
                           "relation_id": ["P36", "P30"]})
     probes = mr.make_probes(facts, lm)
-    assert probes.prompt.tolist() == facts.prompt.tolist()
+    # (a trailing space only where the tokenizer gives it a token: the tiny ones before "Paris")
+    assert probes.prompt.str.rstrip().tolist() == facts.prompt.tolist()
     assert probes.target.tolist() == facts.target.tolist()
     assert probes.relation_id.tolist() == ["P36", "P30"]
     for row in probes.itertuples():
@@ -138,3 +160,53 @@ def test_token_counts_start_at_the_target_token(lm):
     for row, count in zip(probes.itertuples(), counts, strict=True):
         ids = content_ids(lm, row.text)
         assert ids[len(ids) - count] == row.target_token, row.text
+
+
+def test_split_point_gives_a_whitespace_token_to_the_prompt():
+    text = "catch 22"  # the word starts at 6
+    # Qwen2 / SmolLM2 / Gemma: catch, " ", 2, 2 -> the target is "2", the prompt keeps the space
+    assert split_point([(0, 5), (5, 6), (6, 7), (7, 8)], None, text, 6) == (2, 6)
+    # trimmed byte-level offsets: a zero-width lone "Ġ" carries no character either
+    assert split_point([(0, 5), (6, 6), (6, 7), (7, 8)], None, text, 6) == (2, 6)
+    # the space inside the word's token (untrimmed "Ġ22", SentencePiece "▁22" or trimmed)
+    assert split_point([(0, 5), (5, 8)], None, text, 6) == (1, 5)
+    assert split_point([(0, 5), (6, 8)], None, text, 6) == (1, 5)
+    # special tokens (BOS) are skipped
+    assert split_point([(0, 0), (0, 5), (5, 6), (6, 8)], [1, 0, 0, 0], text, 6) == (3, 6)
+    with pytest.raises(IndexError):
+        split_point([(0, 5), (5, 6)], None, "catch ", 6)
+
+
+def test_a_space_token_before_the_word_belongs_to_the_prompt(space_token_lm):
+    lm = space_token_lm
+    texts = ["it is a catch 22", "the river flooded in 1998"]
+    probes = mr.make_probes(texts, lm)
+    assert probes.prompt.tolist() == ["it is a catch ", "the river flooded in "]
+    assert probes.target.tolist() == ["22", "1998"]
+    assert [lm.tokenizer.decode([t]) for t in probes.target_token] == ["2", "1"]
+    for row in probes.itertuples():
+        whole = content_ids(lm, row.text)
+        prompt = model_inputs(lm, [row.prompt])[0][0]  # what the lens feeds the model
+        assert whole[: len(prompt)] == prompt  # the space token is the last one it reads
+        assert lm.tokenizer.decode(prompt[-1:]) == " "
+        assert whole[len(prompt)] == row.target_token
+    assert target_token_counts(probes, lm.tokenizer).tolist() == [2, 4]
+
+
+def test_runs_of_whitespace_are_collapsed(space_token_lm):
+    lm = space_token_lm
+    probes = mr.make_probes(["a  blessing\tin \n disguise", "the cat is out of the  bag"], lm)
+    assert probes.text.tolist() == ["a blessing in disguise", "the cat is out of the bag"]
+    assert probes.prompt.tolist() == ["a blessing in", "the cat is out of the"]
+    for row in probes.itertuples():
+        # the target token carries the word (with its space), never a double-space token
+        piece = lm.tokenizer.decode([row.target_token])
+        assert piece.startswith(" ") and row.target.startswith(piece.strip()), piece
+
+
+def test_facts_with_a_number_for_target_keep_the_space(space_token_lm):
+    facts = pd.DataFrame({"prompt": ["The river flooded the  valley in"], "target": ["1998"]})
+    probes = mr.make_probes(facts, space_token_lm)
+    assert probes.prompt[0] == "The river flooded the valley in "
+    assert probes.text[0] == "The river flooded the valley in 1998"
+    assert space_token_lm.tokenizer.decode([probes.target_token[0]]) == "1"

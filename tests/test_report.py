@@ -186,3 +186,78 @@ def test_conclusions_per_model_and_missing_pairs_tested_here():
     assert sum("not tested" in line for line in lines) == 3  # 2 verdicts + the facts' two steps
     assert lines[-1].endswith("(memorized promoted earlier AND boosted more than "
                               "non-memorized): supported")
+
+
+# --------------------------------------------------------------------------- lens choice
+
+FULL = ((1e-5, -0.40), (1e-4, 0.30))      # (p, Cliff's delta) of promotion layer and boost
+NONE = ((0.50, -0.05), (0.40, 0.02))
+
+
+def lens_test_rows(model: str, lens: str, steps) -> list[dict]:
+    """Rows shaped like stats.group_tests output for memorized against non-memorized."""
+    return [dict(model=model, lens=lens, measure=measure, a="memorized", b="non-memorized",
+                 n_a=50, n_b=50, median_a=0.0, median_b=0.0, mean_a=0.0, mean_b=0.0,
+                 p_value=p, rank_biserial=delta, note="")
+            for measure, (p, delta) in zip(("promotion_layer", "confidence_boost"), steps,
+                                           strict=True)]
+
+
+@pytest.mark.parametrize(("base", "other", "change"), [
+    (FULL, ((1e-5, -0.42), (1e-4, 0.31)), "survives"),
+    (FULL, ((1e-9, -0.60), (1e-6, 0.40)), "strengthens"),
+    (FULL, ((1e-3, -0.25), (1e-3, 0.20)), "weakens"),
+    (FULL, ((0.50, -0.05), (1e-4, 0.30)), "weakens"),   # only partly supported any more
+    (FULL, NONE, "vanishes"),
+    (NONE, FULL, "appears"),
+    (NONE, NONE, "absent under both"),
+    (((1e-5, -0.40), (0.40, 0.02)), FULL, "strengthens"),
+])
+def test_lens_verdicts(base, other, change):
+    tests = pd.DataFrame(lens_test_rows("m", "logit lens", base)
+                         + lens_test_rows("m", "tuned lens", other))
+    verdicts = report.lens_verdicts(tests)
+    assert list(verdicts["lens"]) == ["logit lens", "tuned lens"]
+    assert list(verdicts["change"]) == ["baseline", change]
+    assert verdicts["promotion_delta"].iloc[1] == other[0][1]
+    text = report.lens_conclusions(verdicts)
+    assert text.startswith("m: two-step picture under the logit lens") and change in text
+
+
+def test_lens_verdicts_keep_model_then_lens_order():
+    rows = [row for lens in ("logit lens", "linear shortcut") for model in ("b", "a")
+            for row in lens_test_rows(model, lens, FULL)]
+    verdicts = report.lens_verdicts(pd.DataFrame(rows))
+    assert list(zip(verdicts["model"], verdicts["lens"], strict=True)) == [
+        ("b", "logit lens"), ("b", "linear shortcut"), ("a", "logit lens"),
+        ("a", "linear shortcut")]
+
+
+def test_kl_at_depths_names_layers_one_based():
+    kl = pd.DataFrame({"model": "m", "lens": ["logit lens"] * 4 + ["tuned lens"] * 4,
+                       "layer": [0, 1, 2, 3] * 2, "kl_bits": [8, 4, 2, 0, 4, 2, 1, 0.0]})
+    table = report.kl_at_depths(kl, depths=(0.25, 0.5))
+    assert list(table.columns) == ["layer 1/4", "layer 2/4"]
+    assert table.loc[("m", "tuned lens"), "layer 2/4"] == 2
+    assert list(table.index.get_level_values("lens")) == ["logit lens", "tuned lens"]
+
+
+def test_summary_for_reading_shows_counts_as_integers():
+    rows = [report.summary_row("big", fake_results([True] * 3 + [False], [0, 1, 2, 3]),
+                               fake_results([False], [3])),
+            report.summary_row("small", fake_results([False, False], [1, 3]))]
+    rows[0]["n_idioms"] = 852  # as many as IdioMem
+    rows[1]["mean_confidence_boost_non_memorized"] = -0.00012  # would push a column to 1e-04
+    frame = report.summary_table(rows)
+    readable = report.summary_for_reading(frame)
+    assert list(readable.columns) == ["big", "small"]
+    assert list(readable.index) == [c for c in frame.columns if c != "model"]
+    assert readable.loc["n_idioms", "big"] == "852" and readable.loc["n_layers", "small"] == "4"
+    assert readable.loc["n_memorized", "small"] == "0"
+    assert readable.loc["memorized_pct", "big"] == "75.0"
+    assert readable.loc["median_promotion_layer_1based_memorized", "big"] == "2"
+    assert readable.loc["median_promotion_layer_1based_memorized", "small"] == "–"  # empty group
+    assert readable.loc["mean_confidence_boost_non_memorized", "small"] == "-0.0001"
+    counts = readable.loc[[c for c in readable.index if c.startswith("n_")]]
+    assert counts.map(lambda cell: cell.replace(",", "").isdigit()).all().all()
+    assert "e+" not in readable.to_string() and "e-" not in readable.to_string()

@@ -10,7 +10,7 @@ import pytest
 
 import memrecall as mr
 from memrecall import results
-from memrecall._io import code_fingerprint
+from memrecall._io import code_fingerprint, sha256_file
 
 PACKAGE = Path(results.__file__).resolve().parent
 
@@ -35,7 +35,9 @@ def test_round_trip_keeps_arrays_and_types(lm, probes, tmp_path):
         np.testing.assert_array_equal(np.stack(back[column]), np.stack(res[column]))
         assert isinstance(back[column][0], np.ndarray)
     assert back.is_memorized.dtype == bool
-    assert json.loads((tmp_path / "r.json").read_text()) == {"model": "x"}
+    sidecar = json.loads((tmp_path / "r.json").read_text())
+    assert sidecar["key"] == {"model": "x"} and sidecar["rows"] == len(res)
+    assert sidecar["sha256"] == sha256_file(tmp_path / "r.parquet")
 
 
 def test_cached_project_computes_once(lm, probes, tmp_path, monkeypatch):
@@ -49,7 +51,7 @@ def test_cached_project_computes_once(lm, probes, tmp_path, monkeypatch):
     monkeypatch.setattr("memrecall.lens.project", must_not_run)
     again = results.cached_project(lm, probes, tmp_path)
     np.testing.assert_array_equal(np.stack(again.target_rank), np.stack(first.target_rank))
-    provenance = json.loads(files[0].with_suffix(".json").read_text())
+    provenance = json.loads(files[0].with_suffix(".json").read_text())["key"]
     assert provenance["model"] == "tiny-llama" and provenance["revision"] == "seed=0"
     assert provenance["code_fingerprint"] == code_fingerprint()
 

@@ -1,103 +1,138 @@
-"""Per-layer top tokens and the explorer, read through lm.head like memrecall.project."""
-
-import types
+"""The explorer without a browser: choose a model, type a text, get the table and the curves."""
 
 import numpy as np
+import pandas as pd
 import pytest
-import torch
 
 import memrecall as mr
 from memrecall import widgets
-from memrecall.batching import model_inputs
+from memrecall.trajectory import LOGIT_LENS
 
-PROMPTS = ["it's raining cats and", "once in a blue"]
-
-
-@torch.inference_mode()
-def greedy(lm, prompt: str) -> int:
-    ids, positions = model_inputs(lm, [prompt])
-    logits = lm.model(input_ids=torch.tensor(ids)).logits
-    return int(logits[0, positions[0]].argmax())
-
-
-@pytest.mark.parametrize("prompt", PROMPTS)
-def test_layer_top_k_last_layer_is_models_greedy_prediction(tiny, prompt):
-    ids, probs = widgets.layer_top_k(tiny, prompt, k=4)
-    assert ids.shape == probs.shape == (tiny.n_layers, 4)
-    assert ids[-1, 0] == greedy(tiny, prompt)
-    assert ids[-1, 0] == mr.project(tiny, [prompt])["pred_token"].iloc[0]
-    assert np.all(np.diff(probs, axis=1) <= 1e-7)  # best first
-    assert np.all((probs > 0) & (probs <= 1))
-
-
-def test_layer_top_k_matches_project_probabilities(tiny):
-    res = mr.project(tiny, PROMPTS[:1]).iloc[0]
-    ids, probs = widgets.layer_top_k(tiny, PROMPTS[0], k=tiny.vocab_size)
-    pred = res["pred_token"]
-    for layer in range(tiny.n_layers):
-        where = int(np.flatnonzero(ids[layer] == pred)[0])
-        assert probs[layer, where] == pytest.approx(res["pred_prob"][layer], rel=1e-4, abs=1e-7)
-        assert where >= res["pred_rank"][layer]  # ties: project counts in the token's favour
-
-
-def test_layer_top_tokens_shape_and_labels(tiny):
-    table = widgets.layer_top_tokens(tiny, PROMPTS[1], k=3)
-    assert table.shape == (tiny.n_layers, 3)
-    assert list(table.columns) == ["top 1", "top 2", "top 3"]
-    assert table.index.name == "layer" and table.index[0] == 1
-    assert table.index[-1] == tiny.n_layers
-    assert table.map(lambda cell: cell.endswith(")") and " (" in cell).all().all()
-
-
-def test_style_top_tokens_renders(tiny):
-    ids, _ = widgets.layer_top_k(tiny, PROMPTS[0], k=3)
-    html = widgets.style_top_tokens(tiny, PROMPTS[0], k=3, target=int(ids[-1, 0])).to_html()
-    assert "font-weight: bold" in html and "background-color" in html
-
-
-def test_layer_top_k_rejects_bad_k(tiny):
-    with pytest.raises(ValueError, match="k must be"):
-        widgets.layer_top_k(tiny, PROMPTS[0], k=0)
-
-
-def test_token_label_shows_spaces():
-    tokenizer = types.SimpleNamespace(decode=lambda ids: {1: " eye", 2: " ", 3: "x\n"}[ids[0]])
-    assert widgets.token_label(tokenizer, 1) == "␣eye"
-    assert widgets.token_label(tokenizer, 2) == "␣"
-    assert widgets.token_label(tokenizer, 3) == "x\\n"
+IDIOMS = ["it's raining cats and dogs", "once in a blue moon", "play it by ear"]
 
 
 @pytest.fixture(scope="module")
-def llama_results():
-    lm = mr.load("tiny-llama", device="cpu")
-    probes = mr.make_probes(["it's raining cats and dogs", "once in a blue moon"], lm)
-    return lm, mr.project(lm, probes)
+def llama():
+    return mr.load("tiny-llama", device="cpu")
 
 
-def test_idiom_explorer_updates_on_selection(llama_results):
-    lm, results = llama_results
-    box = widgets.idiom_explorer(lm, results, k=3)
-    dropdown, html = box.children
-    assert len(dropdown.options) == 2
-    assert "<table" in html.value
-    before = html.value
-    dropdown.value = 1 - dropdown.value
-    assert html.value != before and "blue" in html.value
+@pytest.fixture(scope="module")
+def results(llama):
+    res = mr.project(llama, mr.make_probes(IDIOMS, llama))
+    return res.assign(is_memorized=[False, True, False])  # pretend: one memorized idiom
 
 
-def test_idiom_explorer_not_interactive_builds_no_widget(llama_results):
-    lm, results = llama_results
-    note = widgets.idiom_explorer(lm, results, interactive=False)
-    assert repr(note) == widgets.BATCH_NOTE  # what the notebook shows, without quotes
-    with pytest.raises(ValueError, match="no probes"):
-        widgets.idiom_explorer(lm, results.iloc[:0], interactive=False)
+def loads(log):
+    def loader(name):
+        log.append(name)
+        return mr.load(name, device="cpu")
+    return loader
 
 
-def test_example_tables_memorized_first(llama_results):
-    lm, results = llama_results
-    marked = results.assign(is_memorized=[False, True])
-    tables = widgets.example_tables(lm, marked, n_memorized=1, n_other=1, k=2)
-    captions = [t.caption for t in tables]
-    assert len(captions) == 2
-    assert "(memorized)" in captions[0] and "blue" in captions[0]
-    assert "(not memorized)" in captions[1]
+def test_explorer_choose_a_model_type_a_text_get_table_and_curves(llama, results):
+    loaded = []
+    explorer = widgets.Explorer([llama, "tiny-gpt2"], IDIOMS, results={"tiny-llama": results},
+                                k=4, loader=loads(loaded))
+    assert explorer.models == ["tiny-llama", "tiny-gpt2"]
+    assert explorer.default_model == "tiny-llama" and not loaded  # given loaded: no reload
+    view = explorer.show("once in a blue moon")
+    assert view.model == "tiny-llama" and view.lens == LOGIT_LENS
+    assert view.table.shape == (llama.n_layers, 4)
+    assert list(view.curves.columns) == ["pred_rank", "pred_prob", "target_rank", "target_prob"]
+
+    other = explorer.show("a text that is in no idiom list", model="tiny-gpt2")  # any text
+    assert other.model == "tiny-gpt2" and loaded == ["tiny-gpt2"]
+    assert other.target == "list" and other.table.shape[1] == 4
+    explorer.show("over the moon", model="tiny-gpt2")
+    assert loaded == ["tiny-gpt2"]  # kept while it is the one in use
+
+
+def test_explorer_keeps_one_model_loaded_by_name():
+    loaded = []
+    explorer = widgets.Explorer(["tiny-gpt2", "tiny-bert"], IDIOMS, loader=loads(loaded))
+    first = explorer.model("tiny-gpt2")
+    assert explorer.model("tiny-gpt2") is first
+    explorer.model("tiny-bert")
+    explorer.model("tiny-gpt2")
+    assert loaded == ["tiny-gpt2", "tiny-bert", "tiny-gpt2"]
+
+
+def test_explorer_memorized_filter_and_first_text(llama, results):
+    explorer = widgets.Explorer([llama], IDIOMS, results={"tiny-llama": results})
+    assert explorer.options("tiny-llama") == IDIOMS
+    assert explorer.options("tiny-llama", memorized_only=True) == ["once in a blue moon"]
+    assert explorer.first_text("tiny-llama") == "once in a blue moon"
+    bare = widgets.Explorer([llama], IDIOMS)
+    assert bare.first_text("tiny-llama") == IDIOMS[0]
+    with pytest.raises(KeyError, match="no results"):
+        bare.memorized("tiny-llama")
+
+
+def test_explorer_lenses_default_to_the_logit_lens_and_accept_fitted_ones(llama):
+    class Scale:
+        def transform(self, hidden):
+            out = hidden.clone()
+            out[:-1] *= 0.25
+            return out
+
+    explorer = widgets.Explorer([llama, "tiny-gpt2"], IDIOMS,
+                                lenses={"tiny-llama": {"scaled": Scale()}})
+    assert explorer.lens_names("tiny-llama") == [LOGIT_LENS, "scaled"]
+    assert explorer.lens_names("tiny-gpt2") == [LOGIT_LENS]
+    plain, scaled = explorer.show(IDIOMS[0]), explorer.show(IDIOMS[0], lens="scaled")
+    assert scaled.lens == "scaled"
+    assert not np.allclose(plain.curves["pred_prob"].iloc[0], scaled.curves["pred_prob"].iloc[0])
+    with pytest.raises(KeyError, match="no lens"):
+        explorer.show(IDIOMS[0], model="tiny-gpt2", lens="scaled")
+    with pytest.raises(ValueError, match="always offered"):
+        widgets.Explorer([llama], lenses={"tiny-llama": {LOGIT_LENS: Scale()}})
+
+
+def test_explorer_rejects_unknown_and_duplicate_models(llama):
+    with pytest.raises(ValueError, match="twice"):
+        widgets.Explorer([llama, "tiny-llama"])
+    with pytest.raises(KeyError, match="unknown model"):
+        widgets.Explorer([llama]).show(IDIOMS[0], model="gpt2")
+
+
+def test_widget_typing_and_picking_update_the_picture(llama, results):
+    loaded = []
+    box = widgets.Explorer([llama, "tiny-gpt2"], IDIOMS, results={"tiny-llama": results},
+                           loader=loads(loaded)).widget()
+    pickers, combo, status, image = box.children
+    model, lens, memorized_only = pickers.children
+    assert combo.options == tuple(IDIOMS) and combo.value == "once in a blue moon"
+    assert not combo.ensure_option and not combo.continuous_update  # Enter shows typed text
+    assert bytes(image.value[:4]) == b"\x89PNG" and "memorized: tiny-llama" in status.value
+    assert lens.layout.display == "none"  # only the logit lens: no picker
+
+    memorized_only.value = True
+    assert combo.options == ("once in a blue moon",)
+    first = bytes(image.value)
+    combo.value = "the early bird catches the worm"  # typed, not in the list
+    assert bytes(image.value) != first and "memorized: tiny-llama" in status.value
+
+    model.value = "tiny-gpt2"
+    assert loaded == ["tiny-gpt2"] and "memorized: tiny-gpt2" in status.value
+    assert memorized_only.layout.display == "none" and not memorized_only.value
+    assert combo.options == tuple(IDIOMS)
+
+    combo.value = "moon"
+    assert "Cannot split" in status.value and "one word" in status.value
+
+
+def test_idiom_explorer_not_interactive_builds_nothing(llama):
+    loaded = []
+    note = widgets.idiom_explorer(["tiny-gpt2"], IDIOMS, interactive=False, loader=loads(loaded))
+    assert repr(note) == widgets.BATCH_NOTE and not loaded  # shown as is, no model loaded
+    assert "rendered copy" in widgets.BATCH_NOTE
+    with pytest.raises(ValueError, match="no models"):
+        widgets.idiom_explorer([], IDIOMS, interactive=False)
+
+
+def test_example_trajectories_memorized_first(llama, results):
+    views = widgets.example_trajectories(llama, results, n_memorized=1, n_other=1, k=2)
+    assert [v.text for v in views] == ["once in a blue moon", IDIOMS[0]]
+    none_memorized = results.assign(is_memorized=False)
+    assert len(widgets.example_trajectories(llama, none_memorized, n_memorized=2)) == 1
+    assert isinstance(views[0].table, pd.DataFrame)

@@ -9,13 +9,14 @@
 __version__ = "0.1.0"
 
 from .data import load_facts, load_idiomem, load_wiki
-from .lens import project
+from .lens import LogitLens, project
 from .models import LM, REGISTRY, load, profile_models, wrap
 from .probes import make_probes
 from .profiles import PROFILES
 
 __all__ = [
     "LM",
+    "LogitLens",
     "PROFILES",
     "REGISTRY",
     "load",

@@ -1,27 +1,34 @@
-"""Small helpers every layer shares: atomic writes, slug, repo root, hub ids, code fingerprint.
+"""Shared helpers: atomic writes, checksums, locks, slug, repo root, hub ids, code fingerprint.
 
 The fingerprint of the package's own source is part of every results-cache key.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import functools
 import hashlib
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
+    "CacheWarning",
+    "LockedError",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_dir",
     "atomic_write_text",
     "code_fingerprint",
+    "exclusive_lock",
     "is_hub_id",
     "repo_root",
+    "sha256_file",
     "slug",
 ]
 
@@ -74,6 +81,63 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+
+
+def sha256_file(path: str | Path) -> str:
+    """The lowercase hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class CacheWarning(UserWarning):
+    """A cache entry was not used (recomputed) or could not be written (kept in memory)."""
+
+
+class LockedError(RuntimeError):
+    """Another process holds the lock (the message names the lock file and its holder)."""
+
+
+@contextmanager
+def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) for the ``with`` block.
+
+    The operating system releases the lock when the holder exits, however it ends (even
+    killed), so a lock is never left behind. The holder's pid is written into the file.
+
+    Args:
+        path: the lock file.
+        what: what the lock protects, for the message (``"results/smoke"``).
+
+    Raises:
+        LockedError: another process holds it (says which pid, and what to do).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise LockedError(
+                f"{what}: locked by another run (pid {holder}, lock file {path}); wait for it "
+                "to finish, or stop it, then run again"
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def slug(text: str, max_len: int | None = 60) -> str:

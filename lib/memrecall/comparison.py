@@ -69,7 +69,8 @@ def number_verdict(ours: float, paper_value: float, tol: float, *, digits: int =
         paper_value: the paper's value for the counterpart model.
         tol: largest absolute difference that still agrees.
         digits: decimals in the text.
-        span: the paper's values over its models; the verdict says whether ours is inside.
+        span: the paper's values over its models; the verdict says whether ours lies within
+            their range (no tolerance).
     """
     if ours is None or np.isnan(ours):
         return "differs: not measured here"
@@ -81,7 +82,7 @@ def number_verdict(ours: float, paper_value: float, tol: float, *, digits: int =
     if span is not None:
         values = [v for v in span if not np.isnan(v)]
         lo, hi = min(values), max(values)
-        inside = "inside" if lo - tol <= ours <= hi + tol else "outside"
+        inside = "inside" if lo <= ours <= hi else "outside"
         text += f"; {inside} the paper's range {_fmt(lo, digits)}-{_fmt(hi, digits)}"
     return text
 

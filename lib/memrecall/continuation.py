@@ -37,8 +37,9 @@ def whole_word_continuation(lm: LM, probes: pd.DataFrame, batch_size: int = 64) 
         batch_size: prompts per forward pass.
 
     Returns:
-        One row per probe, same order: ``n_target_tokens``, ``first_token`` (the greedy next
-        token, the same as ``pred_token`` of :func:`memrecall.project` up to float rounding),
+        One row per probe, same order and index: ``n_target_tokens``, ``first_token`` (the
+        greedy next token, the same as ``pred_token`` of :func:`memrecall.project` up to float
+        rounding),
         ``continuation`` (the decoded tokens, stripped) and ``whole_word`` (``continuation ==
         target``).
 
@@ -81,4 +82,4 @@ def whole_word_continuation(lm: LM, probes: pd.DataFrame, batch_size: int = 64) 
         "first_token": [g[0] for g in generated],
         "continuation": continuation,
         "whole_word": [c == t for c, t in zip(continuation, targets, strict=True)],
-    })
+    }, index=probes.index)

@@ -81,33 +81,68 @@ class Head:
         return self.arch.unembed_weight.dtype
 
     def normalize(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Final norm (BERT: the MLM transform): ``(..., d) -> (..., d)``, float32 out."""
-        return self.arch.pre_unembed(hidden.to(self.dtype)).float()
+        """Final norm (BERT: the MLM transform): ``(..., d) -> (..., d)``, float32 out.
+
+        Runs in the model's dtype, as the model does; the float32 result holds exactly the
+        values the model's unembedding would read. ``hidden`` may be on any device (a block of a
+        model split over several): the result is on the unembedding's device.
+        """
+        hidden = hidden.to(self.device, self.dtype)
+        return self.arch.pre_unembed(hidden).to(self.device).float()
 
     def logits(self, normed: torch.Tensor, start: int = 0, stop: int | None = None,
                out: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of vocabulary slice ``[start, stop)``: ``(rows, d) -> (rows, stop - start)``.
 
+        Computed as the model computes them, in its dtype (a bfloat16 model's logits are
+        bfloat16, rounded as its own ``lm_head`` rounds them), and returned as float32, so ranks
+        are counted on the model's own logits and every reduction runs in float32.
         ``out``, if given, is a contiguous ``(rows, stop - start)`` float32 buffer to write into.
         """
-        arch = self.arch
         stop = self.vocab_size if stop is None else stop
-        weight = arch.unembed_weight[start:stop]
-        if weight.dtype != normed.dtype:
-            weight = weight.to(normed.dtype)
-        logits = torch.mm(normed, weight.T, out=out) if out is not None else normed @ weight.T
-        if arch.unembed_bias is not None:
-            logits += arch.unembed_bias[start:stop].to(logits.dtype)
-        if arch.logit_softcap:
-            logits.div_(arch.logit_softcap).tanh_().mul_(arch.logit_softcap)
-        return logits
+        weight = self.arch.unembed_weight[start:stop]
+        bias = self._bias(slice(start, stop))
+        if weight.dtype == torch.float32:
+            logits = torch.mm(normed, weight.T, out=out) if out is not None else normed @ weight.T
+            if bias is not None:
+                logits += bias
+            return self._softcap(logits)
+        logits = self._softcap(torch.nn.functional.linear(normed.to(weight.dtype), weight, bias))
+        return out.copy_(logits) if out is not None else logits.float()
 
     def token_logits(self, normed: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Logit of one token per row: ``(rows, d), (rows,) -> (rows,)``."""
+        """Logit of one token per row: ``(rows, d), (rows,) -> (rows,)``, float32.
+
+        A float32 dot product plus the bias, rounded once to the model's dtype, then soft-capped
+        in it (as :meth:`logits`): the matching entry of :meth:`logits` up to the order of the
+        float32 sums.
+        """
+        logits = (normed * self.arch.unembed_weight[tokens].float()).sum(-1)
+        bias = self._bias(tokens)
+        if bias is not None:
+            logits += bias.float()
+        return self._softcap(logits.to(self.dtype)).float()
+
+    def _bias(self, index: slice | torch.Tensor) -> torch.Tensor | None:
+        bias = self.arch.unembed_bias
+        return None if bias is None else bias[index]
+
+    def _softcap(self, logits: torch.Tensor) -> torch.Tensor:
+        """Gemma-style soft-capping in place, in ``logits``' dtype (as the model does it)."""
+        cap = self.arch.logit_softcap
+        return logits.div_(cap).tanh_().mul_(cap) if cap else logits
+
+    def logits_at(self, normed: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Differentiable logits of the tokens ``ids`` (all if None): ``(rows, d) -> (rows, k)``.
+
+        Out of place (no reused buffer, no in-place soft-cap), so gradients flow to ``normed``.
+        """
         arch = self.arch
-        logits = (normed * arch.unembed_weight[tokens].float()).sum(-1)
+        weight = arch.unembed_weight if ids is None else arch.unembed_weight[ids]
+        logits = normed @ weight.to(normed.dtype).T
         if arch.unembed_bias is not None:
-            logits += arch.unembed_bias[tokens].float()
+            bias = arch.unembed_bias if ids is None else arch.unembed_bias[ids]
+            logits = logits + bias.to(logits.dtype)
         if arch.logit_softcap:
             logits = torch.tanh(logits / arch.logit_softcap) * arch.logit_softcap
         return logits

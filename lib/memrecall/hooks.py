@@ -18,6 +18,17 @@ def _hidden(output) -> torch.Tensor:
     return output[0] if isinstance(output, tuple | list) else output
 
 
+def _at_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """``hidden[row, positions[row]]`` for every row, on ``positions``' device.
+
+    A block of a model spread over several devices runs on its own: the read is made there and
+    the ``(batch, ...)`` result gathered on one device.
+    """
+    where = positions.to(hidden.device)
+    rows = torch.arange(len(where), device=hidden.device)
+    return hidden[rows, where].detach().to(positions.device)
+
+
 @contextmanager
 def capture_at_positions(blocks: Sequence[nn.Module],
                          positions: torch.Tensor) -> Iterator[list[torch.Tensor]]:
@@ -31,10 +42,30 @@ def capture_at_positions(blocks: Sequence[nn.Module],
         A list that fills, during the forward pass, with one ``(batch, d)`` tensor per block.
     """
     captured: list[torch.Tensor] = []
-    rows = torch.arange(len(positions), device=positions.device)
 
     def hook(module, args, output):
-        captured.append(_hidden(output)[rows, positions].detach())
+        captured.append(_at_positions(_hidden(output), positions))
+
+    with forward_hooks([(block, hook) for block in blocks]):
+        yield captured
+
+
+@contextmanager
+def capture_where(blocks: Sequence[nn.Module], mask: torch.Tensor) -> Iterator[list[torch.Tensor]]:
+    """Record each block's output hidden states at every position where ``mask`` is true.
+
+    Args:
+        blocks: the transformer blocks, in order.
+        mask: ``(batch, seq)`` bool, the positions to keep.
+
+    Yields:
+        A list that fills, during the forward pass, with one ``(rows, d)`` tensor per block,
+        ``rows`` the true entries of ``mask`` in row-major order.
+    """
+    captured: list[torch.Tensor] = []
+
+    def hook(module, args, output):
+        captured.append(_hidden(output)[mask].detach())
 
     with forward_hooks([(block, hook) for block in blocks]):
         yield captured
@@ -69,11 +100,10 @@ def capture_inputs_at_positions(modules: Sequence[nn.Module],
         ``(batch, ...)`` input at ``positions`` (``None`` for a module that did not run).
     """
     captured: list[torch.Tensor | None] = [None] * len(modules)
-    rows = torch.arange(len(positions), device=positions.device)
 
     def make_hook(slot: int) -> Callable:
         def hook(module, args):
-            captured[slot] = args[0][rows, positions].detach()
+            captured[slot] = _at_positions(args[0], positions)
         return hook
 
     with forward_hooks([(module, make_hook(i)) for i, module in enumerate(modules)], pre=True):
@@ -136,19 +166,21 @@ def zero_neurons_hook(mask: torch.Tensor, positions: torch.Tensor | None = None,
         name: how errors name the hook (e.g. ``"knockout of layer 3"``).
     """
     def hook(module, args):
-        x = args[0]  # (batch, seq, width)
+        x = args[0]  # (batch, seq, width), on this block's device
         if mask.shape[0] not in (1, x.shape[0]):
             raise ValueError(f"{name}: neuron sets for {mask.shape[0]} rows, but the forward "
                              f"pass has {x.shape[0]}")
+        here = mask.to(x.device)
         if positions is None:
-            x = x.masked_fill(mask.unsqueeze(1), 0)
+            x = x.masked_fill(here.unsqueeze(1), 0)
         else:
             if len(positions) != x.shape[0]:
                 raise ValueError(f"{name}: {len(positions)} positions for a batch of "
                                  f"{x.shape[0]}")
             rows = torch.arange(x.shape[0], device=x.device)
+            where = positions.to(x.device)
             x = x.clone()
-            x[rows, positions] = x[rows, positions].masked_fill(mask, 0)
+            x[rows, where] = x[rows, where].masked_fill(here, 0)
         return (x, *args[1:])
 
     return hook

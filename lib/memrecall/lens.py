@@ -2,7 +2,9 @@
 
 Entry ``i`` of every per-layer array is the hidden state after block ``i`` at the prediction
 position, passed through the final norm (BERT: the whole MLM head) and the unembedding, so entry
-``n_layers - 1`` is exactly the model's output distribution.
+``n_layers - 1`` is exactly the model's output distribution. That is the logit lens, the default
+:class:`Lens`; a fitted lens (:mod:`memrecall.lenses`) first moves every block output but the
+last, so entry ``n_layers - 1`` stays the model's own under every lens.
 
 How it stays fast and bounded (see ``make bench``):
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -31,6 +34,7 @@ import torch
 from .batching import (
     activation_token_budget,
     batch_overhead_tokens,
+    check_batch_size,
     halve_on_oom,
     model_inputs,
     pad_right,
@@ -41,7 +45,50 @@ from .hooks import capture_at_positions
 from .models import LM
 from .runmode import progress_bar
 
-__all__ = ["LensStats", "block_outputs", "lens_stats", "project", "reference_logits"]
+__all__ = [
+    "Lens", "LensStats", "LogitLens", "block_outputs", "lens_stats", "project", "reference_logits",
+]
+
+
+class Lens(Protocol):
+    """A way of reading each layer: block outputs moved (or not) before the model's own head.
+
+    :meth:`transform` maps ``(n_layers, rows, d)`` block outputs to states of the same shape,
+    which the final norm and unembedding then read; it returns the last layer unchanged, so the
+    last layer stays the model's own output distribution under every lens. :meth:`check` refuses
+    a model the lens was not made for. The fitted lenses are in :mod:`memrecall.lenses`.
+    """
+
+    label: str
+
+    def check(self, lm: LM) -> None:
+        """Raise if this lens cannot read ``lm``."""
+
+    def cache_key(self) -> dict[str, str]:
+        """What identifies this lens in a results-cache key."""
+
+    def transform(self, hidden: torch.Tensor) -> torch.Tensor:
+        """``(n_layers, rows, d)`` block outputs -> what the head reads, same shape."""
+
+
+class LogitLens:
+    """The logit lens (the default): every block output read as it is."""
+
+    label = "logit lens"
+
+    def __repr__(self) -> str:
+        return "LogitLens()"
+
+    def check(self, lm: LM) -> None:
+        """Any model can be read this way."""
+
+    def cache_key(self) -> dict[str, str]:
+        """Nothing: results under the logit lens are the ones :func:`project` always gave."""
+        return {}
+
+    def transform(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The block outputs themselves (the same tensor)."""
+        return hidden
 
 
 @dataclass
@@ -138,7 +185,8 @@ def _halves(rows: np.ndarray) -> list[np.ndarray]:
 
 
 def project(lm: LM, probes: pd.DataFrame | Sequence[str], *, batch_size: int | None = None,
-            progress: bool | None = None, head: Head | None = None) -> pd.DataFrame:
+            progress: bool | None = None, head: Head | None = None,
+            lens: Lens | None = None) -> pd.DataFrame:
     """Layer-wise ranks and probabilities of the model's prediction (and of the target).
 
     Args:
@@ -150,20 +198,32 @@ def project(lm: LM, probes: pd.DataFrame | Sequence[str], *, batch_size: int | N
         progress: show a progress bar (default: when there are more than 64 prompts).
         head: the read-out (default ``lm.head``); pass ``Head(lm.arch, tile_rows=...)`` to
             choose the vocabulary-scan tiles (speed and memory only, never the numbers).
+        lens: how each layer is read (default :class:`LogitLens`: as it is); a fitted lens
+            from :mod:`memrecall.lenses` moves every block output but the last one first.
 
     Returns:
-        One row per probe, same order: the probe columns plus ``pred_token``, and the per-layer
-        numpy arrays (length ``n_layers``) ``pred_rank``, ``pred_prob``; with targets also
-        ``is_memorized``, ``target_rank``, ``target_prob``.
+        One row per probe, same order and same index: the probe columns plus ``pred_token``,
+        and the per-layer numpy arrays (length ``n_layers``) ``pred_rank``, ``pred_prob``; with
+        targets also ``is_memorized``, ``target_rank``, ``target_prob``. No probes give an empty
+        frame with these columns.
+
+    Raises:
+        ValueError: a bad ``batch_size``, or a prompt longer than the model's context window
+            (names the row, its length and the limit).
     """
-    frame = (probes.reset_index(drop=True).copy() if isinstance(probes, pd.DataFrame)
-             else pd.DataFrame({"prompt": list(probes)}))
+    batch_size = check_batch_size(batch_size)
+    if isinstance(probes, str):
+        raise TypeError("project takes a list of prompts or a probe frame, not a single string")
+    frame = (probes.copy() if isinstance(probes, pd.DataFrame)
+             else pd.DataFrame({"prompt": list(probes)}, dtype=object))
     if "prompt" not in frame.columns:
         raise ValueError("project needs a `prompt` column (use memrecall.make_probes)")
     prompts = frame["prompt"].astype(str).tolist()
     has_target = "target_token" in frame.columns
     targets = torch.tensor(frame["target_token"].to_numpy(dtype=np.int64)) if has_target else None
 
+    if lens is not None:
+        lens.check(lm)
     ids, positions = model_inputs(lm, prompts)
     n = len(ids)
     n_layers = lm.n_layers
@@ -181,6 +241,8 @@ def project(lm: LM, probes: pd.DataFrame | Sequence[str], *, batch_size: int | N
 
     def run(rows: np.ndarray) -> None:
         hidden = block_outputs(lm, [ids[i] for i in rows], [positions[i] for i in rows])
+        if lens is not None:
+            hidden = lens.transform(hidden)
         stats = lens_stats(lm, hidden, None if targets is None else targets[rows].to(lm.device),
                            head=head)
         out["pred_token"][rows] = stats.pred_token.cpu().numpy()
@@ -199,5 +261,5 @@ def project(lm: LM, probes: pd.DataFrame | Sequence[str], *, batch_size: int | N
         frame["is_memorized"] = frame["pred_token"].to_numpy() == frame["target_token"].to_numpy()
     for column in ("pred_rank", "pred_prob", "target_rank", "target_prob"):
         if column in out:
-            frame[column] = list(out[column])
+            frame[column] = list(out[column]) if n else pd.Series(dtype=object)
     return frame

@@ -13,38 +13,41 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import classifier, data, hidden
+from . import classifier, data, hidden, lenses
 from ._io import slug
-from .models import LM
+from .batching import check_batch_size
+from .lens import Lens, LogitLens
+from .models import LM, check_device, load
 from .probes import make_probes
 from .profiles import Profile
 from .profiles import profile as get_profile
-from .results import cached, cached_project, frame_sha256, result_key
+from .results import cached, cached_lens, cached_project, frame_sha256, result_key
 
 
 @dataclass(frozen=True)
 class Settings(Profile):
-    """One run: a profile (maybe with overrides), its seed, paths and device.
+    """One run: a profile (maybe with overrides), its seed, paths, device and dtype.
 
     The profile's fields (models, sample sizes, knockout grid) come first; ``None`` sizes mean
-    "all".
+    "all". ``cache_dir`` holds the cached per-model results (:mod:`memrecall.results`).
     """
 
     seed: int
     results_dir: Path
     figures_dir: Path
+    cache_dir: Path
     device: str | None = None
     batch_size: int | None = None
+    dtype: str | None = None
+
+    def load(self, model: str) -> LM:
+        """Load ``model`` on this run's device, in its dtype (default float32)."""
+        return load(model, device=self.device, dtype=self.dtype)
 
     @property
     def profile(self) -> str:
         """The profile's name: ``paper``, ``offline`` or ``smoke``."""
         return self.name
-
-    @property
-    def cache_dir(self) -> Path:
-        """Where cached per-model results live."""
-        return self.results_dir / "cache"
 
     @property
     def is_smoke(self) -> bool:
@@ -56,17 +59,24 @@ class Settings(Profile):
         return slug(model)
 
     def title(self, model: str) -> str:
-        """A figure title that says honestly what the model is."""
+        """A figure title that says honestly what the model is (and its dtype if not float32)."""
+        precision = "" if self.dtype in (None, "float32") else f", {self.dtype}"
         if self.is_smoke:
-            return f"{model} (smoke test: tiny random model)"
+            return f"{model} (smoke test: tiny random model{precision})"
         if self.profile == "offline":
-            return f"{model} (packaged offline model)"
-        return model
+            return f"{model} (packaged offline model{precision})"
+        return f"{model} ({self.dtype})" if precision else model
+
+
+INTERACTIVE_DIR = "interactive"
+"""Where a JupyterLab session writes by default: ``figures/interactive/<profile>`` and
+``results/interactive/<profile>`` (git-ignored), never over the figures and tables of
+``make reproduce``."""
 
 
 def settings(profile: str, models: list[str] | str | None = None, root: str | Path = "..",
              results_dir: str | Path | None = None, figures_dir: str | Path | None = None,
-             **overrides) -> Settings:
+             *, interactive: bool = False, **overrides) -> Settings:
     """Settings for ``profile``; ``overrides`` replace sample sizes, seed, device, batch size.
 
     The defaults are the profile's (:data:`memrecall.profiles.PROFILES`).
@@ -75,22 +85,39 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
         profile: ``paper``, ``offline`` or ``smoke``.
         models: registry names (a list, or a comma-separated string); default: the profile's.
         root: the repository root (notebooks run from ``notebooks/``, hence ``".."``).
-        results_dir: default ``<root>/results/<profile>``.
-        figures_dir: default ``<root>/figures/<profile>``.
-        **overrides: sample sizes (``n_idioms``...), ``seed``, ``device``, ``batch_size``;
-            ``None`` values keep the profile's defaults.
+        results_dir: default ``<root>/results/<profile>``, or
+            ``<root>/results/interactive/<profile>`` when ``interactive``.
+        figures_dir: default ``<root>/figures/<profile>``, or
+            ``<root>/figures/interactive/<profile>`` when ``interactive``.
+        interactive: a JupyterLab session (the notebooks' ``interactive`` parameter; ``make
+            reproduce`` passes False): by default its figures and tables go under
+            :data:`INTERACTIVE_DIR`, so exploring never rewrites the committed ones. The cache
+            is shared either way (``<root>/results/<profile>/cache``, or ``<results_dir>/cache``
+            for an explicit ``results_dir``): a session reads what ``make reproduce`` computed.
+        **overrides: sample sizes (``n_idioms``...), ``seed``, ``device``, ``batch_size``,
+            ``dtype`` (``"bfloat16"``...); ``None`` values keep the profile's defaults.
+
+    Raises:
+        ValueError: a ``batch_size`` that is not a positive whole number.
+        DeviceUnavailableError: ``device="cuda"`` on a machine without a CUDA GPU.
     """
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]
     root = Path(root)
     defaults = get_profile(profile)
+    outputs = Path(INTERACTIVE_DIR, profile) if interactive else Path(profile)
     base = Settings(
         **{f.name: getattr(defaults, f.name) for f in dataclass_fields(Profile)},
         seed=0,
-        results_dir=Path(results_dir or root / "results" / profile),
-        figures_dir=Path(figures_dir or root / "figures" / profile),
+        results_dir=Path(results_dir or root / "results" / outputs),
+        figures_dir=Path(figures_dir or root / "figures" / outputs),
+        cache_dir=Path(results_dir or root / "results" / profile) / "cache",
     )
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "batch_size" in overrides:
+        overrides["batch_size"] = check_batch_size(overrides["batch_size"])
+    if "device" in overrides:
+        check_device(overrides["device"])
     result = replace(base, models=tuple(models or defaults.models), **overrides)
     result.results_dir.mkdir(parents=True, exist_ok=True)
     result.figures_dir.mkdir(parents=True, exist_ok=True)
@@ -109,23 +136,29 @@ def idioms(run: Settings) -> pd.DataFrame:
     return _sample(data.load_idiomem(), run.n_idioms, run.seed)
 
 
-def idiom_results(lm: LM, run: Settings) -> pd.DataFrame:
-    """IdioMem metadata (source, flags) plus the lens results of ``lm``, cached."""
+def idiom_results(lm: LM, run: Settings, lens: Lens | None = None) -> pd.DataFrame:
+    """IdioMem metadata (source, flags) plus the lens results of ``lm``, cached.
+
+    ``lens``: how each layer is read (default the logit lens, :func:`memrecall.project`'s).
+    """
     frame = idioms(run)
     probes = make_probes(frame["idiom"].tolist(), lm)
-    res = cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size)
+    res = cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size, lens=lens)
     return pd.concat([frame.drop(columns=["idiom"]), res], axis=1)
 
 
-def wiki_results(lm: LM, run: Settings) -> pd.DataFrame:
-    """The Wikipedia control through the lens, cached.
+def wiki_texts(run: Settings) -> pd.DataFrame:
+    """The Wikipedia control of ``run``: the paper's, texts whose word counts follow IdioMem's.
 
-    The paper's control: texts whose word counts follow IdioMem's
-    (:func:`memrecall.data.load_wiki`).
+    ``run.n_wiki`` texts from ``run.wiki_source`` (:func:`memrecall.data.load_wiki`), seeded.
     """
-    texts = data.load_wiki(n=run.n_wiki, seed=run.seed)
-    probes = make_probes(texts["text"].tolist(), lm)
-    return cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size)
+    return data.load_wiki(n=run.n_wiki, seed=run.seed, source=run.wiki_source)
+
+
+def wiki_results(lm: LM, run: Settings, lens: Lens | None = None) -> pd.DataFrame:
+    """The Wikipedia control (:func:`wiki_texts`) through ``lens`` (default: logit lens), cached."""
+    probes = make_probes(wiki_texts(run)["text"].tolist(), lm)
+    return cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size, lens=lens)
 
 
 def facts_results(lm: LM, run: Settings) -> pd.DataFrame:
@@ -257,7 +290,7 @@ def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
                      n_examples: int = 3) -> KnockoutResults:
     """Notebook 05 for one model: probe groups, the cached sweep, its table, sub-update examples.
 
-    Reads the lens results of the idioms and the Wikipedia prompts (cached), draws up to
+    Reads the lens results of the idioms and the Wikipedia texts (cached), draws up to
     ``run.n_knockout`` probes per group (seeded), runs the sweep (cached), and reads the top
     sub-updates of ``n_examples`` memorized idioms (non-memorized ones if there are none) at four
     layers spread over the depth.
@@ -323,3 +356,65 @@ def write_knockout_outputs(run: Settings,
     if len(rows):
         merge_comparison(run.results_dir / "paper_comparison.csv", rows)
     return rows
+
+
+# --- lens choice ---
+# Notebook 06: the logit lens against the linear shortcut and the tuned lens, fitted on
+# WikiText-2 valid.txt with the profile's budget (run.lens), evaluated on test.txt.
+LENS_CHOICES = ("logit lens", "linear shortcut", "tuned lens")
+"""The readings notebook 06 compares, in its order (the first is the paper's)."""
+
+
+def lens_text(lm: LM, run: Settings, split: str) -> lenses.TextChunks:
+    """The WikiText-2 chunks of ``run``'s lens budget: ``valid`` to fit, ``test`` to evaluate."""
+    budget = run.lens
+    n_tokens = budget.fit_tokens if split == "valid" else budget.eval_tokens
+    return lenses.wikitext_chunks(lm, split, n_tokens=n_tokens, chunk_len=budget.chunk_len,
+                                  seed=run.seed)
+
+
+def fitted_lenses(lm: LM, run: Settings) -> dict[str, Lens]:
+    """The readings of :data:`LENS_CHOICES` for ``lm``: the logit lens and both fitted lenses.
+
+    Each fitted lens is read from the cache when one was fitted for this model, revision, text
+    (its sha256, token count, chunk length, seed), hyperparameters and code fingerprint; else it
+    is fitted (on ``valid.txt``, ``run.lens``'s budget) and saved there.
+    """
+    budget = run.lens
+    text = lens_text(lm, run, "valid")
+    shortcut_key = result_key(lm, text.sha256, "lens_linear_shortcut", **text.provenance(),
+                              ridge=budget.ridge)
+    tuned = dict(steps=budget.tuned_steps, lr=budget.tuned_lr, rows_per_step=budget.tuned_rows,
+                 vocab_sample=budget.vocab_sample)
+    tuned_key = result_key(lm, text.sha256, "lens_tuned_lens", **text.provenance(), **tuned)
+    return {
+        "logit lens": LogitLens(),
+        "linear shortcut": cached_lens(run.cache_dir, shortcut_key, lm, lambda: (
+            lenses.LinearShortcut.fit(lm, text, ridge=budget.ridge))),
+        "tuned lens": cached_lens(run.cache_dir, tuned_key, lm, lambda: (
+            lenses.TunedLens.fit(lm, text, **tuned, seed=run.seed))),
+    }
+
+
+def lens_kl(lm: LM, run: Settings, readers: dict[str, Lens]) -> pd.DataFrame:
+    """Held-out KL per layer of each reading, cached, with a ``model`` column.
+
+    :func:`memrecall.lenses.held_out_kl` on the ``test.txt`` chunks of the lens budget.
+    """
+    text = lens_text(lm, run, "test")
+    key = result_key(lm, text.sha256, "lens_kl", **text.provenance(),
+                     lenses={name: reader.cache_key() for name, reader in readers.items()})
+    frame = cached(run.cache_dir, key, lambda: lenses.held_out_kl(lm, text, readers))
+    return frame.assign(model=lm.name)
+
+
+def lens_results(lm: LM, run: Settings, readers: dict[str, Lens]) -> dict[str, pd.DataFrame]:
+    """Idioms and Wikipedia texts under each reading, labelled by group (cached).
+
+    Returns:
+        reading name -> :func:`memrecall.stats.label_groups` frame; the logit lens's is the one
+        of notebook 03 (read from the same cache).
+    """
+    return {name: stats.label_groups(idiom_results(lm, run, lens=reader),
+                                     wiki_results(lm, run, lens=reader))
+            for name, reader in readers.items()}

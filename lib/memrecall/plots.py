@@ -26,8 +26,15 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
+from matplotlib.ticker import (
+    FixedLocator,
+    FuncFormatter,
+    MaxNLocator,
+    NullFormatter,
+    NullLocator,
+)
 
+from ._io import atomic_write
 from .report import to_display_layer
 from .stats import group_order, normalised_depth
 
@@ -46,7 +53,7 @@ GROUP_COLORS = {
 """The colour of each group, the same in every figure."""
 
 _SPARE_COLORS = [OKABE_ITO[k] for k in ("orange", "yellow", "black")]
-MODEL_LINESTYLES = ("-", "--", ":", "-.")
+MODEL_LINESTYLES = ("-", "--", ":", "-.", (0, (3, 1, 1, 1, 1, 1)))  # the smoke profile has 5
 PNG_DPI = 120
 SPLIT_LABEL = "Candidate Promotion | Confidence Boosting"
 
@@ -81,15 +88,21 @@ class SavedFigure:
 
 
 def save_figure(fig: Figure, path: str | Path) -> SavedFigure:
-    """Write ``path`` as ``.pdf`` and ``.png`` (a ``.pdf``/``.png`` suffix is replaced)."""
+    """Write ``path`` as ``.pdf`` and ``.png`` (a ``.pdf``/``.png`` suffix is replaced).
+
+    Each file is written atomically (a temp file renamed into place), so a reader or a
+    concurrent run never sees half a figure.
+    """
     base = Path(path)
     if base.suffix.lower() in (".pdf", ".png"):
         base = base.with_suffix("")
     base.parent.mkdir(parents=True, exist_ok=True)
     pdf, png = base.with_name(base.name + ".pdf"), base.with_name(base.name + ".png")
     # No timestamps in the files: a rerun that draws the same figure writes the same bytes.
-    fig.savefig(pdf, metadata={"CreationDate": None})
-    fig.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
+    atomic_write(pdf, lambda temp: fig.savefig(temp, format="pdf",
+                                              metadata={"CreationDate": None}))
+    atomic_write(png, lambda temp: fig.savefig(temp, format="png", dpi=PNG_DPI,
+                                              metadata={"Software": None}))
     return SavedFigure(fig, pdf, png)
 
 
@@ -523,4 +536,50 @@ def plot_knockout_lines(profile: pd.DataFrame, path: str | Path, title: str, *,
                        label=CONTROL_LABELS.get(c, c)) for c in controls]
     fig.suptitle(title)
     _bottom_legend(fig, handles, ncols=3)
+    return save_figure(fig, path)
+
+
+
+# --------------------------------------------------------------------------- lens choice
+
+LENS_STYLES = {"logit lens": (OKABE_ITO["black"], "-"),
+               "linear shortcut": (OKABE_ITO["orange"], "--"),
+               "tuned lens": (OKABE_ITO["sky"], "-.")}
+"""Colour and line style of each lens in notebook 06's figures."""
+
+
+@styled
+def plot_lens_kl(kl: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
+    """Held-out KL to the model's own output, per layer, one line per lens (log scale).
+
+    Args:
+        kl: :func:`memrecall.lenses.held_out_kl` rows of one model (``lens``, 0-based
+            ``layer``, ``kl_bits``, ``se_bits``, ``n_tokens``), shown 1-based.
+        path: output path without suffix.
+        title: names the model.
+
+    Returns:
+        The saved figure.
+
+    """
+    fig = Figure(figsize=(5.6, 3.4), layout="constrained")
+    ax = fig.subplots()
+    n_layers = int(kl["layer"].max()) + 1
+    for lens in dict.fromkeys(kl["lens"]):
+        rows = kl[(kl["lens"] == lens) & (kl["layer"] < n_layers - 1)].sort_values("layer")
+        color, style = LENS_STYLES.get(lens, (OKABE_ITO["purple"], ":"))
+        x = to_display_layer(rows["layer"].to_numpy())
+        ax.plot(x, rows["kl_bits"], color=color, ls=style, marker=".", ms=4, lw=1.6, label=lens,
+                gid=lens)
+        ax.fill_between(x, (rows["kl_bits"] - 1.96 * rows["se_bits"]).clip(lower=1e-4),
+                        rows["kl_bits"] + 1.96 * rows["se_bits"], color=color, alpha=0.15,
+                        lw=0)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"layer (1–{n_layers}; the last layer is the output itself: 0 bits)")
+    ax.set_ylabel("KL(output ‖ lens), bits\n(held-out WikiText-2, mean ± 95% CI)")
+    _integer_layers(ax, n_layers)
+    ax.set_title(title)
+    ax.legend(title=f"{int(kl['n_tokens'].max()):,} tokens", loc="best")
     return save_figure(fig, path)

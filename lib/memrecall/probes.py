@@ -4,11 +4,21 @@ The authors' convention (DESIGN.md, "Split"): the target is the first sub-token 
 whitespace-separated word, the prompt is the text before that token. The boundary is found from
 the tokenizer's character offsets, so byte-level BPE (the space belongs to the next token),
 SentencePiece (``▁`` pieces) and WordPiece (``##`` continuations) are handled alike.
+
+Some tokenizers give the space before a word a token of its own: Qwen2 and SmolLM2 before a
+digit (``"catch 22"`` -> ``catch``, ``Ġ``, ``2``, ``2``), Gemma likewise (``▁``), GPT-2 before
+some accented letters (a zero-width ``Ġ``). Such a whitespace-only token is not the target (it
+says nothing about the word): the target is the first sub-token that carries a character of the
+word (``2``), and the whitespace token belongs to the prompt, whose text then ends with the
+space (``"catch "``). That string re-tokenizes to exactly the tokens the model read before the
+target in the whole text, so the lens predicts at the right position (:func:`split_point`).
 """
 
 from __future__ import annotations
 
 import re
+import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,9 +30,11 @@ from .models import LM
 
 __all__ = [
     "PROBE_COLUMNS",
+    "SharedTargetWarning",
     "first_token_after",
     "make_probes",
     "multi_token_fraction",
+    "split_point",
     "target_token_counts",
 ]
 
@@ -32,12 +44,12 @@ _LAST_WORD = re.compile(r"\S+$")
 
 def first_token_after(offsets: Sequence[tuple[int, int]], special_mask: Sequence[int] | None,
                       char: int) -> int:
-    """Index of the first non-special token that ends after character ``char``: the one rule.
+    """Index of the first non-special token that ends after character ``char``.
 
-    ``char`` is where the prompt's text ends, so a token holding only the space before the
-    last word counts as the word's first piece (SentencePiece ``▁``); so does a zero-width one
-    (byte-level BPE with trimmed offsets gives a lone ``Ġ`` an empty span). The split of
-    :func:`make_probes` and the counts of :func:`target_token_counts` both use it.
+    With ``char`` where the prompt's text ends, this is the first token past the prompt: the
+    target's, or a token holding only the space before the word (a lone SentencePiece ``▁``
+    or Qwen2 ``Ġ``, or a zero-width ``Ġ``: byte-level BPE with trimmed offsets gives a lone
+    ``Ġ`` an empty span), which :func:`split_point` then gives to the prompt.
 
     Args:
         offsets: the tokenizer's ``(start, end)`` character offsets of one text.
@@ -54,55 +66,146 @@ def first_token_after(offsets: Sequence[tuple[int, int]], special_mask: Sequence
     raise IndexError(char)
 
 
+def split_point(offsets: Sequence[tuple[int, int]], special_mask: Sequence[int] | None,
+                text: str, word_start: int) -> tuple[int, int]:
+    """The target token of a text and where the prompt text before it ends.
+
+    The target is the first non-special token that carries a character of the word starting at
+    ``word_start`` (a non-empty span ending after it). Tokens between the prompt's last
+    character and the target hold only whitespace (a lone ``Ġ``/``▁``/space, or a zero-width
+    ``Ġ`` of trimmed offsets); when there is one (:func:`first_token_after` the prompt's end
+    finds it before the target), it belongs to the prompt and the prompt text keeps the space.
+
+    Args:
+        offsets: the tokenizer's ``(start, end)`` character offsets of ``text``.
+        special_mask: 1 for special tokens (skipped), or None when there are none.
+        text: the whole text (prompt, whitespace, then the word).
+        word_start: index of the word's first character in ``text``.
+
+    Returns:
+        ``(index, prompt_stop)``: the target's token index, and the prompt's text is
+        ``text[:prompt_stop]`` (ending with the space when a whitespace-only token precedes
+        the target, else without it).
+
+    Raises:
+        IndexError: no token carries a character of the word.
+    """
+    special = special_mask if special_mask is not None else [0] * len(offsets)
+    index = next((i for i, ((start, end), is_special) in enumerate(zip(offsets, special))
+                  if not is_special and start < end and end > word_start), None)
+    if index is None:
+        raise IndexError(word_start)
+    prompt_end = len(text[:word_start].rstrip())
+    whitespace_token = first_token_after(offsets, special_mask, prompt_end) < index
+    return index, word_start if whitespace_token else prompt_end
+
+
+class SharedTargetWarning(UserWarning):
+    """Targets whose first token is unknown (``[UNK]``) or bare whitespace: texts share it."""
+
+
+def _warn_shared_targets(probes: pd.DataFrame, lm: LM) -> None:
+    """Warn when targets become ``[UNK]`` or a whitespace-only token (emoji, CJK, digits...)."""
+    tokenizer = lm.tokenizer
+    unk = tokenizer.unk_token_id
+    bad = Counter()
+    for token in probes["target_token"]:
+        token = int(token)
+        if (unk is not None and token == unk and tokenizer.unk_token not in ("", None)
+                and tokenizer.unk_token != tokenizer.bos_token) \
+                or not tokenizer.decode([token]).strip():
+            bad[token] += 1
+    if bad:
+        shared = ", ".join(f"{tokenizer.convert_ids_to_tokens(token)!r} ({count} texts)"
+                           for token, count in bad.most_common())
+        warnings.warn(
+            f"{lm.name}: {sum(bad.values())} of {len(probes)} texts have a target whose first "
+            f"token is unknown or bare whitespace, so unrelated texts share one target token: "
+            f"{shared}. Their target rank measures that token, not the word.",
+            SharedTargetWarning, stacklevel=3)
+
+
 def _split(texts: list[str], boundaries: list[int], lm: LM) -> pd.DataFrame:
+    if not texts:
+        return pd.DataFrame({"text": pd.Series(dtype=object), "prompt": pd.Series(dtype=object),
+                             "target": pd.Series(dtype=object),
+                             "target_token": pd.Series(dtype=np.int64)})
     encodings = lm.tokenizer(texts, return_offsets_mapping=True, add_special_tokens=True,
                              return_special_tokens_mask=True)
     rows = []
     for row, (text, boundary) in enumerate(zip(texts, boundaries)):
         ids, offsets = encodings["input_ids"][row], encodings["offset_mapping"][row]
         try:
-            prompt_end = len(text[:boundary].rstrip())
-            index = first_token_after(offsets, encodings["special_tokens_mask"][row], prompt_end)
+            index, prompt_stop = split_point(offsets, encodings["special_tokens_mask"][row],
+                                             text, boundary)
         except IndexError:
             raise DataFormatError(
                 f"row {row}: no token of {text!r} starts the target at character {boundary}"
             ) from None
-        token_start = min(offsets[index][0], boundary)
         rows.append({
             "text": text,
-            "prompt": text[:token_start].rstrip(),
+            "prompt": text[:prompt_stop],
             "target": text[boundary:],
             "target_token": int(ids[index]),
         })
-    return pd.DataFrame(rows, columns=PROBE_COLUMNS)
+    probes = pd.DataFrame(rows, columns=PROBE_COLUMNS)
+    _warn_shared_targets(probes, lm)
+    return probes
+
+
+def _collapse(text: str) -> str:
+    """``text`` stripped, every run of whitespace inside it made one space."""
+    return " ".join(text.split())
 
 
 def make_probes(texts: Iterable[str] | pd.DataFrame, lm: LM) -> pd.DataFrame:
     """Split texts into prompt and target for ``lm``'s tokenizer.
 
+    Whitespace is normalised first: texts (and a frame's prompts and targets) are stripped and
+    every run of whitespace inside them (double spaces, tabs, newlines) becomes one space, so
+    ``text`` holds the collapsed text. The target token is the first sub-token that carries a
+    character of the target; a token holding only the space before it (Qwen2 before a digit:
+    ``"catch 22"`` -> ``catch``, ``Ġ``, ``2``, ``2``) belongs to the prompt, whose text then
+    ends with that space (``"catch "``), so the model reads exactly the tokens that precede the
+    target in the whole text (:func:`split_point`). Otherwise the prompt has no trailing space.
+
     Args:
         texts: plain texts (idioms, sentences): the target is the last word. Or a DataFrame with
-            ``prompt`` and ``target`` columns (facts): taken as given, the target token is the
-            first sub-token of ``target`` after ``prompt + " "``.
+            ``prompt`` and ``target`` columns (facts): taken as given (up to the whitespace
+            rules above), the target token is the first sub-token of ``target`` after
+            ``prompt + " "``.
         lm: the model whose tokenizer defines the sub-tokens.
 
     Returns:
         One row per input, same order: ``text, prompt, target, target_token`` (plus any other
-        columns of an input DataFrame).
+        columns of an input DataFrame). The index is the input's (a Series' or a DataFrame's),
+        so a column of the result can be assigned back to a filtered input frame; a plain list
+        gets ``0..n-1``. No texts give an empty frame with these columns.
 
     Raises:
-        DataFormatError: an empty or one-word text, or an empty prompt/target (names the row).
+        DataFormatError: an empty or one-word text, a missing (None/NaN) or non-text value, or
+            an empty prompt/target (names the row).
+
+    Warns:
+        SharedTargetWarning: targets whose first token is ``[UNK]`` or bare whitespace (emoji,
+            CJK with a small vocabulary...): says how many texts share such a token.
     """
     if isinstance(texts, pd.DataFrame) and {"prompt", "target"} <= set(texts.columns):
-        frame = texts.reset_index(drop=True)
-        prompts = [str(p).rstrip() for p in frame["prompt"]]
-        targets = [str(t).strip() for t in frame["target"]]
+        frame = texts
+        for column in ("prompt", "target"):
+            for row, (label, value) in enumerate(frame[column].items()):
+                if not isinstance(value, str):
+                    raise DataFormatError(
+                        f"row {row} (index {label!r}): {column} is {value!r}, expected a text"
+                        + (" (a missing value)" if value is None or pd.isna(value) else ""))
+        prompts = [_collapse(p) for p in frame["prompt"]]
+        targets = [_collapse(t) for t in frame["target"]]
         for row, (prompt, target) in enumerate(zip(prompts, targets)):
             if not prompt or not target:
                 raise DataFormatError(f"row {row}: empty {'prompt' if not prompt else 'target'}")
         full = [f"{p} {t}" for p, t in zip(prompts, targets)]
         probes = _split(full, [len(p) + 1 for p in prompts], lm)
-        probes["prompt"], probes["target"] = prompts, targets
+        probes.index = frame.index
         extra = frame.drop(columns=[c for c in frame.columns if c in PROBE_COLUMNS])
         return pd.concat([probes, extra], axis=1)
     if isinstance(texts, pd.DataFrame):
@@ -112,17 +215,21 @@ def make_probes(texts: Iterable[str] | pd.DataFrame, lm: LM) -> pd.DataFrame:
         )
     if isinstance(texts, str):
         raise TypeError("make_probes takes a list of texts, not a single string")
-    cleaned = [text.strip() for text in validate_texts(list(texts))]
+    index = texts.index if isinstance(texts, pd.Series) else None
+    cleaned = [_collapse(text) for text in validate_texts(list(texts))]
     boundaries = [_LAST_WORD.search(text).start() for text in cleaned]
-    return _split(cleaned, boundaries, lm)
+    probes = _split(cleaned, boundaries, lm)
+    if index is not None:
+        probes.index = index
+    return probes
 
 
 def target_token_counts(probes: pd.DataFrame, tokenizer: Any) -> np.ndarray:
     """How many sub-tokens each probe's target spans, in context (what greedy decoding must emit).
 
-    Counts the tokens of ``prompt + " " + target`` from the first one after the prompt
-    (:func:`first_token_after`: a lone SentencePiece ``▁`` or a zero-width byte-level ``Ġ``
-    before the word counts, as in :func:`make_probes`) to the end.
+    Counts the tokens of ``prompt + " " + target`` from the target token to the end: the first
+    token that carries a character of the target (:func:`split_point`, as in
+    :func:`make_probes`; a whitespace-only token before it is the prompt's).
 
     Args:
         probes: :func:`make_probes` output (``prompt``, ``target``; uses ``text`` if present).
@@ -135,12 +242,15 @@ def target_token_counts(probes: pd.DataFrame, tokenizer: Any) -> np.ndarray:
     if "text" in probes:
         texts = probes["text"].astype(str).tolist()
     else:
-        texts = [f"{p} {t}" for p, t in zip(prompts, probes["target"].astype(str), strict=True)]
+        texts = [f"{p.rstrip()} {t}"
+                 for p, t in zip(prompts, probes["target"].astype(str), strict=True)]
     encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
     counts = []
-    for prompt, offsets in zip(prompts, encoded["offset_mapping"], strict=True):
+    for text, prompt, offsets in zip(texts, prompts, encoded["offset_mapping"], strict=True):
+        prompt_end = len(prompt.rstrip())
+        word_start = len(text) - len(text[prompt_end:].lstrip())
         try:
-            counts.append(max(1, len(offsets) - first_token_after(offsets, None, len(prompt))))
+            counts.append(max(1, len(offsets) - split_point(offsets, None, text, word_start)[0]))
         except IndexError:
             counts.append(1)
     return np.asarray(counts, dtype=np.int64)

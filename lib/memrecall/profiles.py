@@ -10,7 +10,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PROFILES", "Profile", "profile"]
+__all__ = ["PROFILES", "LensBudget", "Profile", "profile"]
+
+
+@dataclass(frozen=True)
+class LensBudget:
+    """How the fitted lenses of notebook 06 are fitted and evaluated (:mod:`memrecall.lenses`).
+
+    Attributes:
+        fit_tokens: WikiText-2 ``valid.txt`` positions both lenses are fitted on.
+        eval_tokens: WikiText-2 ``test.txt`` positions of the held-out KL (full vocabulary).
+        tuned_steps: Adam steps of the tuned lens.
+        tuned_rows: positions per step (``tuned_steps * tuned_rows`` about ``fit_tokens``: one
+            pass over the text).
+        vocab_sample: random tokens in each step's KL besides the rows' top tokens; ``None``
+            for the exact KL over the full vocabulary.
+        tuned_lr: the tuned lens's peak learning rate.
+        ridge: the linear shortcut's penalty (relative to the inputs' mean variance).
+        chunk_len: tokens per chunk of text (probes are shorter).
+    """
+
+    fit_tokens: int
+    eval_tokens: int
+    tuned_steps: int
+    tuned_rows: int
+    vocab_sample: int | None
+    tuned_lr: float = 3e-3
+    ridge: float = 1e-3
+    chunk_len: int = 32
 
 
 @dataclass(frozen=True)
@@ -21,7 +48,10 @@ class Profile:
         name: ``paper``, ``offline`` or ``smoke``.
         models: registry names of its models, in order.
         n_idioms: IdioMem idioms probed.
-        n_wiki: WikiText-2 control sentences.
+        n_wiki: Wikipedia control texts (length-matched to IdioMem).
+        wiki_source: where they come from (:func:`memrecall.data.load_wiki`'s ``source``):
+            ``"auto"`` (the pinned WikiText-2 files, the hub if none) or ``"hf"`` (WikiText-103
+            from the hub, as the paper; needs the network).
         n_facts: known facts probed.
         n_knockout: probes per group in the knockout sweep (the paper: 100 memorized idioms;
             we add 100 non-memorized idioms and 100 Wikipedia prompts); seeded, a smaller group
@@ -30,32 +60,43 @@ class Profile:
             and 1000).
         knockout_max_window: longest window of consecutive layers knocked out together (the
             paper: 3; its released code up to 5).
+        lens: the budget of the fitted lenses (notebook 06).
     """
 
     name: str
     models: tuple[str, ...]
     n_idioms: int | None
     n_wiki: int
+    wiki_source: str
     n_facts: int | None
     n_knockout: int
     knockout_ks: tuple[int, ...]
     knockout_max_window: int
+    lens: LensBudget
 
 
 # Every profile runs the paper's knockout design (k = 10, windows of 1-3 layers, 100 probes per
 # group); the batched sweep makes it a few minutes per offline model on a CPU. The released code's
 # wider grid stays available (memrecall.interventions.RELEASED_KS, RELEASED_MAX_WINDOW).
+# Lenses: on a GPU, 200k tokens and the exact KL; on a CPU, 16k tokens and a sampled vocabulary
+# for training (a few minutes per lens and model), the held-out KL always exact.
 PROFILES: dict[str, Profile] = {
     p.name: p for p in (
         Profile("paper", ("gpt2-medium", "gpt2-large", "bert-base-uncased", "bert-large-uncased"),
-                n_idioms=None, n_wiki=1000, n_facts=None, n_knockout=100,
-                knockout_ks=(10,), knockout_max_window=3),
-        Profile("offline", ("gemma-3-270m", "smollm2-135m"),
-                n_idioms=None, n_wiki=1000, n_facts=None, n_knockout=100,
-                knockout_ks=(10,), knockout_max_window=3),
-        Profile("smoke", ("tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-bert"),
-                n_idioms=40, n_wiki=24, n_facts=24, n_knockout=6,
-                knockout_ks=(10,), knockout_max_window=3),
+                n_idioms=None, n_wiki=1000, wiki_source="hf", n_facts=None, n_knockout=100,
+                knockout_ks=(10,), knockout_max_window=3,
+                lens=LensBudget(fit_tokens=200_000, eval_tokens=16_384, tuned_steps=250,
+                                tuned_rows=800, vocab_sample=None)),
+        Profile("offline", ("gemma-3-270m", "smollm2-135m", "qwen2.5-coder-0.5b"),
+                n_idioms=None, n_wiki=1000, wiki_source="auto", n_facts=None, n_knockout=100,
+                knockout_ks=(10,), knockout_max_window=3,
+                lens=LensBudget(fit_tokens=16_384, eval_tokens=512, tuned_steps=128,
+                                tuned_rows=128, vocab_sample=2048)),
+        Profile("smoke", ("tiny-gpt2", "tiny-llama", "tiny-gemma3", "tiny-qwen2", "tiny-bert"),
+                n_idioms=40, n_wiki=24, wiki_source="auto", n_facts=24, n_knockout=6,
+                knockout_ks=(10,), knockout_max_window=3,
+                lens=LensBudget(fit_tokens=512, eval_tokens=256, tuned_steps=16,
+                                tuned_rows=64, vocab_sample=None)),
     )
 }
 

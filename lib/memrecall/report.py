@@ -8,13 +8,16 @@ and returns frames or sentences meant for a notebook or ``results/<profile>/summ
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from . import stats
+from ._io import atomic_write
 from .memorization import memorized_rates
 
 Layer = TypeVar("Layer", int, float, np.ndarray, pd.Series, pd.Index)
@@ -208,6 +211,28 @@ def conclusions(tables: Mapping[str, pd.DataFrame], tests: pd.DataFrame,
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- CSV files
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``frame`` (without its index) as CSV, atomically: the file is whole or absent.
+
+    A carriage return inside a text cell (a model's predicted piece can be one) would read back
+    as a line break, adding rows; when there is one, every text cell is quoted, so
+    ``pandas.read_csv(path)`` gives the same rows back. Otherwise the format is pandas' default.
+
+    Returns:
+        ``path``, as a :class:`~pathlib.Path`.
+    """
+    path = Path(path)
+    texts = frame.select_dtypes(include=["object", "string"])
+    carriage_return = any(isinstance(cell, str) and "\r" in cell
+                          for column in texts.columns for cell in texts[column])
+    quoting = csv.QUOTE_NONNUMERIC if carriage_return else csv.QUOTE_MINIMAL
+    atomic_write(path, lambda temp: frame.to_csv(temp, index=False, quoting=quoting))
+    return path
+
+
 # --------------------------------------------------------------------------- summary.csv
 
 
@@ -223,7 +248,7 @@ def summary_row(model: str, idiom_res: pd.DataFrame,
         model: the model's name.
         idiom_res: :func:`memrecall.project` output for the idioms (or
             ``pipeline.idiom_results``).
-        wiki_res: the same for Wikipedia sentences (optional).
+        wiki_res: the same for Wikipedia control texts (optional).
 
     Returns:
         A flat dict: ``model, n_layers, n_idioms, n_memorized, memorized_pct`` (rounded to 0.1),
@@ -261,6 +286,34 @@ def summary_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(list(rows))
 
 
+_SUMMARY_FORMATS = (  # column prefix -> how its numbers read (the rounding of summary_row)
+    ("n_", "{:,.0f}"), ("memorized_pct", "{:.1f}"), ("median_promotion_layer", "{:g}"),
+    ("median_promotion_depth", "{:.3f}"), ("mean_confidence_boost", "{:.4f}"),
+)
+
+
+def summary_for_reading(summary: pd.DataFrame) -> pd.DataFrame:
+    """:func:`summary_table` to read: one column per model, each number at its own precision.
+
+    Counts read as integers (``852``, not ``852.000`` or ``8.000e+00``), percentages with one
+    decimal, median layers as they are (``16`` or ``16.5``), depths with three decimals and
+    boosts with four; an empty group reads ``–``.
+
+    Returns:
+        A frame of strings: index = the summary's columns (but ``model``), columns = models.
+    """
+    def formatted(column: str, value: Any) -> str:
+        if pd.isna(value):
+            return "–"
+        fmt = next((f for prefix, f in _SUMMARY_FORMATS if column.startswith(prefix)), "{:g}")
+        return fmt.format(value)
+
+    table = summary.set_index("model")
+    return pd.DataFrame({model: [formatted(column, row[column]) for column in table.columns]
+                         for model, row in table.iterrows()},
+                        index=pd.Index(table.columns, name="model"))
+
+
 # --------------------------------------------------------------------------- figures' split line
 
 
@@ -286,3 +339,172 @@ def split_layer(table: pd.DataFrame, group: str = "memorized",
         return None
     layer = to_display_layer(float(rows["promotion_layer"].median()))
     return layer if layer < int(rows["n_layers"].max()) else None
+
+
+# --- lens choice ---
+
+# Mean |Cliff's delta| of the two steps must move by more than this to "strengthen"/"weaken".
+EFFECT_MARGIN = 0.05
+
+
+def _support(two_step: str) -> int | None:
+    """2 supported, 1 partly, 0 not supported, None not tested (:func:`two_step_verdict`)."""
+    if two_step.startswith("supported"):
+        return 2
+    if two_step.startswith("partly"):
+        return 1
+    return 0 if two_step.startswith("not supported") else None
+
+
+def _change(base: int | None, other: int | None, base_effect: float, effect: float) -> str:
+    if base is None or other is None:
+        return "not tested"
+    if base == other == 0:
+        return "absent under both"
+    if other == 0:
+        return "vanishes"
+    if base == 0:
+        return "appears"
+    if other != base:
+        return "strengthens" if other > base else "weakens"
+    if effect > base_effect + EFFECT_MARGIN:
+        return "strengthens"
+    return "weakens" if effect < base_effect - EFFECT_MARGIN else "survives"
+
+
+def lens_verdicts(tests: pd.DataFrame, baseline: str = "logit lens", a: str = "memorized",
+                  b: str = "non-memorized", alpha: float = 0.05) -> pd.DataFrame:
+    """Per model and lens: the two-step picture, and what the lens does to it.
+
+    The strength of the picture is the mean of the two effects in its direction (earlier
+    promotion: ``-delta`` of the promotion layer; larger boost: ``+delta`` of the confidence
+    boost, Cliff's deltas of ``a`` against ``b``). A lens *strengthens* the picture when it
+    supports more of it than ``baseline`` (partly -> fully) or, at the same level, when the
+    strength grows by more than :data:`EFFECT_MARGIN`; it *weakens* it the other way round; it
+    makes it *vanish* when nothing significant is left, or *appear* when ``baseline`` had none.
+
+    Args:
+        tests: :func:`memrecall.stats.group_tests_by_model` rows with a ``lens`` column.
+        baseline: the lens the others are compared with.
+        a: the group recalled from memory (memorized idioms).
+        b: the group it is compared with (non-memorized idioms).
+        alpha: significance level.
+
+    Returns:
+        One row per (model, lens): ``two_step`` (:func:`two_step_verdict`), the deltas
+        ``promotion_delta`` and ``boost_delta``, ``strength`` and ``change`` (one of
+        :data:`LENS_CHANGES`; ``baseline`` for the baseline itself).
+    """
+    rows = []
+    for (model, lens), part in tests.groupby(["model", "lens"], sort=False):
+        pair = part[(part["a"] == a) & (part["b"] == b)].set_index("measure")
+        deltas = {m: float(pair.loc[m, "rank_biserial"]) if m in pair.index else np.nan
+                  for m in ("promotion_layer", "confidence_boost")}
+        rows.append({"model": model, "lens": lens,
+                     "two_step": two_step_verdict(part, a, b, alpha=alpha),
+                     "promotion_delta": deltas["promotion_layer"],
+                     "boost_delta": deltas["confidence_boost"],
+                     "strength": (deltas["confidence_boost"] - deltas["promotion_layer"]) / 2})
+    order = {key: i for i, key in enumerate(dict.fromkeys(tests["model"]))}
+    lens_order = {key: i for i, key in enumerate(dict.fromkeys(tests["lens"]))}
+    out = pd.DataFrame(rows)
+    out = out.iloc[sorted(range(len(out)), key=lambda i: (order[out["model"].iloc[i]],
+                                                          lens_order[out["lens"].iloc[i]]))]
+    out = out.reset_index(drop=True)
+    changes = []
+    for row in out.itertuples():
+        base = out[(out["model"] == row.model) & (out["lens"] == baseline)]
+        if row.lens == baseline:
+            changes.append("baseline")
+        elif base.empty:
+            changes.append("not tested")
+        else:
+            changes.append(_change(_support(base["two_step"].iloc[0]), _support(row.two_step),
+                                   float(base["strength"].iloc[0]), float(row.strength)))
+    return out.assign(change=changes)
+
+
+def lens_conclusions(verdicts: pd.DataFrame, baseline: str = "logit lens") -> str:
+    """One line per model: the picture under ``baseline`` and what each better lens does to it.
+
+    Args:
+        verdicts: :func:`lens_verdicts` output.
+        baseline: the lens the others were compared with.
+    """
+    lines = []
+    for model, part in verdicts.groupby("model", sort=False):
+        base = part[part["lens"] == baseline]
+        head = (f"{model}: two-step picture under the {baseline}: "
+                f"{base['two_step'].iloc[0] if len(base) else 'not computed'}")
+        others = [f"{row.lens}: {row.change} ({row.two_step}"
+                  + (f"; Cliff's delta promotion {row.promotion_delta:+.2f}, boost "
+                     f"{row.boost_delta:+.2f})" if pd.notna(row.strength) else ")")
+                  for row in part[part["lens"] != baseline].itertuples()]
+        lines.append("\n    ".join([head, *others]))
+    return "\n".join(lines)
+
+
+def lens_medians(tables: Mapping[str, Mapping[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Median promotion layer (1-based) per group, for every model and lens.
+
+    Args:
+        tables: lens -> model -> :func:`memrecall.stats.per_example_table` output.
+
+    Returns:
+        One row per (model, lens) (a MultiIndex), one column per group.
+    """
+    rows = {}
+    models = dict.fromkeys(model for by_model in tables.values() for model in by_model)
+    for model in models:
+        for lens, by_model in tables.items():
+            medians = stats.group_medians(by_model[model], measures=("promotion_layer",))
+            rows[(model, lens)] = to_display_layer(medians["median_promotion_layer"])
+    out = pd.DataFrame(rows).T
+    out = out[stats.group_order(out.columns)]
+    out.index.names = ["model", "lens"]
+    out.columns.name = "median promotion layer (1-based)"
+    return out
+
+
+def kl_at_depths(kl: pd.DataFrame, depths: Sequence[float] = (0.25, 0.5, 0.75)) -> pd.DataFrame:
+    """Held-out KL (bits) of each lens at a few relative depths, layers named 1-based.
+
+    Args:
+        kl: :func:`memrecall.lenses.held_out_kl` rows with a ``model`` column.
+        depths: fractions of the depth; each is shown at layer ``round(depth * n_layers)``.
+
+    Returns:
+        One row per (model, lens), one column per depth (``"layer 5/18"``).
+    """
+    frames = []
+    for model, part in kl.groupby("model", sort=False):
+        n_layers = int(part["layer"].max()) + 1
+        shown = {max(1, round(depth * n_layers)): depth for depth in depths}
+        wide = part.pivot(index="lens", columns="layer", values="kl_bits")
+        wide = wide.reindex(list(dict.fromkeys(part["lens"])))
+        table = pd.DataFrame({f"layer {layer}/{n_layers}": wide[layer - 1] for layer in shown})
+        frames.append(table.assign(model=model).set_index("model", append=True)
+                      .reorder_levels(["model", "lens"]))
+    out = pd.concat(frames)
+    out.columns.name = "held-out KL (bits)"
+    return out
+
+
+def lens_fits(readers: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """How each fitted lens was fitted: model, lens, tokens, seconds, hyperparameters.
+
+    Args:
+        readers: model -> lens name -> lens (the logit lens, which has no fit, is skipped).
+    """
+    rows = []
+    for model, by_name in readers.items():
+        for name, lens in by_name.items():
+            meta = getattr(lens, "meta", None)
+            if meta is None:
+                continue
+            rows.append({"model": model, "lens": name, "tokens": meta["data"]["n_tokens"],
+                         "text": meta["data"]["source"], "seconds": meta["fit_seconds"],
+                         "hyperparameters": ", ".join(
+                             f"{k}={v}" for k, v in meta["hyperparameters"].items())})
+    return pd.DataFrame(rows, columns=["model", "lens", "tokens", "text", "seconds",
+                                       "hyperparameters"])

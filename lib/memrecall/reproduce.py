@@ -8,7 +8,18 @@ recorded: ``results/<profile>/fingerprint.json`` (the package's source fingerpri
 revision and whether the source differs from it) and each rendered notebook's metadata
 (``metadata.memrecall.code_fingerprint``).
 
+One run per profile at a time: a second ``make reproduce`` of the same profile stops at once
+with a message naming the running one (a lock on ``results/<profile>/.reproduce.lock``, released
+by the operating system however the first run ends). A notebook whose cell raises, or whose
+kernel dies, leaves ``<name>.failed.ipynb`` (the cells run so far) and a non-zero exit status.
+
 Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--device cpu]``
+
+With ``--dtype bfloat16`` (or ``float16``) the models run in that dtype and everything goes to
+``<profile>-<dtype>`` folders, so the float32 results are never overwritten.
+
+Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--device cpu]
+[--dtype bfloat16]``
 """
 
 from __future__ import annotations
@@ -23,13 +34,34 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._io import atomic_write_text, code_fingerprint, is_hub_id, repo_root
-from .models import REGISTRY, HubUnreachableError, profile_models, unavailable_hub_models
+from ._io import (
+    LockedError,
+    atomic_write_text,
+    code_fingerprint,
+    exclusive_lock,
+    is_hub_id,
+    repo_root,
+)
+from .batching import check_batch_size
+from .models import (
+    REGISTRY,
+    DeviceUnavailableError,
+    HubUnreachableError,
+    check_device,
+    profile_models,
+    unavailable_hub_models,
+)
+from .models.placement import DTYPES
 from .profiles import PROFILES
 from .runmode import PLAIN_ENV
 
 ROOT = repo_root()
 NOTEBOOKS = ROOT / "notebooks"
+
+
+def output_name(profile: str, dtype: str | None = None) -> str:
+    """The folder name of a run's outputs: the profile, plus the dtype when not float32."""
+    return profile if dtype in (None, "float32") else f"{profile}-{dtype}"
 
 
 def numbered_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
@@ -99,7 +131,17 @@ def run_notebook(notebook: Path, output: Path, parameters: dict) -> None:
         )
     except papermill.PapermillExecutionError as error:
         partial.replace(failed)
-        raise NotebookFailed(notebook.name, error, failed) from None
+        raise NotebookFailed(
+            f"{notebook.name}: cell {error.exec_count} raised {error.ename}: {error.evalue}",
+            failed) from None
+    except Exception as error:  # the kernel died (killed, out of memory) or would not start
+        kept = partial.exists()
+        if kept:
+            partial.replace(failed)
+        what = ("the kernel died (killed, or out of memory?)"
+                if type(error).__name__ == "DeadKernelError"
+                else f"{type(error).__name__}: {error}")
+        raise NotebookFailed(f"{notebook.name}: {what}", failed if kept else None) from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -108,13 +150,20 @@ def run_notebook(notebook: Path, output: Path, parameters: dict) -> None:
 
 
 class NotebookFailed(RuntimeError):
-    """A cell raised: carries the notebook, the cell's error and where the failed copy is."""
+    """A notebook failed: what went wrong, and where the failed copy is (None: none written)."""
 
-    def __init__(self, name: str, error, failed_copy: Path):
-        super().__init__(
-            f"{name}: cell {error.exec_count} raised {error.ename}: {error.evalue}\n"
-            f"  the executed notebook up to the error is in {failed_copy}"
-        )
+    def __init__(self, message: str, failed_copy: Path | None):
+        self.failed_copy = failed_copy
+        where = (f"the executed notebook up to the error is in {failed_copy}" if failed_copy
+                 else "no cell had run, so there is no failed copy")
+        super().__init__(f"{message}\n  {where}")
+
+
+def _batch_size(text: str) -> int:
+    try:
+        return check_batch_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,22 +172,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="paper", choices=list(PROFILES))
     parser.add_argument("--models", help="comma-separated registry names (default: profile's)")
     parser.add_argument("--device", choices=["cuda", "cpu"])
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--batch-size", type=_batch_size)
+    parser.add_argument("--dtype", choices=list(DTYPES),
+                        help="weights' dtype (default float32); other dtypes write to "
+                        "<profile>-<dtype> folders, beside the float32 results")
+    parser.add_argument("--name", help="folder name of the outputs under results/, figures/ "
+                        "and notebooks/rendered/ (default: the profile, plus -<dtype>)")
     args = parser.parse_args(argv)
 
     models = args.models.split(",") if args.models else profile_models(args.profile)
     try:
+        check_device(args.device)
         preflight(models)
-    except HubUnreachableError as error:
+    except (DeviceUnavailableError, HubUnreachableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    name = args.name or output_name(args.profile, args.dtype)
+    try:
+        with exclusive_lock(ROOT / "results" / name / ".reproduce.lock",
+                            f"the outputs of {name} (results/{name}, figures/{name}, "
+                            f"notebooks/rendered/{name})"):
+            return _run(args, models, name)
+    except LockedError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
 
+
+def _run(args: argparse.Namespace, models: list[str], name: str) -> int:
+    """Every notebook in order, under the outputs' lock; the exit status."""
     parameters = {"profile": args.profile, "models": ",".join(models),
-                  "device": args.device, "batch_size": args.batch_size, "interactive": False}
-    rendered = NOTEBOOKS / "rendered" / args.profile
+                  "device": args.device, "batch_size": args.batch_size, "interactive": False,
+                  "dtype": args.dtype}
+    if name != args.profile:
+        parameters |= {"results_dir": str(ROOT / "results" / name),
+                       "figures_dir": str(ROOT / "figures" / name)}
+    rendered = NOTEBOOKS / "rendered" / name
     notebooks = numbered_notebooks()
     os.environ[PLAIN_ENV] = "1"  # text progress bars, readable in both places
-    write_fingerprint(ROOT / "results" / args.profile)
+    write_fingerprint(ROOT / "results" / name)
     start = time.monotonic()
     for index, notebook in enumerate(notebooks, 1):
         began = time.monotonic()
@@ -153,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
 
     print(f"\nall {len(notebooks)} notebooks in {time.monotonic() - start:.0f} s; "
-          f"figures in figures/{args.profile}/")
-    summary = ROOT / "results" / args.profile / "summary.csv"
+          f"figures in figures/{name}/")
+    summary = ROOT / "results" / name / "summary.csv"
     if summary.is_file():
         print(f"\nsummary ({summary.relative_to(ROOT)}):")
         print(pd.read_csv(summary).to_string(index=False))

@@ -64,8 +64,8 @@ def label_groups(idiom_res: pd.DataFrame, wiki_res: pd.DataFrame | None = None,
     Args:
         idiom_res: :func:`memrecall.project` output for idioms; rows become ``"memorized"`` or
             ``"non-memorized"`` by ``is_memorized``.
-        wiki_res: the same for Wikipedia sentences; every row is ``"wikipedia"`` whatever its
-            ``is_memorized`` (kept as a column).
+        wiki_res: the same for the Wikipedia control texts; every row is ``"wikipedia"``
+            whatever its ``is_memorized`` (kept as a column).
         facts_res: optional facts results: ``"facts: memorized"`` / ``"facts: non-memorized"``.
 
     Returns:
@@ -427,7 +427,7 @@ def knockout_probe_groups(idiom_res: pd.DataFrame, wiki_res: pd.DataFrame | None
     Args:
         idiom_res: lens results of the idioms (``prompt``, ``target``, ``target_token``,
             ``is_memorized``; e.g. :func:`memrecall.pipeline.idiom_results`).
-        wiki_res: the same for Wikipedia sentences (None: no Wikipedia group).
+        wiki_res: the same for the Wikipedia control texts (None: no Wikipedia group).
         n: probes per group; a smaller group is taken whole (a missing one is absent).
         seed: seeds the sample of each group.
 

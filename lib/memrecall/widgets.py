@@ -1,34 +1,41 @@
-"""What the lens shows for one prompt: top-k tables, and the JupyterLab explorer over many.
+"""The JupyterLab explorer: type an idiom (or any text), pick a model and a lens, see its layers.
 
-* :func:`layer_top_k` / :func:`layer_top_tokens`: the top-k tokens of every layer for one prompt,
-  read through the same lens as :func:`memrecall.project` (block output, ``lm.head``: the model's
-  own final norm / MLM head, unembedding with bias and soft-capping);
-* :func:`style_top_tokens`: such a table coloured by probability, for display;
-* :func:`idiom_explorer`: a dropdown over probes that shows the table of the chosen one, or a
-  short note when the notebook runs unattended (``interactive=False``: papermill, ``make
-  reproduce``, which set the notebooks' ``interactive`` parameter).
-
-Tables show layers 1-based, as the figures do (:func:`memrecall.report.to_display_layer`).
+* :class:`Explorer`: the explorer's logic, usable without a browser: the models to choose from
+  (loaded ones, or registry names loaded on first use, one at a time), the texts to offer, the
+  lenses of each model (the logit lens always; fitted lenses when given), and which texts each
+  model memorizes. ``Explorer.show(text, model, lens)`` returns a
+  :class:`memrecall.trajectory.Trajectory`: the top-k table and the prediction's and target's
+  rank and probability at every layer, drawn as one picture.
+* :meth:`Explorer.widget`: the ipywidgets front. A ``Combobox`` (type to filter the idioms; any
+  text of two words or more works too, Enter to show it), a model picker, a lens picker (shown
+  when a model has fitted lenses) and a "memorized only" filter; the picture shows as a PNG.
+* :func:`idiom_explorer`: the widget, or, when the notebook runs unattended
+  (``interactive=False``: papermill, ``make reproduce``), a :class:`Note` for the reader of the
+  rendered copy, who has no kernel to drive a widget.
+* :func:`example_trajectories`: a few memorized and non-memorized idioms of one model, the
+  static view that rendered notebooks show (PNG pictures survive an untrusted or sanitised view).
 """
 
 from __future__ import annotations
 
+import gc
+import html
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
 
-from .batching import model_inputs
-from .lens import block_outputs
-from .models import LM
-from .report import to_display_layer
+from .data import DataFormatError
+from .models import LM, load
+from .trajectory import LOGIT_LENS, Trajectory, trajectory
 
-__all__ = ["BATCH_NOTE", "Note", "example_tables", "idiom_explorer", "layer_top_k",
-           "layer_top_tokens", "style_top_tokens", "token_label"]
+__all__ = ["BATCH_NOTE", "Explorer", "Note", "example_trajectories", "idiom_explorer"]
 
-BATCH_NOTE = "Batch run: the interactive explorer is skipped (open the notebook in JupyterLab)."
+BATCH_NOTE = ("This is a rendered copy (run by `make reproduce`, no kernel attached), so the "
+              "interactive explorer is not here; the pictures above are its static view. To type "
+              "any idiom and switch models, run notebooks/03_layerwise_projection.ipynb itself "
+              "in JupyterLab (`make lab`).")
 
 
 @dataclass(frozen=True)
@@ -41,162 +48,240 @@ class Note:
         return self.text
 
 
-def layer_top_k(lm: LM, prompt: str, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` token ids and probabilities of every layer at the prediction position.
-
-    Same lens and inputs as :func:`memrecall.project` (causal LMs predict after the prompt,
-    masked LMs at ``prompt + " [MASK]."``), so row ``n_layers - 1`` is the model's own output.
+class Explorer:
+    """Models, lenses and texts to explore; :meth:`show` draws one text through one model.
 
     Args:
-        lm: a loaded model.
-        prompt: one prompt (e.g. an idiom without its last word).
-        k: tokens per layer.
-
-    Returns:
-        ``ids`` ``(n_layers, k)`` int64 and ``probs`` ``(n_layers, k)`` float32, best first;
-        row ``i`` is (0-based) layer ``i``.
-
+        models: loaded models, or registry names (hub ids, local paths) that are loaded on first
+            use; at most one model loaded that way is kept (a model given loaded is always kept).
+            Picked by :attr:`LM.name <memrecall.models.LM>` for a loaded one.
+        texts: the texts the picker offers (e.g. IdioMem's idioms); any other text works too.
+        lenses: fitted lenses per model name (``{model: {lens name: lens}}``, each lens with
+            ``transform(hidden)``, e.g. ``memrecall.lenses.TunedLens``); the logit lens
+            (:data:`~memrecall.trajectory.LOGIT_LENS`) is always offered first.
+        results: per model name, its results on ``texts`` (``text`` and ``is_memorized``
+            columns, e.g. ``pipeline.idiom_results``): enables "memorized only".
+        k: tokens per layer in the table.
+        device: where models loaded by name go (None: CUDA when available).
+        loader: how a name becomes a model (default :func:`memrecall.load` on ``device``).
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    ids, positions = model_inputs(lm, [prompt])
-    with torch.inference_mode():
-        hidden = block_outputs(lm, ids, positions)[:, 0]  # (n_layers, d)
-        probs = torch.softmax(lm.head.logits(lm.head.normalize(hidden)), dim=-1)
-        top = probs.topk(min(k, lm.head.vocab_size), dim=-1)
-    return top.indices.cpu().numpy(), top.values.cpu().numpy()
+
+    def __init__(self, models: Sequence[LM | str], texts: Sequence[str] = (), *,
+                 lenses: Mapping[str, Mapping[str, Any]] | None = None,
+                 results: Mapping[str, pd.DataFrame] | None = None, k: int = 5,
+                 device: str | None = None, loader: Callable[[str], LM] | None = None) -> None:
+        if not models:
+            raise ValueError("no models to explore")
+        self._given = {m.name: m for m in models if isinstance(m, LM)}
+        self.models = [m.name if isinstance(m, LM) else str(m) for m in models]
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"a model is listed twice: {self.models}")
+        self.texts = [str(text) for text in texts]
+        self.lenses = {name: dict(lenses.get(name, {})) if lenses else {} for name in self.models}
+        for name, fitted in self.lenses.items():
+            if LOGIT_LENS in fitted:
+                raise ValueError(f"{name}: {LOGIT_LENS!r} is always offered; name lenses otherwise")
+        self.results = dict(results or {})
+        self.k = k
+        self._loader = loader or (lambda name: load(name, device=device))
+        self._on_demand: tuple[str, LM] | None = None  # the last model loaded by name
+
+    @property
+    def default_model(self) -> str:
+        """The model shown first: the first one given loaded, else the first name."""
+        return next(iter(self._given), self.models[0])
+
+    def lens_names(self, model: str) -> list[str]:
+        """The lenses offered for ``model``: the logit lens, then its fitted lenses."""
+        return [LOGIT_LENS, *self.lenses[self._known(model)]]
+
+    def memorized(self, model: str) -> list[str]:
+        """The texts ``model`` memorizes, in :attr:`texts` order (needs ``results``)."""
+        frame = self.results.get(self._known(model))
+        if frame is None:
+            raise KeyError(f"no results for {model!r}: pass results={{{model!r}: frame}}")
+        memorized = set(frame.loc[frame["is_memorized"].astype(bool), "text"])
+        return [text for text in self.texts if text in memorized]
+
+    def options(self, model: str, memorized_only: bool = False) -> list[str]:
+        """The texts to offer for ``model``: all of :attr:`texts`, or its memorized ones."""
+        return self.memorized(model) if memorized_only else list(self.texts)
+
+    def first_text(self, model: str) -> str | None:
+        """A text to show first: one that ``model`` memorizes if known, else the first text."""
+        if self._known(model) in self.results:
+            memorized = self.memorized(model)
+            if memorized:
+                return memorized[0]
+        return self.texts[0] if self.texts else None
+
+    def model(self, name: str) -> LM:
+        """The model called ``name``, loading it (and releasing the last one loaded) if needed."""
+        name = self._known(name)
+        if name in self._given:
+            return self._given[name]
+        if self._on_demand is None or self._on_demand[0] != name:
+            self._on_demand = None  # release the previous one before loading the next
+            gc.collect()
+            self._on_demand = (name, self._loader(name))
+        return self._on_demand[1]
+
+    def show(self, text: str, model: str | None = None, lens: str = LOGIT_LENS) -> Trajectory:
+        """``text`` through ``model`` (default :attr:`default_model`) read by ``lens``.
+
+        Raises:
+            memrecall.data.DataFormatError: ``text`` has fewer than two words.
+            KeyError: an unknown model or lens.
+        """
+        name = self._known(model or self.default_model)
+        if lens != LOGIT_LENS and lens not in self.lenses[name]:
+            raise KeyError(f"no lens {lens!r} for {name}; choose from {self.lens_names(name)}")
+        fitted = None if lens == LOGIT_LENS else self.lenses[name][lens]
+        return trajectory(self.model(name), text, k=self.k, lens=fitted, lens_name=lens)
+
+    def widget(self) -> Any:
+        """The ipywidgets explorer (see the module's docstring); shows the first text at once.
+
+        Returns:
+            An ``ipywidgets.VBox``: a row of pickers (``.children[0]``: the model dropdown, the
+            lens dropdown, the "memorized only" checkbox), the ``Combobox`` (``.children[1]``),
+            a status line (``.children[2]``, HTML) and the picture (``.children[3]``, an
+            ``Image`` of PNG bytes).
+        """
+        return _ExplorerWidget(self).box
+
+    def _known(self, model: str) -> str:
+        if model not in self.models:
+            raise KeyError(f"unknown model {model!r}; choose from {self.models}")
+        return model
 
 
-def token_label(tokenizer: Any, token: int) -> str:
-    """A token as text with visible leading/trailing spaces (``"␣eye"``)."""
-    text = tokenizer.decode([int(token)])
-    stripped = text.strip(" ")
-    lead, trail = len(text) - len(text.lstrip(" ")), len(text) - len(text.rstrip(" "))
-    if not stripped:
-        return "␣" * len(text) if text else repr(text)
-    return "␣" * lead + stripped.replace("\n", "\\n") + "␣" * trail
+class _ExplorerWidget:
+    """The ipywidgets controls of an :class:`Explorer` and the callbacks between them."""
+
+    def __init__(self, explorer: Explorer) -> None:
+        import ipywidgets as widgets
+
+        self.explorer = explorer
+        model = explorer.default_model
+        wide = {"description_width": "initial"}
+        self.model = widgets.Dropdown(options=explorer.models, value=model, description="model",
+                                      style=wide)
+        self.lens = widgets.Dropdown(options=explorer.lens_names(model), description="lens",
+                                     style=wide)
+        self.memorized_only = widgets.Checkbox(value=False, description="memorized only",
+                                               indent=False, style=wide)
+        self.text = widgets.Combobox(
+            value=explorer.first_text(model) or "", options=explorer.options(model),
+            placeholder="type to filter the idioms, or any text; Enter shows it",
+            description="idiom or text", ensure_option=False, continuous_update=False,
+            layout={"width": "720px"}, style=wide)
+        self.status = widgets.HTML()
+        self.image = widgets.Image(format="png", layout={"max_width": "100%"})
+        self.box = widgets.VBox([widgets.HBox([self.model, self.lens, self.memorized_only]),
+                                 self.text, self.status, self.image])
+        self._updating = False  # True while one change sets other controls: draw once, after
+        self._show_pickers()
+        self.model.observe(self._on_model, names="value")
+        self.memorized_only.observe(self._on_filter, names="value")
+        self.lens.observe(self._on_view, names="value")
+        self.text.observe(self._on_view, names="value")
+        self.draw()
+
+    def _show_pickers(self) -> None:
+        model = self.model.value
+        self.model.layout.display = "" if len(self.explorer.models) > 1 else "none"
+        self.lens.layout.display = "" if len(self.explorer.lens_names(model)) > 1 else "none"
+        has_results = model in self.explorer.results
+        self.memorized_only.layout.display = "" if has_results else "none"
+        if not has_results:
+            self.memorized_only.value = False
+
+    def _on_model(self, _change: Any) -> None:
+        self._updating = True
+        try:
+            self.lens.options = self.explorer.lens_names(self.model.value)  # logit lens first
+            self._show_pickers()
+        finally:
+            self._updating = False
+        self._on_filter(None)
+
+    def _on_filter(self, _change: Any) -> None:
+        if self._updating:
+            return
+        self.text.options = self.explorer.options(self.model.value, self.memorized_only.value)
+        self.draw()
+
+    def _on_view(self, _change: Any) -> None:
+        if not self._updating:
+            self.draw()
+
+    def draw(self) -> None:
+        """Show the current text through the current model and lens (or say what is wrong)."""
+        text = self.text.value.strip()
+        if not text:
+            self.status.value = "Type an idiom, or any text of two words or more."
+            return
+        self.status.value = f"<i>reading {html.escape(text)!r} through {self.model.value}…</i>"
+        try:
+            view = self.explorer.show(text, self.model.value, self.lens.value)
+        except DataFormatError as error:
+            self.status.value = f"<b>Cannot split this text:</b> {html.escape(str(error))}"
+            return
+        self.status.value = html.escape(_verdict(view))
+        self.image.value = view.png()
 
 
-def _top_table(lm: LM, ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
-    cells = [[f"{token_label(lm.tokenizer, t)} ({p:.2f})" for t, p in zip(row, prow, strict=True)]
-             for row, prow in zip(ids, probs, strict=True)]
-    table = pd.DataFrame(cells, columns=[f"top {j + 1}" for j in range(ids.shape[1])])
-    table.index = pd.Index(to_display_layer(np.arange(len(table))), name="layer")
-    return table
+def _verdict(view: Trajectory) -> str:
+    """One line on what the model does with the text."""
+    if view.is_memorized:
+        head = f"✓ memorized: {view.model} predicts the target {view.target_label}"
+    else:
+        head = (f"✗ not memorized: {view.model} predicts {view.pred_label}, not the target "
+                f"{view.target_label} (its rank at the output: "
+                f"{int(view.curves['target_rank'].iloc[-1])})")
+    return (f"{head}. The prediction is top-1 from layer {view.promotion_layer} of "
+            f"{view.n_layers} on ({view.lens}).")
 
 
-def layer_top_tokens(lm: LM, prompt: str, k: int = 5) -> pd.DataFrame:
-    """The top-``k`` tokens of every layer, as a table to read.
+def idiom_explorer(models: Sequence[LM | str], texts: Sequence[str], *, interactive: bool = True,
+                   **options: Any) -> Any:
+    """The explorer widget over ``texts``, or a :class:`Note` when no one can use it.
 
     Args:
-        lm: a loaded model.
-        prompt: one prompt.
-        k: tokens per layer.
+        models: as in :class:`Explorer`.
+        texts: as in :class:`Explorer`.
+        interactive: whether someone can type and click (the notebooks' ``interactive``
+            parameter; ``make reproduce`` passes False). When False no widget is built and no
+            model is loaded.
+        **options: the other arguments of :class:`Explorer` (``lenses``, ``results``, ``k``,
+            ``device``, ``loader``).
 
     Returns:
-        ``n_layers`` rows (index ``layer``, 1-based) and ``k`` columns ``top 1 .. top k``;
-        each cell is ``"token (probability)"`` with spaces shown as ``␣``.
-
+        :meth:`Explorer.widget`, or :data:`BATCH_NOTE` as a :class:`Note`.
     """
-    return _top_table(lm, *layer_top_k(lm, prompt, k))
-
-
-def style_top_tokens(lm: LM, prompt: str, k: int = 5, target: int | None = None,
-                     caption: str | None = None) -> Any:
-    """:func:`layer_top_tokens` as a pandas ``Styler``: cells shaded by probability.
-
-    Args:
-        lm: a loaded model.
-        prompt: one prompt.
-        k: tokens per layer.
-        target: a token id to mark in bold (e.g. the idiom's target), or None.
-        caption: the table's caption (default: the prompt).
-
-    Returns:
-        A ``pandas.io.formats.style.Styler`` (displays as an HTML table).
-
-    """
-    ids, probs = layer_top_k(lm, prompt, k)
-    table = _top_table(lm, ids, probs)
-    gmap = pd.DataFrame(probs, index=table.index, columns=table.columns)
-    styler = table.style.background_gradient(cmap="Blues", gmap=gmap, axis=None, vmin=0, vmax=1.4)
-    if target is not None:
-        marked = pd.DataFrame(np.where(ids == target, "font-weight: bold; color: #D55E00", ""),
-                              index=table.index, columns=table.columns)
-        styler = styler.apply(lambda _: marked, axis=None)
-    return styler.set_caption(caption if caption is not None else f"{lm.name}: {prompt!r} …")
-
-
-def example_tables(lm: LM, results: pd.DataFrame, n_memorized: int = 2,
-                   n_other: int = 1, k: int = 5) -> list[Any]:
-    """:func:`style_top_tokens` of the first memorized and non-memorized probes, for display.
-
-    Args:
-        lm: the loaded model the results belong to.
-        results: ``prompt``, ``target``, ``target_token`` and ``is_memorized`` columns.
-        n_memorized: how many memorized probes (the first ones).
-        n_other: how many non-memorized probes (the first ones).
-        k: tokens per layer.
-
-    Returns:
-        One ``Styler`` per probe, memorized first; each caption names the model, the prompt,
-        the target and whether it is memorized.
-
-    """
-    memorized = results["is_memorized"].astype(bool)
-    examples = pd.concat([results[memorized].head(n_memorized), results[~memorized].head(n_other)])
-    tables = []
-    for _, row in examples.iterrows():
-        status = "memorized" if row["is_memorized"] else "not memorized"
-        tables.append(style_top_tokens(
-            lm, row["prompt"], k=k, target=int(row["target_token"]),
-            caption=f"{lm.name}: {row['prompt']!r} → {row['target']!r} ({status})"))
-    return tables
-
-
-def idiom_explorer(lm: LM, results: pd.DataFrame, k: int = 5, *, interactive: bool = True) -> Any:
-    """A dropdown over probes that shows :func:`style_top_tokens` of the chosen one.
-
-    Args:
-        lm: the loaded model the results belong to.
-        results: ``prompt``, ``target``, ``target_token`` and ``is_memorized`` columns (e.g.
-            ``pipeline.idiom_results``); memorized rows are marked ✓ in the list.
-        k: tokens per layer.
-        interactive: whether someone can click (the notebooks' ``interactive`` parameter;
-            ``make reproduce`` passes False). When False no widget is built.
-
-    Returns:
-        An ``ipywidgets.VBox`` (the dropdown above an HTML table; ``.children[0]`` is the
-        dropdown, ``.children[1]`` the HTML widget it updates), or, when not ``interactive``,
-        a :class:`Note` saying so (:data:`BATCH_NOTE`).
-
-    """
-    if results.empty:
-        raise ValueError("no probes to explore")
+    if not models:
+        raise ValueError("no models to explore")
     if not interactive:
         return Note(BATCH_NOTE)
-    import ipywidgets as widgets
+    return Explorer(models, texts, **options).widget()
 
-    rows = results.reset_index(drop=True)
-    options = [(f"{'✓' if memorized else '✗'} {prompt} … {target}", index)
-               for index, (prompt, target, memorized)
-               in enumerate(zip(rows["prompt"], rows["target"], rows["is_memorized"],
-                                strict=True))]
-    memorized = np.flatnonzero(rows["is_memorized"].to_numpy(dtype=bool))
-    first = int(memorized[0]) if len(memorized) else 0
-    dropdown = widgets.Dropdown(options=options, value=first,
-                                description=f"{lm.name}:", layout={"width": "640px"},
-                                style={"description_width": "initial"})
-    table = widgets.HTML()
 
-    def show(index: int) -> None:
-        row = rows.iloc[index]
-        verdict_text = "memorized" if row["is_memorized"] else "not memorized"
-        caption = (f"{row['prompt']!r} → target {row['target']!r} ({verdict_text}); "
-                   f"top-{k} tokens per layer, target in bold")
-        table.value = style_top_tokens(lm, row["prompt"], k, target=int(row["target_token"]),
-                                       caption=caption).to_html()
+def example_trajectories(lm: LM, results: pd.DataFrame, n_memorized: int = 2, n_other: int = 1,
+                         k: int = 5) -> list[Trajectory]:
+    """The first memorized and non-memorized texts of ``results`` through ``lm``, for display.
 
-    dropdown.observe(lambda change: show(change["new"]), names="value")
-    show(first)
-    return widgets.VBox([dropdown, table])
+    Args:
+        lm: the loaded model the results belong to.
+        results: ``text`` and ``is_memorized`` columns (e.g. ``pipeline.idiom_results``).
+        n_memorized: how many memorized texts (the first ones).
+        n_other: how many non-memorized texts (the first ones).
+        k: tokens per layer.
+
+    Returns:
+        One :class:`~memrecall.trajectory.Trajectory` per text, memorized first (fewer when a
+        group is short); each shows as a PNG picture in a notebook.
+    """
+    memorized = results["is_memorized"].astype(bool)
+    chosen = pd.concat([results[memorized].head(n_memorized), results[~memorized].head(n_other)])
+    return [trajectory(lm, text, k=k) for text in chosen["text"]]

@@ -8,7 +8,13 @@ from typing import Any
 
 import pandas as pd
 
-from .sources import DataFormatError, file_key, resolve_data_file, verify_data_file
+from .sources import (
+    DataFormatError,
+    decode_utf8,
+    file_key,
+    resolve_data_file,
+    verify_data_file,
+)
 
 __all__ = ["IDIOMEM_COLUMNS", "load_idiomem", "parse_idiomem"]
 
@@ -26,45 +32,42 @@ _IDIOMEM_BOOLS = IDIOMEM_COLUMNS[3:]
 _IDIOMEM_CACHE: dict[tuple[str, int, int, str], tuple[tuple[Any, ...], ...]] = {}
 
 
-_IDIOMEM_CACHE: dict[tuple[str, int, int, str], tuple[tuple[Any, ...], ...]] = {}
-
-
 def parse_idiomem(path: Path) -> tuple[tuple[Any, ...], ...]:
     """Rows of an ``idiomem.jsonl`` file, values in :data:`IDIOMEM_COLUMNS` order.
 
     Blank lines are skipped.
 
     Raises:
-        DataFormatError: a line is not a JSON object with every field of the right type
-            (the message names the file, the line and the field).
+        DataFormatError: a line is not UTF-8, or not a JSON object with every field of the right
+            type (the message names the file, the line and the field).
     """
     rows: list[tuple[Any, ...]] = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}: line {lineno}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"{where}: bad JSON: {err}") from None
-            if not isinstance(rec, dict):
-                raise DataFormatError(f"{where}: expected a JSON object, got {rec!r:.60}")
-            for field in IDIOMEM_COLUMNS:
-                if field not in rec:
-                    raise DataFormatError(f"{where}: missing field '{field}'")
-            for field in IDIOMEM_COLUMNS[:3]:
-                if not isinstance(rec[field], str) or not rec[field].strip():
-                    raise DataFormatError(
-                        f"{where}: field '{field}' is {rec[field]!r:.60}, expected a non-empty "
-                        "string"
-                    )
-            for field in _IDIOMEM_BOOLS:
-                if not isinstance(rec[field], bool):
-                    raise DataFormatError(
-                        f"{where}: field '{field}' is {rec[field]!r:.60}, expected true or false"
-                    )
-            rows.append(tuple(rec[c] for c in IDIOMEM_COLUMNS))
+    text = decode_utf8(Path(path).read_bytes(), path)
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        where = f"{path}: line {lineno}"
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(f"{where}: bad JSON: {err}") from None
+        if not isinstance(rec, dict):
+            raise DataFormatError(f"{where}: expected a JSON object, got {rec!r:.60}")
+        for field in IDIOMEM_COLUMNS:
+            if field not in rec:
+                raise DataFormatError(f"{where}: missing field '{field}'")
+        for field in IDIOMEM_COLUMNS[:3]:
+            if not isinstance(rec[field], str) or not rec[field].strip():
+                raise DataFormatError(
+                    f"{where}: field '{field}' is {rec[field]!r:.60}, expected a non-empty "
+                    "string"
+                )
+        for field in _IDIOMEM_BOOLS:
+            if not isinstance(rec[field], bool):
+                raise DataFormatError(
+                    f"{where}: field '{field}' is {rec[field]!r:.60}, expected true or false"
+                )
+        rows.append(tuple(rec[c] for c in IDIOMEM_COLUMNS))
     return tuple(rows)
 
 

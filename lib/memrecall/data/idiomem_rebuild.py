@@ -38,6 +38,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .sources import read_utf8
+
 __all__ = [
     "LIDIOMS_TO_WHITELIST",
     "SOURCE_ORDER",
@@ -180,7 +182,7 @@ def parse_ef(path: str | Path) -> pd.DataFrame:
 
     """
     rows = []
-    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_utf8(path).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split("\t")
@@ -192,7 +194,7 @@ def parse_ef(path: str | Path) -> pd.DataFrame:
 
 def parse_epic(path: str | Path) -> pd.DataFrame:
     """Read the EPIE-style list ("EPIC"): one idiom a line. Columns ``raw``, ``source``."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    lines = read_utf8(path).splitlines()
     raws = [line for line in lines if line.strip()]
     return pd.DataFrame({"raw": raws, "source": "EPIC"}, columns=["raw", "source"])
 
@@ -226,7 +228,7 @@ def parse_lidioms(path: str | Path) -> pd.DataFrame:
         ``"definition"``) and ``source`` (``"LIdiom"``), in file order.
 
     """
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_utf8(path)
     names = {"rdfs:label": "label", "ontolex:writtenRep": "writtenRep",
              "skos:definition": "definition"}
     rows = [{"raw": _ttl_unescape(m.group(2)), "field": names[m.group(1)], "source": "LIdiom"}

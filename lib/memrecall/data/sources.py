@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._io import atomic_write_bytes, repo_root
+from .._io import atomic_write_bytes, repo_root, sha256_file
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -39,6 +39,7 @@ __all__ = [
     "download",
     "file_key",
     "parse_records",
+    "read_utf8",
     "resolve_data_file",
     "sha256_file",
     "validate_texts",
@@ -159,23 +160,6 @@ DATA_SOURCES: dict[str, DataSource] = {
 # --------------------------------------------------------------------------- checksums
 
 
-def sha256_file(path: str | Path) -> str:
-    """Return the hex sha256 of a file's bytes.
-
-    Args:
-        path: The file.
-
-    Returns:
-        The lowercase hex digest.
-
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def content_sha256(records: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:
     """Return the content checksum of JSON records.
 
@@ -196,6 +180,28 @@ def content_sha256(records: Sequence[dict[str, Any]], fields: Sequence[str]) -> 
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def decode_utf8(raw: bytes, where: str | Path) -> str:
+    """``raw`` decoded as UTF-8, or an error naming ``where``, the line and the column.
+
+    Raises:
+        DataFormatError: the bytes are not UTF-8.
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line_start = raw.rfind(b"\n", 0, err.start) + 1
+        lineno = raw.count(b"\n", 0, err.start) + 1
+        raise DataFormatError(
+            f"{where}: line {lineno}: not UTF-8 text (byte "
+            f"{raw[err.start]:#04x} at column {err.start - line_start + 1}); the file is corrupt "
+            "or in another encoding") from None
+
+
+def read_utf8(path: str | Path) -> str:
+    """A text file's contents; a byte that is not UTF-8 is an error naming file and line."""
+    return decode_utf8(Path(path).read_bytes(), path)
+
+
 def parse_records(raw: bytes, fields: Sequence[str], where: str) -> list[dict[str, Any]]:
     """The records of a JSON file's bytes: a list of objects, each with every one of ``fields``.
 
@@ -203,10 +209,11 @@ def parse_records(raw: bytes, fields: Sequence[str], where: str) -> list[dict[st
         DataFormatError: bad UTF-8 or JSON, not a list of objects, or a record without a field
             (the message names ``where`` and the record index).
     """
+    text = decode_utf8(raw, where)
     try:
-        records = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataFormatError(f"{where}: not valid UTF-8 JSON: {err}") from None
+        records = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"{where}: not valid JSON: {err}") from None
     if not isinstance(records, list):
         raise DataFormatError(f"{where}: expected a JSON list of records, got {type(records)}")
     for i, rec in enumerate(records):
@@ -330,10 +337,20 @@ def _env_candidates(value: str, relpath: str) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
+def _why_missing(path: Path) -> str:
+    """Why ``path`` is not a readable file: missing, a folder, or something else."""
+    if path.is_dir():
+        return "is a directory, not a file"
+    if path.exists():
+        return "is not a regular file"
+    return "does not exist"
+
+
 def resolve_data_file(key: str, path: str | Path | None = None, *, verify: bool = True) -> Path:
     """Find a data file, downloading it into the cache if needed.
 
-    Order: (1) ``path`` (the file, or a folder laid out like the data dir), (2)
+    Order: (1) ``path`` (the file, or a folder laid out like the data dir: when given, it must
+    hold the file, there is no fallback), (2)
     ``$MEMRECALL_DATA_DIR/<relpath>``, (3) the cache (:func:`default_cache_dir`), (4) the
     pinned URL, verified and then written atomically into the cache.
 
@@ -349,7 +366,8 @@ def resolve_data_file(key: str, path: str | Path | None = None, *, verify: bool 
 
     Raises:
         ChecksumError: The file found (or downloaded) has the wrong checksum.
-        DataNotFoundError: All four places failed; the message lists each one.
+        DataNotFoundError: ``path`` was given but holds no such file (says why: missing, a
+            directory...), or all four places failed (the message lists each one).
 
     """
     source = _source(key)
@@ -359,7 +377,7 @@ def resolve_data_file(key: str, path: str | Path | None = None, *, verify: bool 
         p = p.resolve()
         return verify_data_file(key, p) if verify else p
 
-    # (1) explicit path
+    # (1) explicit path: what was asked for, or an error (never silently another file)
     if path is None:
         tried.append("1. explicit path argument: none given")
     else:
@@ -367,7 +385,13 @@ def resolve_data_file(key: str, path: str | Path | None = None, *, verify: bool 
         cand = p / source.relpath if p.is_dir() else p
         if cand.is_file():
             return found(cand)
-        tried.append(f"1. explicit path argument: {cand} does not exist")
+        why = (f"{p}, is a directory, not a file, and holds no {source.relpath}" if p.is_dir()
+               else f"{cand}, {_why_missing(cand)}")
+        raise DataNotFoundError(
+            f"data file '{source.relpath}' ({key}): the path given, {why}. Pass the file itself "
+            f"or a folder laid out like the data dir, or leave path out to use "
+            f"${DATA_DIR_ENV}, the download cache or a download."
+        )
 
     # (2) $MEMRECALL_DATA_DIR
     env = os.environ.get(DATA_DIR_ENV)
@@ -379,7 +403,7 @@ def resolve_data_file(key: str, path: str | Path | None = None, *, verify: bool 
             if cand.is_file():
                 return found(cand)
         tried.append(
-            f"2. ${DATA_DIR_ENV}={env}: " + ", ".join(f"{c} does not exist" for c in cands)
+            f"2. ${DATA_DIR_ENV}={env}: " + ", ".join(f"{c} {_why_missing(c)}" for c in cands)
         )
 
     # (3) download cache
@@ -387,7 +411,7 @@ def resolve_data_file(key: str, path: str | Path | None = None, *, verify: bool 
     cached = cache / source.relpath
     if cached.is_file():
         return found(cached)
-    tried.append(f"3. download cache: {cached} does not exist")
+    tried.append(f"3. download cache: {cached} {_why_missing(cached)}")
 
     # (4) download
     try:
@@ -442,7 +466,10 @@ def validate_texts(texts: Iterable[str]) -> list[str]:
     hint = "a probe needs a prompt and a target word"
     for i, text in enumerate(out):
         if not isinstance(text, str):
-            raise DataFormatError(f"row {i}: expected a string, got {type(text).__name__}")
+            missing = text is None or (isinstance(text, float) and text != text)
+            raise DataFormatError(f"row {i}: expected a string, got "
+                                  + (f"a missing value ({text!r})" if missing
+                                     else type(text).__name__))
         n_words = len(text.split())
         if n_words == 0:
             raise DataFormatError(f"row {i}: text {text!r} is empty or whitespace-only; {hint}")

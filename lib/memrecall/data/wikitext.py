@@ -16,8 +16,11 @@ corpus up to those ``<unk>`` tokens, not a sample of all of WikiText-103.
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -26,13 +29,15 @@ from typing import Any
 import pandas as pd
 
 from .idiomem import load_idiomem
-from .sources import DataNotFoundError, file_key, resolve_data_file
+from .sources import DataNotFoundError, file_key, read_utf8, resolve_data_file
 
 __all__ = [
+    "HUB_TIMEOUT_S",
     "WIKI_CONTROLS",
     "WIKITEXT_HF_CONFIG",
     "WIKITEXT_HF_DATASET",
     "WIKITEXT_HF_REVISION",
+    "check_hub_answers",
     "detokenize",
     "length_matched",
     "load_wiki",
@@ -52,6 +57,10 @@ WIKITEXT_HF_CONFIG = "wikitext-103-v1"
 # Commit of Salesforce/wikitext (parquet layout, Jan 2024) that many public projects pin;
 # not verifiable offline here: check it against the hub's history before relying on it.
 WIKITEXT_HF_REVISION = "b08601e04326c79dfdd32d625aee71d232d685c3"
+
+# How long the hub may take to answer before the `datasets` fallback is given up (the client's
+# own retries could otherwise wait minutes on a network that accepts but never answers).
+HUB_TIMEOUT_S = 5.0
 
 _WIKI_KEYS = {"test": "wikitext2_test", "valid": "wikitext2_valid"}
 _HF_SPLITS = {"test": "test", "valid": "validation"}
@@ -301,14 +310,49 @@ def _wiki_from_file(split: str, path: str | Path | None,
     file = resolve_data_file(key, path)
     ckey = file_key(file, control)
     if ckey not in _WIKI_CACHE:
-        lines = file.read_text(encoding="utf-8").split("\n")
+        lines = read_utf8(file).split("\n")
         _WIKI_CACHE[ckey] = tuple(_POOLS[control](lines))
     return _WIKI_CACHE[ckey]
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(name, "").lower() in {"1", "true", "yes"}
+               for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def check_hub_answers(timeout: float = HUB_TIMEOUT_S) -> None:
+    """Fail in ``timeout`` seconds when the Hugging Face hub does not answer an HTTP request.
+
+    Asks the endpoint the hub client uses (``$HF_ENDPOINT``) about the pinned WikiText
+    revision; any HTTP answer, even an error status, counts. Skipped in offline mode
+    (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE``), where ``datasets`` reads its cache.
+
+    Raises:
+        DataNotFoundError: no answer in time (a network that accepts connections but never
+            replies), or no connection at all.
+    """
+    if _hub_offline():
+        return
+    from huggingface_hub import constants
+
+    endpoint = constants.ENDPOINT.rstrip("/")
+    url = f"{endpoint}/api/datasets/{WIKITEXT_HF_DATASET}/revision/{WIKITEXT_HF_REVISION}"
+    try:
+        urllib.request.urlopen(url, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (OSError, ValueError) as err:
+        raise DataNotFoundError(
+            f"the Hugging Face hub at {endpoint} did not answer within {timeout:g} s "
+            f"({type(err).__name__}: {err}); set HF_DATASETS_OFFLINE=1 to use a copy already "
+            "in the datasets cache"
+        ) from None
 
 
 def _wiki_from_hf(split: str, control: str) -> tuple[tuple[str, int], ...]:
     ckey = ("hf", WIKITEXT_HF_DATASET, WIKITEXT_HF_CONFIG, WIKITEXT_HF_REVISION, split, control)
     if ckey not in _WIKI_CACHE:
+        check_hub_answers()
         import datasets  # heavy, and only needed here
 
         ds = datasets.load_dataset(
@@ -359,7 +403,9 @@ def load_wiki(
             IdioMem's word counts are read from there too).
         source: ``"file"`` (the resolution order of :func:`resolve_data_file`: the WikiText-2
             files), ``"hf"`` (the ``datasets`` hub copy of WikiText-103 at
-            :data:`WIKITEXT_HF_REVISION`) or ``"auto"`` (file, then hf if no file is found).
+            :data:`WIKITEXT_HF_REVISION`) or ``"auto"`` (file, then hf if no file is found). A
+            hub that does not answer within :data:`HUB_TIMEOUT_S` seconds is given up
+            (:func:`check_hub_answers`).
         control: ``"length-matched"`` (texts whose word counts follow ``lengths``, see the
             module docstring) or ``"sentences"`` (whole clean sentences of 5-25 words).
         lengths: word counts whose histogram the length-matched texts follow; default IdioMem's.

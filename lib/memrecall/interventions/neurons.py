@@ -49,6 +49,10 @@ def value_vectors(lm: LM, layer: int) -> torch.Tensor:
     """
     module = lm.arch.mlp_out(layer)
     weight = getattr(module, "weight", None)
+    if weight is not None and weight.device.type == "meta":
+        raise ValueError(f"{lm.name} layer {layer}: the MLP weights are offloaded (a device map "
+                         "with 'cpu' or 'disk' entries); the interventions read them directly: "
+                         "load the model onto devices that hold it whole")
     if isinstance(module, nn.Linear):
         return weight.T
     if weight is not None and weight.ndim == 2 and hasattr(module, "nf"):  # transformers Conv1D
@@ -71,7 +75,7 @@ def mlp_width(lm: LM, layer: int | None = None) -> int:
 
 def _value_norms(lm: LM) -> torch.Tensor:
     """``(n_layers, d_ff)`` float32 norms of every value vector."""
-    return torch.stack([value_vectors(lm, layer).float().norm(dim=1)
+    return torch.stack([value_vectors(lm, layer).float().norm(dim=1).to(lm.device)
                         for layer in range(lm.n_layers)])
 
 
@@ -91,8 +95,9 @@ def value_vector_logits(lm: LM, layer: int, neurons: torch.Tensor | Sequence[int
             the MLM transform) and the full head (``lm.head``: bias, soft-capping). With a norm
             that has a bias (GPT-2, BERT) this adds the same offset to every vector.
     """
-    index = torch.as_tensor(neurons, dtype=torch.long, device=lm.device)
-    vectors = value_vectors(lm, layer)[index]
+    weights = value_vectors(lm, layer)  # on this layer's device
+    index = torch.as_tensor(neurons, dtype=torch.long, device=weights.device)
+    vectors = weights[index].to(lm.device)
     if signs is not None:
         vectors = vectors * torch.as_tensor(signs, device=lm.device, dtype=vectors.dtype)[:, None]
     if through_norm:

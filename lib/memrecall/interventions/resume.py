@@ -98,8 +98,8 @@ def probe_batches(lm: LM, prompts: Sequence[str], batch_size: int | None = None,
     pad = lm.tokenizer.pad_token_id or 0
     max_tokens = activation_token_budget(lm)
     if trace:
-        per_token = 4 * (lm.n_layers + 1) * lm.arch.unembed_weight.shape[1]
-        max_tokens = max(64, min(max_tokens, activation_bytes(lm.device) // per_token))
+        per_token = lm.dtype.itemsize * (lm.n_layers + 1) * lm.arch.unembed_weight.shape[1]
+        max_tokens = max(64, min(max_tokens, min(map(activation_bytes, lm.devices)) // per_token))
     out = []
     for rows in plan_batches([len(r) for r in ids], max_tokens, batch_size,
                              overhead_tokens):
@@ -233,8 +233,9 @@ class CleanRun:
                 output = lm.arch.blocks[layer](*call.args,
                                                **{**call.kwargs, "hidden_states": hidden})
             hidden = _hidden(output)
-        rows = torch.arange(len(self.batch.positions), device=hidden.device)
-        return lm.head.normalize(hidden[rows, self.batch.positions])
+        where = self.batch.positions.to(hidden.device)
+        rows = torch.arange(len(where), device=hidden.device)
+        return lm.head.normalize(hidden[rows, where])
 
     def block_input(self, layer: int, index: torch.Tensor) -> torch.Tensor:
         """The recorded input of block ``layer`` for rows ``index`` of the batch (may repeat).
@@ -273,7 +274,8 @@ class CleanRun:
         ``(rows, seq, d) -> (rows, d)`` float32; row ``r`` is probe ``index[r]`` of the batch.
         """
         rows = torch.arange(len(index), device=hidden.device)
-        return self.lm.head.normalize(hidden[rows, self.batch.positions.index_select(0, index)])
+        where = self.batch.positions.index_select(0, index).to(hidden.device)
+        return self.lm.head.normalize(hidden[rows, where])
 
     def forward_rows(self, start: int, index: torch.Tensor) -> torch.Tensor:
         """Blocks ``start..`` for a batch made of rows ``index`` of this one (rows may repeat).

@@ -14,8 +14,11 @@ cache.
 from .architectures import UnsupportedArchitectureError, supported_model_types
 from .lm import LM, wrap
 from .loading import (
+    DeviceUnavailableError,
     HubUnreachableError,
+    ModelFolderError,
     UnknownModelError,
+    check_device,
     converted_models_dir,
     default_device,
     load,
@@ -26,10 +29,13 @@ from .registry import REGISTRY, RegisteredModel, profile_models
 __all__ = [
     "LM",
     "REGISTRY",
+    "DeviceUnavailableError",
     "HubUnreachableError",
+    "ModelFolderError",
     "RegisteredModel",
     "UnknownModelError",
     "UnsupportedArchitectureError",
+    "check_device",
     "converted_models_dir",
     "default_device",
     "load",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -11,7 +13,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from ..head import Head
 from .architectures import Architecture, resolve
 
-__all__ = ["LM", "wrap"]
+__all__ = ["LM", "state_fingerprint", "wrap"]
+
+FINGERPRINT_SAMPLE = 1024  # elements hashed per tensor by state_fingerprint
 
 
 @dataclass
@@ -22,7 +26,9 @@ class LM:
         model: the Hugging Face ``*ForCausalLM`` / ``*ForMaskedLM`` model, in eval mode.
         tokenizer: its (fast) tokenizer.
         name: registry name, hub id or path it was loaded from.
-        revision: what pins the weights (hub commit, package version, ``seed=N``...).
+        revision: where the weights come from (hub commit, package version, ``seed=N``...).
+        weights: what identifies the weights' bytes: ``gguf-sha256:<hex>`` for a model loaded
+            from a GGUF file, by default :func:`state_fingerprint` (computed when wrapped).
         arch: where its blocks, final norm and unembedding are.
     """
 
@@ -30,10 +36,12 @@ class LM:
     tokenizer: PreTrainedTokenizerBase
     name: str
     revision: str = "unknown"
+    weights: str = ""
     arch: Architecture = field(init=False)
 
     def __post_init__(self) -> None:
         self.arch = resolve(self.model)
+        self.weights = self.weights or state_fingerprint(self.model)
         self.model.eval()
         if not getattr(self.tokenizer, "is_fast", False):
             raise TypeError(
@@ -69,9 +77,32 @@ class LM:
         return self.head.device
 
     @property
+    def devices(self) -> list[torch.device]:
+        """Every device that holds weights: one, or several under a device map.
+
+        Weights offloaded to CPU or disk (on ``meta`` between forwards) are left out.
+        """
+        found = {p.device for p in self.model.parameters()} | {self.device}
+        return sorted((d for d in found if d.type != "meta"), key=str)
+
+    @property
     def dtype(self) -> torch.dtype:
         """The weights' dtype."""
         return self.head.dtype
+
+    @property
+    def max_length(self) -> int | None:
+        """The longest input in tokens (the context window), from the model's config.
+
+        ``max_position_embeddings`` (Llama, Gemma, BERT), ``n_positions`` (GPT-2) or ``n_ctx``;
+        None when the config names none.
+        """
+        config = self.model.config.get_text_config()
+        for attribute in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(config, attribute, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
 
     @property
     def vocab_size(self) -> int:
@@ -83,6 +114,7 @@ class LM:
         return {
             "model": self.name,
             "revision": self.revision,
+            "weights": self.weights,
             "model_type": self.arch.model_type,
             "dtype": str(self.dtype).removeprefix("torch."),
             "n_layers": self.n_layers,
@@ -93,9 +125,34 @@ class LM:
                 f"vocab {self.vocab_size}, {self.device}, {self.dtype})")
 
 
+def state_fingerprint(model: PreTrainedModel, sample: int = FINGERPRINT_SAMPLE) -> str:
+    """A cheap identity of a model's weights and config: ``"state-sample-sha256:<hex>"``.
+
+    The sha256 of the config (without the load path and library version) and, for every tensor
+    of the state dict, its name, dtype, shape and the bytes of ``sample`` elements spread evenly
+    over it (stride ``numel // sample``). It reads a few thousand numbers per tensor, so it takes
+    milliseconds for any model on any device, where hashing every byte would take seconds per
+    GB. Another checkpoint, fine-tune, dtype or config changes it; an edit confined to a few
+    weights between the sampled ones does not, so name such a model with ``revision``.
+    """
+    config = {k: v for k, v in model.config.to_diff_dict().items()
+              if not k.startswith("_") and k != "transformers_version"}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().reshape(-1)
+        picked = flat[:: max(1, flat.numel() // sample)][:sample].contiguous().cpu()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(picked.view(torch.uint8).numpy().tobytes())
+    return f"state-sample-sha256:{digest.hexdigest()}"
+
+
 def wrap(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str | None = None,
          revision: str | None = None) -> LM:
-    """Wrap an already-loaded Hugging Face causal LM or masked LM (BERT-style)."""
+    """Wrap an already-loaded Hugging Face causal LM or masked LM (BERT-style).
+
+    The weights are identified by :func:`state_fingerprint`, taken now; ``revision`` defaults to
+    the hub commit recorded in the config, else ``"unknown"``.
+    """
     name = name or getattr(model.config, "name_or_path", "") or type(model).__name__
     revision = revision or getattr(model.config, "_commit_hash", None) or "unknown"
     return LM(model=model, tokenizer=tokenizer, name=name, revision=revision)

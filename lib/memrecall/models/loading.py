@@ -1,15 +1,24 @@
 """Loading a model by registry name, hub id, local folder or ``.gguf`` file.
 
-Packaged GGUF models are dequantised once and kept as safetensors
-(:func:`converted_models_dir`); hub models come from the local Hugging Face cache when they are
-there, and a hub that cannot be reached fails in seconds with a message naming the offline
-profile.
+Packaged GGUF models (:mod:`memrecall.models.packaged`) are checked against their pinned sha256,
+dequantised once and kept as safetensors (:func:`converted_models_dir`) with a manifest of every
+file's sha256, verified on each load (a tampered or truncated file is reconverted, with a warning
+naming it); hub models come from the local Hugging Face cache when they are there, and a hub that
+cannot be reached fails in seconds with a message naming the offline profile. A local folder that
+is not a complete model (no config, no tokenizer, no or truncated weights) fails at once with a
+message naming the file. A model read from a GGUF file is identified by the file's sha256
+(:attr:`LM.weights`), any other by a sampled hash of its state dict.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
+import struct
+import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,20 +26,28 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-from .._io import atomic_write_dir, is_hub_id, slug
+from .._io import CacheWarning, atomic_write_dir, is_hub_id, sha256_file, slug
 from ..runmode import plain_progress
 from .architectures import UnsupportedArchitectureError, supported_model_types
 from .lm import LM
+from .packaged import ChecksumMismatchError, PackagedGGUF, converted_models_dir
+from .placement import DeviceMap, place, resolve_dtype
 from .registry import REGISTRY, package_version
 from .tiny import build_tiny
 
 __all__ = [
     "HUB_HOST",
+    "MANIFEST",
+    "DeviceUnavailableError",
     "HubUnreachableError",
+    "ModelFolderError",
     "UnknownModelError",
+    "check_device",
+    "converted_model",
     "converted_models_dir",
     "default_device",
     "load",
+    "safetensors_problem",
     "unavailable_hub_models",
 ]
 
@@ -45,9 +62,44 @@ class HubUnreachableError(OSError):
     """A hub model was asked for but the Hugging Face hub cannot be reached."""
 
 
+class ModelFolderError(OSError):
+    """A local model folder (or ``.gguf`` path) is missing, incomplete or unreadable."""
+
+
+class DeviceUnavailableError(RuntimeError):
+    """The device asked for (``cuda``) is not available on this machine."""
+
+
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_device(device: str | torch.device | None) -> torch.device:
+    """``device`` as a :class:`torch.device` (default :func:`default_device`), checked to exist.
+
+    Call it before any work: asking for CUDA on a machine without a GPU fails here, at once.
+
+    Raises:
+        DeviceUnavailableError: CUDA asked for but no CUDA GPU is visible (or not that index).
+        ValueError: not a device name torch knows.
+    """
+    if device is None:
+        return default_device()
+    try:
+        device = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {str(device)!r}: use 'cpu' or 'cuda'") from error
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceUnavailableError(
+                f"device {str(device)!r} asked for, but this machine has no CUDA GPU visible to "
+                "PyTorch; run on the CPU (DEVICE=cpu, or leave DEVICE unset)")
+        if device.index is not None and device.index >= count:
+            raise DeviceUnavailableError(
+                f"device {str(device)!r} asked for, but only {count} CUDA GPU(s) are visible")
+    return device
 
 
 def _auto_class(config) -> type:
@@ -75,39 +127,174 @@ def _from_pretrained(source: str | Path, dtype: torch.dtype, revision: str | Non
     return model, tokenizer
 
 
-def converted_models_dir() -> Path:
-    """Where dequantised GGUF models are kept as safetensors (``$MEMRECALL_CACHE/models``)."""
-    root = os.environ.get("MEMRECALL_CACHE") or Path.home() / ".cache" / "memrecall"
-    return Path(root) / "models"
+MANIFEST = "memrecall-manifest.json"
+"""In a converted model's folder: every other file's size and sha256, written at conversion."""
 
 
-def _load_packaged_gguf(name: str, pinned: str, locate: Callable[[], Path], dtype: torch.dtype):
-    """Load a packaged GGUF model, dequantising it only the first time.
+def safetensors_problem(file: Path) -> str | None:
+    """What is wrong with a ``.safetensors`` file's framing (truncated, bad header), or None.
 
-    Dequantising Gemma 3 270M takes about a minute on a laptop CPU; the float32 result is
-    saved as safetensors (atomically: a temp folder renamed into place) and reloaded in seconds.
+    Reads only the header: 8 bytes of header length, the JSON header, then the data, whose
+    length the header's offsets fix exactly.
     """
-    folder = converted_models_dir() / slug(f"{name}-{pinned}", max_len=None)
-    if (folder / "config.json").is_file():
-        return _from_pretrained(folder, dtype, local_only=True)
-    gguf = locate()
-    model, tokenizer = _from_pretrained(gguf.parent, torch.float32, gguf_file=gguf.name,
-                                        local_only=True)
-    # The weights are plain float tensors now; drop the GGUF marker that blocks saving.
-    model.hf_quantizer = None
-    model.is_quantized = False
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
+    size = file.stat().st_size
+    try:
+        with open(file, "rb") as fh:
+            (header_len,) = struct.unpack("<Q", fh.read(8))
+            if header_len > size - 8:
+                return f"{file}: truncated or not safetensors ({size} bytes, header says more)"
+            header = json.loads(fh.read(header_len))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
+                  default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError):
+        return f"{file}: not a readable safetensors file (bad header)"
+    if size != 8 + header_len + end:
+        return f"{file}: {size} bytes where its header says {8 + header_len + end} (truncated?)"
+    return None
+
+
+def _manifest_problem(folder: Path) -> str | None:
+    try:
+        files = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except FileNotFoundError:
+        return f"{folder / MANIFEST} is missing (an old or interrupted conversion)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{folder / MANIFEST} is unreadable"
+    for name, entry in sorted(files.items()):
+        file = folder / name
+        if not file.is_file():
+            return f"{file} is missing"
+        if file.stat().st_size != entry["bytes"]:
+            return f"{file} is {file.stat().st_size} bytes, {entry['bytes']} were written"
+        if sha256_file(file) != entry["sha256"]:
+            return f"{file} differs from the converted one (sha256 mismatch)"
+    return None
+
+
+def _write_manifest(folder: Path) -> None:
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size,
+                                                "sha256": sha256_file(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=2, sort_keys=True))
+
+
+def _discard(folder: Path) -> None:
+    """Move ``folder`` aside and delete it (a concurrent reader keeps its open files)."""
+    aside = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
+    try:
+        folder.rename(aside / folder.name)
+    except OSError:
+        pass
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def converted_model(folder: str | Path, convert: Callable[[], tuple], dtype: torch.dtype):
+    """A model kept converted in ``folder``: verified and loaded, or converted and saved.
+
+    The folder is used only when every file matches the manifest written at conversion
+    (size and sha256); otherwise a :class:`~memrecall._io.CacheWarning` names the file and
+    the model is converted again and the folder replaced (atomically: a temp folder renamed
+    into place). A cache folder that cannot be written still gives the converted model.
+
+    Args:
+        folder: where the converted model lives.
+        convert: returns ``(model, tokenizer)`` in float32 (e.g. a dequantised GGUF).
+        dtype: the dtype of the returned model.
+
+    Returns:
+        ``(model, tokenizer)``.
+    """
+    folder = Path(folder)
+    if folder.exists():
+        problem = _manifest_problem(folder)
+        if problem is None:
+            try:
+                return _from_pretrained(folder, dtype, local_only=True)
+            except Exception as error:  # files as written, yet unreadable: convert again
+                problem = f"{folder} cannot be loaded ({type(error).__name__}: {error})"
+        warnings.warn(f"reconverting {folder.name}: {problem}", CacheWarning, stacklevel=2)
+        _discard(folder)
+    model, tokenizer = convert()
 
     def save(temp: Path) -> None:
         model.save_pretrained(temp)
         tokenizer.save_pretrained(temp)
+        _write_manifest(temp)
 
     try:
         atomic_write_dir(folder, save)
-    except OSError:  # another process got there first, or the disk is read-only: still usable
-        pass
+    except OSError as error:  # another process got there first, or a read-only disk: usable
+        if not folder.exists():
+            warnings.warn(f"cannot keep the converted model in {folder} ({error}); it will be "
+                          "converted again next time", CacheWarning, stacklevel=2)
     return model.to(dtype), tokenizer
+
+
+def _load_packaged_gguf(name: str, packaged: PackagedGGUF, dtype: torch.dtype):
+    """Load a packaged GGUF model, dequantising it only the first time.
+
+    The GGUF file is checked against its pinned sha256 before it is converted, and the
+    converted folder is named by that sha256, so what is reloaded is what was checked.
+    Dequantising Gemma 3 270M takes about a minute on a laptop CPU; the float32 result is
+    kept as safetensors (:func:`converted_model`) and reloaded in seconds.
+
+    Raises:
+        ChecksumMismatchError: the package's GGUF file is not the pinned one.
+    """
+    def convert():
+        gguf = packaged.locate()
+        actual = sha256_file(gguf)
+        if actual != packaged.sha256:
+            raise ChecksumMismatchError(
+                f"{name}: {gguf} has sha256 {actual}, not the pinned {packaged.sha256}; install "
+                f"the pinned {packaged.distribution} (`make env`)"
+            )
+        model, tokenizer = _from_pretrained(gguf.parent, torch.float32, gguf_file=gguf.name,
+                                            local_only=True)
+        # The weights are plain float tensors now; drop the GGUF marker that blocks saving.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        return model, tokenizer
+
+    folder = converted_models_dir() / slug(f"{name}-{packaged.sha256[:16]}", max_len=None)
+    return converted_model(folder, convert, dtype)
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt",
+                    "spiece.model", "sentencepiece.bpe.model")
+
+
+def _check_model_folder(path: Path) -> None:
+    """Fail at once, naming the file, when ``path`` is not a complete model folder."""
+    present = sorted(p.name for p in path.iterdir())
+    if not present:
+        raise ModelFolderError(f"{path} is an empty folder, not a model (a model folder holds "
+                               "config.json, model.safetensors and the tokenizer's files)")
+    if "config.json" not in present:
+        raise ModelFolderError(f"{path} has no config.json, so it is not a Hugging Face model "
+                               f"folder (it holds: {', '.join(present[:10])})")
+    if not any(name in present for name in _TOKENIZER_FILES):
+        raise ModelFolderError(f"{path} has no tokenizer (none of {', '.join(_TOKENIZER_FILES)}); "
+                               "save it beside the model: tokenizer.save_pretrained(folder)")
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        raise ModelFolderError(f"{path} has no .safetensors weights (memrecall never unpickles "
+                               "a .bin checkpoint; convert it with save_pretrained)")
+    for file in weights:
+        problem = safetensors_problem(file)
+        if problem:
+            raise ModelFolderError(problem)
+
+
+def _load_local_dir(path: Path, dtype: torch.dtype):
+    _check_model_folder(path)
+    try:
+        return _from_pretrained(path, dtype, local_only=True)
+    except (OSError, ValueError, RuntimeError) as error:
+        raise ModelFolderError(f"cannot load the model in {path}: {type(error).__name__}: "
+                               f"{error}") from error
 
 
 def _hub_offline() -> bool:
@@ -141,7 +328,7 @@ def _hub_unreachable_error(hub_id: str, reason: str) -> HubUnreachableError:
     return HubUnreachableError(
         f"cannot load {hub_id!r} from the Hugging Face hub: {reason}. On a machine without the "
         "hub, use the packaged models: `make reproduce PROFILE=offline` (or "
-        f"mr.load('gemma-3-270m') / mr.load('smollm2-135m'))."
+        f"mr.load('gemma-3-270m'), mr.load('smollm2-135m'), mr.load('qwen2.5-coder-0.5b'))."
     )
 
 
@@ -173,49 +360,68 @@ def _quiet_loading() -> Iterator[None]:
 
 
 def load(name_or_path: str | Path, device: str | torch.device | None = None,
-         dtype: torch.dtype | str | None = None, revision: str | None = None) -> LM:
+         dtype: torch.dtype | str | None = None, revision: str | None = None, *,
+         device_map: DeviceMap | None = None, offload_folder: str | Path | None = None) -> LM:
     """Load a model by registry name, hub id, local folder or ``.gguf`` file.
 
     Args:
         name_or_path: a key of :data:`REGISTRY` (``"gemma-3-270m"``...), a hub id
             (``"gpt2"``), a folder with ``config.json`` + safetensors, or a ``.gguf`` file.
-        device: defaults to CUDA when available, else CPU.
-        dtype: defaults to float32 (GGUF weights are dequantised to it).
+        device: defaults to CUDA when available, else CPU; checked before any loading (ignored
+            with ``device_map``).
+        dtype: ``"float32"`` (default; GGUF weights are dequantised to it), ``"bfloat16"`` or
+            ``"float16"``. The lens then computes logits in that dtype, as the model does, and
+            reduces them in float32; the dtype is part of every cached result's key.
         revision: hub revision (commit, tag or branch) to pin.
+        device_map: spread the blocks over several devices with ``accelerate``: ``"auto"``
+            (balanced over the GPUs, then CPU, then disk) or a map of module names to devices
+            (see :func:`memrecall.models.placement.place`). For models larger than one card.
+        offload_folder: where a map's ``"disk"`` entries go.
 
     Raises:
         UnknownModelError: not registered, not a path, and not shaped like a hub id.
+        ModelFolderError: a ``.gguf`` path that does not exist, or an incomplete model folder
+            (names the missing or truncated file).
+        DeviceUnavailableError: ``device="cuda"`` on a machine without a CUDA GPU.
         HubUnreachableError: a hub model that cannot be fetched (the message names
             ``PROFILE=offline``).
     """
+    dtype = resolve_dtype(dtype)
+    device = check_device(device) if device_map is None else default_device()
+    name = str(name_or_path)
     with _quiet_loading():
-        return _load(str(name_or_path),
-                     torch.device(device) if device is not None else default_device(),
-                     getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32),
-                     revision)
+        model, tokenizer, pinned, weights = _load(name, dtype, revision)
+    model = place(model, device, device_map, offload_folder)
+    return LM(model=model, tokenizer=tokenizer, name=name, revision=pinned, weights=weights)
 
 
-def _load(name: str, device: torch.device, dtype: torch.dtype, revision: str | None) -> LM:
+def _load(name: str, dtype: torch.dtype, revision: str | None):
+    """Model (on CPU, in ``dtype``), tokenizer, what pins the weights and what identifies them."""
     entry = REGISTRY.get(name)
     path = Path(name).expanduser()
+    weights = ""  # identified by LM's state fingerprint unless a GGUF's sha256 is known
 
     if entry is not None and entry.tiny:
         model, tokenizer = build_tiny(name)
         model = model.to(dtype)
         pinned = "seed=0"
     elif entry is not None and entry.gguf is not None:
-        distribution, locate = entry.gguf
-        pinned = package_version(distribution)
-        model, tokenizer = _load_packaged_gguf(name, pinned, locate, dtype)
+        pinned = package_version(entry.gguf.distribution)
+        model, tokenizer = _load_packaged_gguf(name, entry.gguf, dtype)
+        weights = f"gguf-sha256:{entry.gguf.sha256}"
     elif entry is not None:
         model, tokenizer = _load_hub(entry.hub_id, dtype, revision)
         pinned = revision or getattr(model.config, "_commit_hash", None) or "main"
-    elif path.suffix == ".gguf" and path.is_file():
+    elif path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelFolderError(f"{path}: no such .gguf file" + (
+                " (it is a folder)" if path.is_dir() else ""))
         model, tokenizer = _from_pretrained(path.parent, dtype, gguf_file=path.name,
                                             local_only=True)
         pinned = f"file:{path.name}"
+        weights = f"gguf-sha256:{sha256_file(path)}"
     elif path.is_dir():
-        model, tokenizer = _from_pretrained(path, dtype, local_only=True)
+        model, tokenizer = _load_local_dir(path, dtype)
         pinned = f"dir:{path.resolve()}"
     elif is_hub_id(name):
         model, tokenizer = _load_hub(name, dtype, revision)
@@ -225,4 +431,4 @@ def _load(name: str, device: torch.device, dtype: torch.dtype, revision: str | N
             f"{name!r} is not a registered model, an existing folder or .gguf file, or a hub id "
             f"('owner/name', e.g. 'openai-community/gpt2'). Registered: {', '.join(REGISTRY)}"
         )
-    return LM(model=model.to(device), tokenizer=tokenizer, name=name, revision=pinned)
+    return model, tokenizer, pinned, weights

@@ -1,19 +1,22 @@
 """Tiny random models with small trained tokenizers, built in-process (no files, no network).
 
 They serve the unit tests and the ``smoke`` profile: each covers one tokenizer family the
-probe split must handle (byte-level BPE for GPT-2, SentencePiece-style BPE for Llama and
-Gemma 3, WordPiece for BERT) and one architecture family the lens must handle.
+probe split must handle (byte-level BPE for GPT-2; Qwen2's byte-level BPE, which makes a space
+before a digit its own token; SentencePiece-style BPE for Llama and Gemma 3; WordPiece for
+BERT) and one architecture family the lens must handle.
 """
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
 import torch
 from tokenizers import (
+    Regex,
     Tokenizer,
     decoders,
     models,
@@ -33,6 +36,8 @@ from transformers import (
     LlamaForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
 )
 
 # A small English corpus for the tokenizers: everyday prose plus idiom-like phrases, with
@@ -80,6 +85,32 @@ def byte_level_bpe() -> PreTrainedTokenizerFast:
     )
 
 
+# Qwen2's pre-tokenizer pattern (as in its tokenizer.json): letters keep one leading non-letter
+# (the space), every digit is a piece of its own, so the space before a digit is its own piece.
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+               r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+@cache
+def qwen2_bpe() -> PreTrainedTokenizerFast:
+    """Qwen2 style: byte-level BPE after Qwen's regex split, offsets untrimmed, no BOS.
+
+    ``"catch 22"`` -> ``catch``, ``Ġ``, ``2``, ``2``: the space before a digit is its own token.
+    """
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    _train(tok, trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE, special_tokens=["<|endoftext|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    ))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
+
+
 @cache
 def sentencepiece_bpe(add_bos: bool) -> PreTrainedTokenizerFast:
     """Llama/Gemma style: ``▁``-prefixed pieces (Metaspace), optional BOS, byte fallback."""
@@ -105,16 +136,58 @@ def sentencepiece_bpe(add_bos: bool) -> PreTrainedTokenizerFast:
     )
 
 
+def wordpiece_vocab(words: Counter, size: int, specials: list[str]) -> list[str]:
+    """A WordPiece vocabulary learnt from word counts, the same in every process.
+
+    The specials, every character (word-initial, then ``##`` continuations), then merges of
+    the most frequent adjacent pair (ties broken by the pair's text) until ``size`` pieces or
+    whole words. (The `tokenizers` WordPiece trainer breaks ties in hash order, so its
+    vocabulary changed from one process to the next.)
+    """
+    splits = {word: [word[0]] + [f"##{c}" for c in word[1:]] for word in sorted(words)}
+    vocab = list(specials)
+    vocab += sorted({pieces[0] for pieces in splits.values()} - set(vocab))
+    vocab += sorted({p for pieces in splits.values() for p in pieces[1:]} - set(vocab))
+    known = set(vocab)
+    while len(vocab) < size:
+        pairs: Counter = Counter()
+        for word, pieces in splits.items():
+            for pair in zip(pieces, pieces[1:]):
+                pairs[pair] += words[word]
+        if not pairs:
+            break
+        first, second = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        merged = first + second.removeprefix("##")
+        for word, pieces in splits.items():
+            i, out = 0, []
+            while i < len(pieces):
+                if i + 1 < len(pieces) and (pieces[i], pieces[i + 1]) == (first, second):
+                    out.append(merged)
+                    i += 2
+                else:
+                    out.append(pieces[i])
+                    i += 1
+            splits[word] = out
+        if merged not in known:
+            vocab.append(merged)
+            known.add(merged)
+    return vocab
+
+
 @cache
 def wordpiece() -> PreTrainedTokenizerFast:
     """BERT style: lower-cased WordPiece with ``##`` continuations, [CLS] ... [SEP]."""
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
+    normalizer = normalizers.BertNormalizer(lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words = Counter(word for line in _CORPUS for word, _ in
+                    pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(line)))
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    _train(tok, trainers.WordPieceTrainer(vocab_size=VOCAB_SIZE, special_tokens=specials,
-                                              show_progress=False))
+    vocab = wordpiece_vocab(words, VOCAB_SIZE, specials)
+    tok = Tokenizer(models.WordPiece({piece: i for i, piece in enumerate(vocab)},
+                                     unk_token="[UNK]"))
+    tok.normalizer = normalizer
+    tok.pre_tokenizer = pre_tokenizer
+    tok.decoder = decoders.WordPiece()
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
@@ -180,6 +253,16 @@ def _gemma3(vocab: int) -> PreTrainedModel:
     ))
 
 
+def _qwen2(vocab: int) -> PreTrainedModel:
+    # Qwen2.5-Coder 0.5B unties its unembedding from the embedding; so does this one.
+    return Qwen2ForCausalLM(Qwen2Config(
+        vocab_size=vocab, hidden_size=_DIMS["hidden"], intermediate_size=_DIMS["ffn"],
+        num_hidden_layers=_DIMS["layers"], num_attention_heads=_DIMS["heads"],
+        num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.1,
+        tie_word_embeddings=False, pad_token_id=0, bos_token_id=None, eos_token_id=0,
+    ))
+
+
 def _bert(vocab: int) -> PreTrainedModel:
     return BertForMaskedLM(BertConfig(
         vocab_size=vocab, hidden_size=_DIMS["hidden"], num_hidden_layers=_DIMS["layers"],
@@ -193,6 +276,7 @@ TINY_MODELS: dict[str, tuple[Callable[[], PreTrainedTokenizerFast],
     "tiny-gpt2": (byte_level_bpe, _gpt2),
     "tiny-llama": (lambda: sentencepiece_bpe(add_bos=False), _llama),
     "tiny-gemma3": (lambda: sentencepiece_bpe(add_bos=True), _gemma3),
+    "tiny-qwen2": (qwen2_bpe, _qwen2),
     "tiny-bert": (wordpiece, _bert),
 }
 

@@ -1,0 +1,46 @@
+"""Fitted lenses: better readings of intermediate layers than the logit lens.
+
+The logit lens (:class:`memrecall.lens.LogitLens`, the default of :func:`memrecall.project`)
+reads every block output through the model's own final norm and unembedding. A fitted lens first
+moves each layer's block output with an affine translator learnt on ordinary text, then reads it
+the same way; the last layer is never moved, so it stays the model's own output exactly.
+
+* :class:`LinearShortcut` (Din et al. 2023): least squares towards the last layer's block output.
+* :class:`TunedLens` (Belrose et al. 2023): trained to minimise ``KL(final || lens)``.
+
+Fit on WikiText-2 ``valid.txt``, evaluate on ``test.txt``::
+
+    fit_text = lenses.wikitext_chunks(lm, "valid", n_tokens=4096)
+    shortcut = lenses.LinearShortcut.fit(lm, fit_text)
+    tuned = lenses.TunedLens.fit(lm, fit_text, vocab_sample=4096)
+    tuned.save("tuned_gemma")            # tuned_gemma.safetensors + tuned_gemma.json
+    tuned = lenses.load_lens("tuned_gemma", lm)   # refuses another model or revision
+    res = mr.project(lm, probes, lens=tuned)
+    kl = lenses.held_out_kl(lm, lenses.wikitext_chunks(lm, "test", n_tokens=1024),
+                            {"logit lens": mr.LogitLens(), "tuned lens": tuned})
+"""
+
+from .affine import AffineLens, LensMismatchError, fit_meta, lens_files, load_lens, translate
+from .evaluate import KL_COLUMNS, held_out_kl
+from .shortcut import DEFAULT_RIDGE, LinearShortcut, NormalEquations
+from .text import TextChunks, hidden_batches, text_chunks, wikitext_chunks
+from .tuned import TunedLens
+
+__all__ = [
+    "DEFAULT_RIDGE",
+    "KL_COLUMNS",
+    "AffineLens",
+    "LensMismatchError",
+    "LinearShortcut",
+    "NormalEquations",
+    "TextChunks",
+    "TunedLens",
+    "fit_meta",
+    "held_out_kl",
+    "hidden_batches",
+    "lens_files",
+    "load_lens",
+    "text_chunks",
+    "translate",
+    "wikitext_chunks",
+]

@@ -1,0 +1,32 @@
+"""Where a run writes: batch runs to figures|results/<profile>, JupyterLab sessions aside."""
+
+from pathlib import Path
+
+from memrecall import pipeline
+
+
+def test_batch_run_writes_the_profiles_folders(tmp_path):
+    run = pipeline.settings("smoke", root=tmp_path)
+    assert run.figures_dir == tmp_path / "figures" / "smoke"
+    assert run.results_dir == tmp_path / "results" / "smoke"
+    assert run.cache_dir == tmp_path / "results" / "smoke" / "cache"
+
+
+def test_interactive_run_writes_aside_and_shares_the_cache(tmp_path):
+    run = pipeline.settings("smoke", root=tmp_path, interactive=True)
+    assert run.figures_dir == tmp_path / "figures" / "interactive" / "smoke"
+    assert run.results_dir == tmp_path / "results" / "interactive" / "smoke"
+    assert run.figures_dir.is_dir() and run.results_dir.is_dir()
+    assert run.cache_dir == pipeline.settings("smoke", root=tmp_path).cache_dir
+
+
+def test_explicit_folders_win_and_hold_their_cache(tmp_path):
+    run = pipeline.settings("smoke", root=tmp_path, interactive=True,
+                            results_dir=tmp_path / "r", figures_dir=str(tmp_path / "f"))
+    assert (run.results_dir, run.figures_dir) == (tmp_path / "r", Path(tmp_path / "f"))
+    assert run.cache_dir == tmp_path / "r" / "cache"
+
+
+def test_interactive_folders_are_git_ignored():
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().split()
+    assert {"/figures/interactive/", "/results/interactive/"} <= set(ignored)
