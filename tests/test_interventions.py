@@ -332,6 +332,21 @@ def test_sweep_rows_equal_one_configuration_at_a_time(tiny, probes):
     assert detail.changed.any() and not detail.changed.all()
 
 
+def test_sweep_rows_split_on_out_of_memory(tiny, probes, monkeypatch):
+    kwargs = dict(max_window=2, per_probe=True, progress=False)
+    whole = iv.knockout_sweep(tiny, probes, **kwargs)
+    run_block = iv.CleanRun.run_block
+
+    def small_only(self, layer, hidden, index):
+        if len(hidden) > 3:
+            raise torch.OutOfMemoryError("CPU out of memory (simulated)")
+        return run_block(self, layer, hidden, index)
+
+    monkeypatch.setattr(iv.CleanRun, "run_block", small_only)
+    split = iv.knockout_sweep(tiny, probes, **kwargs)
+    pd.testing.assert_frame_equal(split, whole, check_exact=False, atol=1e-5)
+
+
 def test_sweep_batched_equals_one_at_a_time(tiny, probes):
     kwargs = dict(ks=(5,), max_window=2, controls=("dominant", "non_dominant"), per_probe=True,
                   progress=False)

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.colors import to_hex
+from matplotlib.colors import SymLogNorm, to_hex
 
 from memrecall import plots, stats
 
@@ -137,7 +137,7 @@ def test_heatmap_labels_are_one_based(tmp_path):
     fig = plots.plot_heatmaps({"k": {"g": heatmap_frame()}}, tmp_path / "h", "k").figure
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4", "5", "6"]
-    assert "fraction" in fig.axes[1].get_ylabel()
+    assert "%" in fig.axes[1].get_ylabel()
     one_based = plots.plot_heatmaps({"k": {"g": heatmap_frame().rename(index=lambda i: i + 1)}},
                                     tmp_path / "h1", "k", index_base=1).figure
     assert one_based.axes[0].get_yticklabels()[0].get_text() == "1"
@@ -171,31 +171,36 @@ def test_group_color_is_stable_for_unknown_groups():
 def knockout_profile(n_layers: int = 6) -> pd.DataFrame:
     rows = []
     for group, n in (("memorized", 30), ("non-memorized", 30), ("wikipedia", 12)):
-        for control in ("top", "random"):
+        for control in ("dominant", "random"):
             for k in (10, 100):
                 for layer in range(1, n_layers + 1):
                     rows.append({"group": group, "control": control, "k": k, "layer": layer,
-                                 "n_probes": n, "changed_fraction": 1 / (layer + k / 10)})
+                                 "n_probes": n, "changed_pct": 100 / (layer + k / 10)})
     return pd.DataFrame(rows)
 
 
 def test_heatmaps_share_one_scale_and_label_layers_one_based(tmp_path):
     before = plt.get_fignums()
-    panels = {"top-10": {"memorized (n=3)": heatmap_frame(), "wikipedia (n=4)": heatmap_frame()},
-              "top-100": {"memorized (n=3)": heatmap_frame()}}
+    panels = {"10 dominant": {"memorized (n=3)": heatmap_frame(),
+                              "wikipedia (n=4)": heatmap_frame()},
+              "100 dominant": {"memorized (n=3)": heatmap_frame()}}
     saved = plots.plot_heatmaps(panels, tmp_path / "hm", "model: knockouts")
     assert plt.get_fignums() == before
     assert saved.pdf.is_file() and saved.png.is_file()
     fig = saved.figure
     images = [ax.images[0] for ax in fig.axes if ax.images]
     assert len(images) == 3
-    assert {(im.norm.vmin, im.norm.vmax) for im in images} == {(0.0, 1.0)}
+    assert {(im.norm.vmin, im.norm.vmax) for im in images} == {(0.0, 100.0)}
     first = fig.axes[0]
     assert [t.get_text() for t in first.get_xticklabels()] == ["1", "2", "3", "4", "5", "6"]
-    assert "memorized (n=3)" in first.get_title() and "top-10" in first.get_title()
+    assert "memorized (n=3)" in first.get_title() and "10 dominant" in first.get_title()
     assert not fig.axes[3].axison  # the missing panel stays empty
     assert fig.get_suptitle() == "model: knockouts"
-    assert "fraction" in fig.axes[-1].get_ylabel()
+    assert "%" in fig.axes[-1].get_ylabel()
+    symlog = plots.plot_heatmaps(panels, tmp_path / "log", "ranks", vmin=None, vmax=None,
+                                 symlog=1.0).figure
+    assert all(isinstance(ax.images[0].norm, SymLogNorm)
+               for ax in symlog.axes if ax.images)
     with pytest.raises(ValueError):
         plots.plot_heatmaps({}, tmp_path / "none", "x")
 
@@ -216,9 +221,9 @@ def test_knockout_lines_colour_by_group_style_by_control(tmp_path):
     again = plots.plot_knockout_lines(zero_based, tmp_path / "zero", "model").figure
     assert [ln.get_xdata()[0] for ln in again.axes[0].lines if ln.get_gid()] == [1] * 6
     only_top = plots.plot_knockout_lines(knockout_profile(), tmp_path / "top", "m",
-                                         controls=["top"]).figure
+                                         controls=["dominant"]).figure
     assert {ln.get_gid().split("|")[1] for ln in only_top.axes[0].lines if ln.get_gid()} \
-        == {"top"}
+        == {"dominant"}
 
 
 def test_lens_kl_one_line_per_lens_one_based_without_the_output_layer(tmp_path):
