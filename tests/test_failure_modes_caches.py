@@ -341,7 +341,8 @@ def test_make_passes_variables_as_text_never_as_commands(tmp_path):
     injected = tmp_path / "injected"
     stamp = tmp_path / "no-stamp"  # -o: never (re)build the environment here
     out = subprocess.run(
-        ["make", "-s", "-C", str(repo_root()), f"STAMP={stamp}", "-o", str(stamp), "reproduce",
+        ["make", "-s", "-C", str(repo_root()), f"STAMP={stamp}", "-o", str(stamp),
+         "-o", "git-filter", "reproduce",
          f"BIN={fake}", f"MODELS=x; touch {injected}", "PROFILE=smoke';touch " + str(injected)
          + "'", f"DEVICE=$(touch {injected})", f"BATCH_SIZE=`touch {injected}`"],
         capture_output=True, text=True, timeout=60, check=True)

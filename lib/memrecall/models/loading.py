@@ -29,7 +29,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 from .._io import CacheWarning, atomic_write_dir, is_hub_id, sha256_file, slug
 from ..runmode import plain_progress
 from .architectures import UnsupportedArchitectureError, supported_model_types
-from .lm import LM
+from .lm import LM, state_fingerprint
 from .packaged import ChecksumMismatchError, PackagedGGUF, converted_models_dir
 from .placement import DeviceMap, place, resolve_dtype
 from .registry import REGISTRY, package_version
@@ -391,6 +391,8 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None,
     name = str(name_or_path)
     with _quiet_loading():
         model, tokenizer, pinned, weights = _load(name, dtype, revision)
+    # identify the weights while they are all in memory: a device map may offload some
+    weights = weights or state_fingerprint(model)
     model = place(model, device, device_map, offload_folder)
     return LM(model=model, tokenizer=tokenizer, name=name, revision=pinned, weights=weights)
 
