@@ -57,7 +57,7 @@ NBSTRIPOUT_KEYS := metadata.language_info
 
 git-filter:  ## install the notebooks' nbstripout git filter (`make env` does; conda: BIN=$CONDA_PREFIX/bin)
 	@if ! git rev-parse --git-dir >/dev/null 2>&1; then \
-		echo "not a git checkout: no notebook filter to install"; \
+		echo "git-filter: no usable git checkout here, notebook filter not installed"; \
 	elif [ "$$(git config filter.nbstripout.clean)" != '$(NBSTRIPOUT)' ] || \
 		[ "$$(git config filter.nbstripout.extrakeys)" != '$(NBSTRIPOUT_KEYS)' ]; then \
 		$(BIN)/nbstripout --install --attributes .gitattributes \
