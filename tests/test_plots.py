@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from matplotlib.colors import SymLogNorm, to_hex
 
-from memrecall import plots, stats
+from memrecall import lens_plots, plots, stats
 
 
 def labelled(n_layers: int, seed: int = 0) -> pd.DataFrame:
@@ -230,11 +230,12 @@ def test_lens_kl_one_line_per_lens_one_based_without_the_output_layer(tmp_path):
     kl = pd.DataFrame({"lens": ["logit lens"] * 4 + ["tuned lens"] * 4,
                        "layer": [0, 1, 2, 3] * 2, "kl_bits": [8, 4, 2, 0, 4, 2, 1, 0.0],
                        "se_bits": 0.1, "n_tokens": 512})
-    saved = plots.plot_lens_kl(kl, tmp_path / "kl", "model")
+    saved = lens_plots.plot_lens_kl(kl, tmp_path / "kl", "model")
     assert saved.png.is_file() and saved.pdf.is_file()
     ax = saved.figure.axes[0]
     lines = {ln.get_gid(): ln for ln in ax.lines if ln.get_gid()}
     assert set(lines) == {"logit lens", "tuned lens"}
     assert list(lines["tuned lens"].get_xdata()) == [1, 2, 3]  # the output layer (0 bits) left out
-    assert to_hex(lines["logit lens"].get_color()) == plots.LENS_STYLES["logit lens"][0].lower()
+    logit_colour = lens_plots.LENS_STYLES["logit lens"][0]
+    assert to_hex(lines["logit lens"].get_color()) == logit_colour.lower()
     assert ax.get_yscale() == "log" and "bits" in ax.get_ylabel()

@@ -30,7 +30,6 @@ from matplotlib.ticker import (
     FixedLocator,
     FuncFormatter,
     MaxNLocator,
-    NullFormatter,
     NullLocator,
 )
 
@@ -120,7 +119,8 @@ def styled(function: Callable[..., SavedFigure]) -> Callable[..., SavedFigure]:
 # --------------------------------------------------------------------------- axes helpers
 
 
-def _integer_layers(ax: Axes, n_layers: int) -> None:
+def integer_layers(ax: Axes, n_layers: int) -> None:
+    """Integer ticks for layers 1..n_layers on the x axis."""
     ax.set_xlim(0.5, n_layers + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10], min_n_ticks=3))
 
@@ -196,7 +196,7 @@ def _layerwise(summary_prob: pd.DataFrame, summary_rank: pd.DataFrame, path: str
     bottom.set_ylabel(f"rank of {subject}\n({_statistic(summary_rank)}; 0 = top-1)")
     rank_axis(bottom, float(summary_rank["hi"].max()))
     bottom.set_xlabel(f"layer (block output, 1–{n_layers})")
-    _integer_layers(bottom, n_layers)
+    integer_layers(bottom, n_layers)
     _split_line([top, bottom], split_layer)
     fig.suptitle(title)
     _bottom_legend(fig, top.get_legend_handles_labels()[0])
@@ -263,7 +263,7 @@ def plot_promotion(per_example_df: pd.DataFrame, path: str | Path, title: str) -
         boosts.append(rows["confidence_boost"].to_numpy())
     left.set_xlabel(f"promotion layer (1–{n_layers}; from here on the prediction stays top-1)")
     left.set_ylabel("fraction of examples promoted\nat or before this layer")
-    _integer_layers(left, n_layers)
+    integer_layers(left, n_layers)
     left.set_ylim(0, 1.02)
     left.legend(loc="upper left")
     box = right.boxplot(boosts, tick_labels=groups, patch_artist=True, showfliers=False,
@@ -526,7 +526,7 @@ def plot_knockout_lines(profile: pd.DataFrame, path: str | Path, title: str, *,
         ax.set_title(f"k = {int(k)} neurons per layer")
         span = f"{window}-layer windows" if window > 1 else "one layer"
         ax.set_xlabel(f"start layer (1-based; {span} knocked out)")
-        _integer_layers(ax, n_layers)
+        integer_layers(ax, n_layers)
         ax.set_ylim(-2, 102)
     axes[0].set_ylabel(ylabel)
     sizes = frame.groupby("group")["n_probes"].max()
@@ -536,50 +536,4 @@ def plot_knockout_lines(profile: pd.DataFrame, path: str | Path, title: str, *,
                        label=CONTROL_LABELS.get(c, c)) for c in controls]
     fig.suptitle(title)
     _bottom_legend(fig, handles, ncols=3)
-    return save_figure(fig, path)
-
-
-
-# --------------------------------------------------------------------------- lens choice
-
-LENS_STYLES = {"logit lens": (OKABE_ITO["black"], "-"),
-               "linear shortcut": (OKABE_ITO["orange"], "--"),
-               "tuned lens": (OKABE_ITO["sky"], "-.")}
-"""Colour and line style of each lens in notebook 06's figures."""
-
-
-@styled
-def plot_lens_kl(kl: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
-    """Held-out KL to the model's own output, per layer, one line per lens (log scale).
-
-    Args:
-        kl: :func:`memrecall.lenses.held_out_kl` rows of one model (``lens``, 0-based
-            ``layer``, ``kl_bits``, ``se_bits``, ``n_tokens``), shown 1-based.
-        path: output path without suffix.
-        title: names the model.
-
-    Returns:
-        The saved figure.
-
-    """
-    fig = Figure(figsize=(5.6, 3.4), layout="constrained")
-    ax = fig.subplots()
-    n_layers = int(kl["layer"].max()) + 1
-    for lens in dict.fromkeys(kl["lens"]):
-        rows = kl[(kl["lens"] == lens) & (kl["layer"] < n_layers - 1)].sort_values("layer")
-        color, style = LENS_STYLES.get(lens, (OKABE_ITO["purple"], ":"))
-        x = to_display_layer(rows["layer"].to_numpy())
-        ax.plot(x, rows["kl_bits"], color=color, ls=style, marker=".", ms=4, lw=1.6, label=lens,
-                gid=lens)
-        ax.fill_between(x, (rows["kl_bits"] - 1.96 * rows["se_bits"]).clip(lower=1e-4),
-                        rows["kl_bits"] + 1.96 * rows["se_bits"], color=color, alpha=0.15,
-                        lw=0)
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel(f"layer (1–{n_layers}; the last layer is the output itself: 0 bits)")
-    ax.set_ylabel("KL(output ‖ lens), bits\n(held-out WikiText-2, mean ± 95% CI)")
-    _integer_layers(ax, n_layers)
-    ax.set_title(title)
-    ax.legend(title=f"{int(kl['n_tokens'].max()):,} tokens", loc="best")
     return save_figure(fig, path)
