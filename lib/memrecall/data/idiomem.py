@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,10 @@ import pandas as pd
 
 from .sources import (
     DataFormatError,
+    check_record,
     decode_utf8,
     file_key,
+    parse_json,
     resolve_data_file,
     verify_data_file,
 )
@@ -47,15 +48,7 @@ def parse_idiomem(path: Path) -> tuple[tuple[Any, ...], ...]:
         where = f"{path}: line {lineno}"
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataFormatError(f"{where}: bad JSON: {err}") from None
-        if not isinstance(rec, dict):
-            raise DataFormatError(f"{where}: expected a JSON object, got {rec!r:.60}")
-        for field in IDIOMEM_COLUMNS:
-            if field not in rec:
-                raise DataFormatError(f"{where}: missing field '{field}'")
+        rec = check_record(parse_json(line, where), IDIOMEM_COLUMNS, where)
         for field in IDIOMEM_COLUMNS[:3]:
             if not isinstance(rec[field], str) or not rec[field].strip():
                 raise DataFormatError(

@@ -209,20 +209,30 @@ def parse_records(raw: bytes, fields: Sequence[str], where: str) -> list[dict[st
         DataFormatError: bad UTF-8 or JSON, not a list of objects, or a record without a field
             (the message names ``where`` and the record index).
     """
-    text = decode_utf8(raw, where)
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataFormatError(f"{where}: not valid JSON: {err}") from None
+    records = parse_json(decode_utf8(raw, where), where)
     if not isinstance(records, list):
         raise DataFormatError(f"{where}: expected a JSON list of records, got {type(records)}")
     for i, rec in enumerate(records):
-        if not isinstance(rec, dict):
-            raise DataFormatError(f"{where}: record {i}: expected an object, got {rec!r:.60}")
-        for field in fields:
-            if field not in rec:
-                raise DataFormatError(f"{where}: record {i}: missing field '{field}'")
+        check_record(rec, fields, f"{where}: record {i}")
     return records
+
+
+def parse_json(text: str, where: str) -> Any:
+    """``text`` parsed as JSON; bad JSON is a :class:`DataFormatError` naming ``where``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"{where}: bad JSON: {err}") from None
+
+
+def check_record(record: Any, fields: Sequence[str], where: str) -> dict[str, Any]:
+    """``record`` itself, checked to be a JSON object holding every one of ``fields``."""
+    if not isinstance(record, dict):
+        raise DataFormatError(f"{where}: expected a JSON object, got {record!r:.60}")
+    for field in fields:
+        if field not in record:
+            raise DataFormatError(f"{where}: missing field '{field}'")
+    return record
 
 
 def _records_checksum(raw: bytes, fields: Sequence[str], where: str) -> str:

@@ -22,7 +22,7 @@ import re
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,17 +184,28 @@ def wiki_sentences(lines: Iterable[str], min_words: int = 5, max_words: int = 25
         ``(sentence, line_index)`` pairs in order of first appearance.
 
     """
-    seen: set[str] = set()
-    out: list[tuple[str, int]] = []
+    cleaned = ((_clean_sentence(sent, min_words, max_words), idx)
+               for sent, idx in _sentences_by_line(lines))
+    return _first_seen((sent, idx) for sent, idx in cleaned if sent is not None)
+
+
+def _sentences_by_line(lines: Iterable[str]) -> Iterator[tuple[str, int]]:
+    """Each sentence of the non-blank, non-heading lines, detokenized, with its line index."""
     for idx, line in enumerate(lines):
         text = line.strip()
-        if not text or (text.startswith("=") and text.endswith("=")):
-            continue
-        for sent in split_sentences(detokenize(text)):
-            s = _clean_sentence(sent, min_words, max_words)
-            if s is not None and s not in seen:
-                seen.add(s)
-                out.append((s, idx))
+        if text and not (text.startswith("=") and text.endswith("=")):
+            for sent in split_sentences(detokenize(text)):
+                yield sent, idx
+
+
+def _first_seen(pairs: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The pairs whose sentence has not come before, in order."""
+    seen: set[str] = set()
+    out: list[tuple[str, int]] = []
+    for sent, idx in pairs:
+        if sent not in seen:
+            seen.add(sent)
+            out.append((sent, idx))
     return out
 
 
@@ -210,17 +221,7 @@ def sentence_starts(lines: Iterable[str]) -> list[tuple[str, int]]:
     Unlike :func:`wiki_sentences` nothing is filtered by length or cleaned: these are the
     starts from which :func:`length_matched` cuts its texts.
     """
-    seen: set[str] = set()
-    out: list[tuple[str, int]] = []
-    for idx, line in enumerate(lines):
-        text = line.strip()
-        if not text or (text.startswith("=") and text.endswith("=")):
-            continue
-        for sent in split_sentences(detokenize(text)):
-            if sent not in seen:
-                seen.add(sent)
-                out.append((sent, idx))
-    return out
+    return _first_seen(_sentences_by_line(lines))
 
 
 def sentence_prefix(sentence: str, n_words: int) -> str | None:

@@ -232,12 +232,16 @@ def _gpt2(vocab: int) -> PreTrainedModel:
     ))
 
 
+def _decoder_dims(vocab: int) -> dict[str, int | float]:
+    """The config fields the Llama-style tiny decoders (Llama, Gemma 3, Qwen2) share."""
+    return dict(vocab_size=vocab, hidden_size=_DIMS["hidden"], intermediate_size=_DIMS["ffn"],
+                num_hidden_layers=_DIMS["layers"], num_attention_heads=_DIMS["heads"],
+                num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.1)
+
+
 def _llama(vocab: int) -> PreTrainedModel:
     return LlamaForCausalLM(LlamaConfig(
-        vocab_size=vocab, hidden_size=_DIMS["hidden"], intermediate_size=_DIMS["ffn"],
-        num_hidden_layers=_DIMS["layers"], num_attention_heads=_DIMS["heads"],
-        num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.1,
-        tie_word_embeddings=False, pad_token_id=0,
+        **_decoder_dims(vocab), tie_word_embeddings=False, pad_token_id=0,
     ))
 
 
@@ -245,21 +249,16 @@ def _gemma3(vocab: int) -> PreTrainedModel:
     # Soft-capping is switched on (Gemma 2 uses it) so the lens's capping path is exercised;
     # a 4-token sliding window makes the local/global layer mix matter on test prompts.
     return Gemma3ForCausalLM(Gemma3TextConfig(
-        vocab_size=vocab, hidden_size=_DIMS["hidden"], intermediate_size=_DIMS["ffn"],
-        num_hidden_layers=_DIMS["layers"], num_attention_heads=_DIMS["heads"],
-        num_key_value_heads=2, head_dim=16, max_position_embeddings=128, sliding_window=4,
-        final_logit_softcapping=30.0, initializer_range=0.1, pad_token_id=0,
-        bos_token_id=2, eos_token_id=3,
+        **_decoder_dims(vocab), head_dim=16, sliding_window=4, final_logit_softcapping=30.0,
+        pad_token_id=0, bos_token_id=2, eos_token_id=3,
     ))
 
 
 def _qwen2(vocab: int) -> PreTrainedModel:
     # Qwen2.5-Coder 0.5B unties its unembedding from the embedding; so does this one.
     return Qwen2ForCausalLM(Qwen2Config(
-        vocab_size=vocab, hidden_size=_DIMS["hidden"], intermediate_size=_DIMS["ffn"],
-        num_hidden_layers=_DIMS["layers"], num_attention_heads=_DIMS["heads"],
-        num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.1,
-        tie_word_embeddings=False, pad_token_id=0, bos_token_id=None, eos_token_id=0,
+        **_decoder_dims(vocab), tie_word_embeddings=False, pad_token_id=0, bos_token_id=None,
+        eos_token_id=0,
     ))
 
 
