@@ -30,3 +30,23 @@ def test_explicit_folders_win_and_hold_their_cache(tmp_path):
 def test_interactive_folders_are_git_ignored():
     ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().split()
     assert {"/figures/interactive/", "/results/interactive/"} <= set(ignored)
+
+
+def test_the_header_names_profile_models_details_and_where_outputs_go(tmp_path):
+    run = pipeline.settings("smoke", ["tiny-gpt2", "tiny-bert"], root=tmp_path, n_idioms=7)
+    lines = run.describe("extra detail", run.sizes()).split("\n")
+    assert lines == ["profile smoke: models tiny-gpt2, tiny-bert", "extra detail",
+                     f"idioms: 7, Wikipedia texts: {run.n_wiki}",
+                     f"results -> {run.results_dir}", f"figures -> {run.figures_dir}"]
+    everything = pipeline.settings("offline", root=tmp_path, n_idioms=None)
+    assert everything.sizes().startswith("idioms: all,")
+
+
+def test_table_display_sets_the_notebooks_pandas_options():
+    import pandas as pd
+
+    with pd.option_context("display.precision", 6, "display.width", 80,
+                           "display.max_colwidth", 10):
+        pipeline.table_display(max_colwidth=90)
+        assert (pd.get_option("display.precision"), pd.get_option("display.width"),
+                pd.get_option("display.max_colwidth")) == (3, 120, 90)

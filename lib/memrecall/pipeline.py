@@ -7,15 +7,28 @@ read from ``results/<profile>/cache`` the second time.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import pandas as pd
 
-from . import classifier, data, hidden, lenses
+from . import (
+    classifier,
+    data,
+    hidden,
+    interventions,
+    knockout_report,
+    knockout_stats,
+    lenses,
+    report,
+    stats,
+)
 from ._io import slug
 from .batching import check_batch_size
+from .comparison import merge_comparison
+from .interventions import SweepConfig
 from .lens import Lens, LogitLens
 from .models import LM, check_device, load
 from .probes import make_probes
@@ -66,6 +79,22 @@ class Settings(Profile):
         if self.profile == "offline":
             return f"{model} (packaged offline model{precision})"
         return f"{model} ({self.dtype})" if precision else model
+
+    def describe(self, *details: str) -> str:
+        """What a notebook says first: profile and models, ``details``, where outputs go."""
+        return "\n".join([f"profile {self.profile}: models {', '.join(self.models)}", *details,
+                          f"results -> {self.results_dir}", f"figures -> {self.figures_dir}"])
+
+    def sizes(self) -> str:
+        """The idiom and Wikipedia sample sizes, as a notebook's header says them."""
+        return f"idioms: {self.n_idioms or 'all'}, Wikipedia texts: {self.n_wiki}"
+
+
+def table_display(max_colwidth: int = 50) -> None:
+    """Set the notebooks' pandas display: 3 decimals, 120 characters, ``max_colwidth`` columns."""
+    pd.set_option("display.precision", 3)
+    pd.set_option("display.width", 120)
+    pd.set_option("display.max_colwidth", max_colwidth)
 
 
 INTERACTIVE_DIR = "interactive"
@@ -198,13 +227,6 @@ def classifier_results(lm: LM, idiom_res: pd.DataFrame, run: Settings) -> pd.Dat
 
 # --- knockout sweep ---
 # The sweep of notebook 05 through the results cache, and everything the notebook shows per model.
-# This section's own imports (all pointing down the stack):
-import dataclasses  # noqa: E402
-import time  # noqa: E402
-
-from . import interventions, knockout_report, knockout_stats, report, stats  # noqa: E402
-from .comparison import merge_comparison  # noqa: E402
-from .interventions import SweepConfig  # noqa: E402
 
 
 def cached_knockout_sweep(lm: LM, probes: pd.DataFrame, cache_dir: str | Path | None,
@@ -218,7 +240,7 @@ def cached_knockout_sweep(lm: LM, probes: pd.DataFrame, cache_dir: str | Path | 
     :func:`memrecall.results.result_key`); ``batch_size``, ``progress`` and ``resume`` change
     speed, not numbers, and stay out of it. ``fields`` replace those of ``config``.
     """
-    config = dataclasses.replace(config or SweepConfig(), **fields)
+    config = replace(config or SweepConfig(), **fields)
     columns = [c for c in ("prompt", "target_token", config.group_column) if c in probes.columns]
     key = result_key(lm, frame_sha256(probes, columns), "knockout_sweep", **config.key())
     return cached(cache_dir, key, lambda: interventions.knockout_sweep(
@@ -238,7 +260,7 @@ def knockout_config(run: Settings) -> SweepConfig:
                        controls=KNOCKOUT_CONTROLS, seed=run.seed, per_probe=True)
 
 
-@dataclasses.dataclass
+@dataclass
 class KnockoutResults:
     """What notebook 05 shows for one model.
 
