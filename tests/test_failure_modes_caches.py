@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_notebooks import write_notebook
 
 import memrecall as mr
 from memrecall import plots, report, reproduce, results
@@ -314,17 +315,8 @@ def test_a_second_reproduce_of_a_profile_stops_with_a_message(tmp_path, monkeypa
 
 
 def test_a_killed_kernel_is_named_and_its_notebook_kept(tmp_path):
-    import nbformat
-
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("x = 1"),
-        nbformat.v4.new_code_cell("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"),
-    ])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    source = tmp_path / "98_killed.ipynb"
-    nbformat.write(nb, source)
+    source = write_notebook(tmp_path / "98_killed.ipynb", "x = 1",
+                            "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
     output = tmp_path / "rendered" / "98_killed.ipynb"
     with pytest.raises(reproduce.NotebookFailed, match="98_killed.ipynb: the kernel died") as err:
         reproduce.run_notebook(source, output, {"profile": "smoke"})

@@ -33,6 +33,19 @@ def git(repo: Path, *args: str) -> str:
                           text=True).stdout
 
 
+def explore_notebook() -> nbformat.NotebookNode:
+    """A small exploring notebook, unexecuted: a parameters cell, a widget, an HTML output."""
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A notebook to explore"),
+        nbformat.v4.new_code_cell("interactive = True", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import ipywidgets\nprint('hello')\n"
+                                  "ipywidgets.IntSlider(value=3)"),
+        nbformat.v4.new_code_cell("from IPython.display import HTML\nHTML('<b>bold</b>')"),
+    ])
+    notebook.metadata["kernelspec"] = KERNELSPEC
+    return notebook
+
+
 def make_repo(repo: Path, notebooks: list[Path]) -> Path:
     """A git repository with ``notebooks`` and 00_explore committed through the filter."""
     (repo / "notebooks" / "rendered" / "offline").mkdir(parents=True)
@@ -40,15 +53,7 @@ def make_repo(repo: Path, notebooks: list[Path]) -> Path:
         shutil.copy(ROOT / name, repo / name)
     for notebook in notebooks:
         shutil.copy(notebook, repo / "notebooks" / notebook.name)
-    explore = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# A notebook to explore"),
-        nbformat.v4.new_code_cell("interactive = True", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import ipywidgets\nprint('hello')\n"
-                                  "ipywidgets.IntSlider(value=3)"),
-        nbformat.v4.new_code_cell("from IPython.display import HTML\nHTML('<b>bold</b>')"),
-    ])
-    explore.metadata["kernelspec"] = KERNELSPEC
-    nbformat.write(explore, repo / "notebooks" / "00_explore.ipynb")
+    nbformat.write(explore_notebook(), repo / "notebooks" / "00_explore.ipynb")
     git(repo, "init", "-q")
     git(repo, "config", "user.email", "test@example.org")
     git(repo, "config", "user.name", "test")
@@ -81,14 +86,7 @@ def test_filter_installs_once_and_keeps_committed_notebooks_as_they_are(tmp_path
 @pytest.fixture(scope="module")
 def executed():
     """The exploring notebook as a JupyterLab session holds it: outputs, widget state, kernel."""
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# A notebook to explore"),
-        nbformat.v4.new_code_cell("interactive = True", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("import ipywidgets\nprint('hello')\n"
-                                  "ipywidgets.IntSlider(value=3)"),
-        nbformat.v4.new_code_cell("from IPython.display import HTML\nHTML('<b>bold</b>')"),
-    ])
-    notebook.metadata["kernelspec"] = KERNELSPEC
+    notebook = explore_notebook()
     NotebookClient(notebook, kernel_name="python3", store_widget_state=True).execute()
     assert notebook.metadata["language_info"]["version"]  # what a kernel adds
     assert notebook.metadata["widgets"]  # the widget state JupyterLab saves

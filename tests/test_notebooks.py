@@ -91,17 +91,22 @@ def test_notebook_runs_in_smoke_profile(notebook, tmp_path, data_dir, monkeypatc
     assert not errors
 
 
-def test_failing_cell_names_the_notebook_and_error(tmp_path):
+def write_notebook(path: Path, *code: str) -> Path:
+    """A notebook at ``path``: a ``profile = 'smoke'`` parameters cell, then a cell per ``code``."""
     import nbformat
 
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
-        nbformat.v4.new_code_cell("raise ValueError('the data is wrong')"),
+        *(nbformat.v4.new_code_cell(source) for source in code),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
-    source = tmp_path / "99_broken.ipynb"
-    nbformat.write(nb, source)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_failing_cell_names_the_notebook_and_error(tmp_path):
+    source = write_notebook(tmp_path / "99_broken.ipynb", "raise ValueError('the data is wrong')")
     output = tmp_path / "rendered" / "99_broken.ipynb"
     message = r"99_broken.ipynb: cell \d+ raised ValueError: the data"
     with pytest.raises(RuntimeError, match=message):
