@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from memrecall import plots, report, stats
+from . import plots, report, stats
 
 if TYPE_CHECKING:
-    from memrecall.pipeline import Settings
-    from memrecall.plots import SavedFigure
+    from .pipeline import Settings
+    from .plots import SavedFigure
 
 
 def layerwise_figures(labelled: Mapping[str, pd.DataFrame], tables: Mapping[str, pd.DataFrame],
