@@ -128,3 +128,10 @@ def test_panels_and_figures(tmp_path):
     fig = knockout_plots.plot_depth_lines(lines, knockout_report.paper_depth_line(),
                                           tmp_path / "fig7", "Figure 7").figure
     assert {line.get_gid() for line in fig.axes[0].lines} == {"m", "paper"}
+
+
+def test_reference_group_is_memorized_when_any_model_has_one():
+    none = pd.Series(["non-memorized", "wikipedia"])
+    assert knockout_report.reference_group([none]) == "non-memorized"
+    assert knockout_report.reference_group([none, pd.Series(["memorized"])]) == "memorized"
+    assert knockout_report.reference_group(iter([none])) == "non-memorized"

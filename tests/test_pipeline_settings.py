@@ -50,3 +50,14 @@ def test_table_display_sets_the_notebooks_pandas_options():
         pipeline.table_display(max_colwidth=90)
         assert (pd.get_option("display.precision"), pd.get_option("display.width"),
                 pd.get_option("display.max_colwidth")) == (3, 120, 90)
+
+
+def test_knockout_runtime_adds_rows_per_second():
+    def result(model: str, rows: int, seconds: float) -> pipeline.KnockoutResults:
+        runtime = {"model": model, "layers": 2, "rows (configuration x probe)": rows,
+                   "seconds": seconds}
+        return pipeline.KnockoutResults(model, 2, *[None] * 4, runtime, "memorized", None, None)
+
+    table = pipeline.knockout_runtime({"a": result("a", 100, 4.0), "b": result("b", 30, 0.5)})
+    assert list(table.index) == ["a", "b"]
+    assert table["rows per second"].tolist() == [25.0, 60.0]

@@ -7,6 +7,7 @@ medium, 100 memorized idioms, k = 10, :mod:`memrecall.data.paper`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from .report import to_display_layer
 
 __all__ = ["FIGURES", "KNOCKOUT_COLUMNS", "PAPER_PANEL", "beside_paper_panels", "depth_lines",
            "figure3_rows", "knockout_verdicts", "knockouts_csv", "paper_depth_line",
-           "write_knockouts_csv"]
+           "reference_group", "write_knockouts_csv"]
 
 KNOCKOUT_COLUMNS = ["group", "control", "k", "start_layer", "end_layer", "n_probes",
                     "changed_pct", "target_rank_change", "target_prob_change"]
@@ -72,6 +73,14 @@ def paper_depth_line(control: str = "non_dominant", window: int = 3,
                          "layer": rows["start"].to_numpy(),
                          "depth": rows["start"].to_numpy() / n_layers,
                          "value": rows["value"].to_numpy()})
+
+
+def reference_group(groups: Iterable[pd.Series]) -> str:
+    """The group shown beside the paper: ``memorized``, or ``non-memorized`` if none is there.
+
+    ``groups`` are ``group`` columns (one per model, or a single probe frame's).
+    """
+    return "memorized" if any((g == "memorized").any() for g in groups) else "non-memorized"
 
 
 def _paper_table() -> pd.DataFrame:

@@ -338,7 +338,7 @@ def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
                "probes": len(probes), "configurations": n_configs,
                "rows (configuration x probe)": len(probes) * n_configs, "seconds": seconds}
 
-    group = "memorized" if (probes["group"] == "memorized").any() else "non-memorized"
+    group = knockout_report.reference_group([probes["group"]])
     chosen = probes[probes["group"] == group].head(n_examples)
     examples = ranks = None
     if len(chosen):
@@ -355,6 +355,13 @@ def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
                            summary=interventions.summarize_sweep(detail),
                            table=knockout_stats.knockout_table(detail), runtime=runtime,
                            example_group=group, examples=examples, example_ranks=ranks)
+
+
+def knockout_runtime(results: dict[str, KnockoutResults]) -> pd.DataFrame:
+    """One row per model: layers, neurons, probes, configurations, rows, seconds, rows/s."""
+    runtime = pd.DataFrame([res.runtime for res in results.values()]).set_index("model")
+    runtime["rows per second"] = runtime["rows (configuration x probe)"] / runtime["seconds"]
+    return runtime
 
 
 def write_knockout_outputs(run: Settings,
