@@ -48,6 +48,23 @@ def test_classifier_is_l1_liblinear():
     assert model.solver == "liblinear" and model.l1_ratio == 1.0
 
 
+def test_fits_do_not_depend_on_numpy_global_random_state():
+    # liblinear shuffles its coordinates; unseeded, it draws from numpy's global state
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((300, 40))
+    y = features[:, 0] + rng.standard_normal(300) > 0
+    coefs = []
+    for global_seed in (1, 2):
+        np.random.seed(global_seed)
+        coefs.append(classifier.l1_logistic(seed=0).fit(features, y).coef_)
+    assert np.array_equal(*coefs)
+    tables = []
+    for global_seed in (1, 2):
+        np.random.seed(global_seed)
+        tables.append(classifier.classifier_table("m", {"f": features}, y, seed=0))
+    pd.testing.assert_frame_equal(*tables)
+
+
 def _results(n=60, n_layers=5, seed=0):
     rng = np.random.default_rng(seed)
     probs = rng.random((n, n_layers))

@@ -43,9 +43,13 @@ RANK_LAYERS = 12
 CLASSIFIER_COLUMNS = ["model", "features", "accuracy_mean", "accuracy_sd"]
 
 
-def l1_logistic() -> LogisticRegression:
-    """The paper's classifier: L1 logistic regression, liblinear, otherwise sklearn defaults."""
-    return LogisticRegression(l1_ratio=1.0, solver="liblinear")
+def l1_logistic(seed: int = 0) -> LogisticRegression:
+    """The paper's classifier: L1 logistic regression, liblinear, otherwise sklearn defaults.
+
+    ``seed`` seeds liblinear's coordinate shuffling, which otherwise draws from numpy's global
+    random state (and so moves the accuracies from one run to the next).
+    """
+    return LogisticRegression(l1_ratio=1.0, solver="liblinear", random_state=seed)
 
 
 def _stack(column: pd.Series) -> np.ndarray:
@@ -129,8 +133,8 @@ def balanced_splits(y: np.ndarray, n_splits: int = 10, test_size: float = 0.2,
 
 
 def split_accuracies(features: np.ndarray, y: np.ndarray,
-                     splits: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Test accuracy (fraction) of :func:`l1_logistic` on each split.
+                     splits: list[tuple[np.ndarray, np.ndarray]], seed: int = 0) -> np.ndarray:
+    """Test accuracy (fraction) of :func:`l1_logistic` (seeded by ``seed``) on each split.
 
     A training set with one class only predicts that class (accuracy 0.5 on a balanced test).
     """
@@ -142,7 +146,7 @@ def split_accuracies(features: np.ndarray, y: np.ndarray,
         else:
             with warnings.catch_warnings():  # unscaled ranks, as in the paper
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                predicted = l1_logistic().fit(features[train], y[train]).predict(features[test])
+                predicted = l1_logistic(seed).fit(features[train], y[train]).predict(features[test])
         accuracies.append(float(np.mean(predicted == y[test])))
     return np.asarray(accuracies)
 
@@ -157,7 +161,7 @@ def classifier_table(model: str, features: Mapping[str, np.ndarray], y: np.ndarr
         y: ``(n,)`` labels, e.g. ``res["is_memorized"]``.
         n_splits: number of splits (:func:`balanced_splits`).
         test_size: fraction drawn for testing before balancing.
-        seed: seed of the splits.
+        seed: seed of the splits and of the classifier.
 
     Returns:
         ``model, features, accuracy_mean, accuracy_sd`` (the columns of ``classifier.csv``);
@@ -171,7 +175,8 @@ def classifier_table(model: str, features: Mapping[str, np.ndarray], y: np.ndarr
         splits = []
     rows = []
     for name, matrix in features.items():
-        accuracy = 100 * split_accuracies(matrix, y, splits) if splits else np.full(1, np.nan)
+        accuracy = (100 * split_accuracies(matrix, y, splits, seed) if splits
+                    else np.full(1, np.nan))
         rows.append({"model": model, "features": name, "accuracy_mean": float(accuracy.mean()),
                      "accuracy_sd": float(accuracy.std())})
     return pd.DataFrame(rows, columns=CLASSIFIER_COLUMNS)
