@@ -87,9 +87,9 @@ bench: env  ## time the lens and the knockout sweep; JSON records in benchmarks/
 lint: env  ## ruff on the package, tests, benchmarks and notebooks
 	$(BIN)/ruff check lib tests benchmarks
 
-# Source notebooks are saved as git stores them (memrecall.lab), so exploring leaves `git status`
+# Source notebooks are saved as git stores them (memrecall.jupyter.lab), so exploring leaves `git status`
 # clean. As root (containers, cloud notebooks) Jupyter refuses to start without --allow-root.
-LAB_FLAGS := --ContentsManager.pre_save_hook=memrecall.lab.store_as_git_does \
+LAB_FLAGS := --ContentsManager.pre_save_hook=memrecall.jupyter.lab.store_as_git_does \
 	$(if $(filter 0,$(shell id -u)),--allow-root)
 
 lab: env  ## JupyterLab on notebooks/ in the project's environment (prints the URL to open)

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memrecall.batching import model_inputs, pad_right
+from memrecall.forward.batching import model_inputs, pad_right
 from memrecall.interventions import CleanRun, knockout
 from memrecall.interventions.resume import probe_batches
-from memrecall.lens import reference_logits
+from memrecall.lenses.projection import reference_logits
 from memrecall.models import LM
 
 

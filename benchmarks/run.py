@@ -45,7 +45,7 @@ import torch
 
 import memrecall as mr
 from memrecall import interventions
-from memrecall.batching import (
+from memrecall.forward.batching import (
     activation_token_budget,
     batch_overhead_tokens,
     model_inputs,

@@ -1,10 +1,10 @@
-"""The paper-vs-ours rows (memrecall.comparison), the landmarks and the clusters they read."""
+"""The paper-vs-ours rows (memrecall.report.paper), the landmarks and the clusters they read."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from memrecall import clusters, comparison, landmarks, memorization
+from memrecall import analysis, report
 from memrecall.data import paper
 
 COLUMNS = ["analysis", "quantity", "model", "ours", "paper_model", "paper_value", "verdict"]
@@ -26,44 +26,44 @@ def _labelled(n=40, n_layers=6, seed=0):
 
 
 def test_paper_counterpart():
-    assert comparison.paper_counterpart("gpt2-large", False) == "gpt2-large"
-    assert comparison.paper_counterpart("gemma-3-270m", False) == "gpt2-medium"
-    assert comparison.paper_counterpart("tiny-bert", True) == "bert-base-uncased"
+    assert report.paper_counterpart("gpt2-large", False) == "gpt2-large"
+    assert report.paper_counterpart("gemma-3-270m", False) == "gpt2-medium"
+    assert report.paper_counterpart("tiny-bert", True) == "bert-base-uncased"
 
 
 def test_number_verdict():
-    assert comparison.number_verdict(44.0, 44.7, 5).startswith("agrees")
-    text = comparison.number_verdict(16.1, 44.7, 5, digits=1, span=[28.3, 48.2])
+    assert report.number_verdict(44.0, 44.7, 5).startswith("agrees")
+    text = report.number_verdict(16.1, 44.7, 5, digits=1, span=[28.3, 48.2])
     assert text.startswith("differs: lower by 28.6") and "outside" in text
-    assert comparison.number_verdict(np.nan, 1.0, 0.1).startswith("differs")
-    near = comparison.number_verdict(0.97, 0.875, 0.1, span=[0.86, 0.96])
+    assert report.number_verdict(np.nan, 1.0, 0.1).startswith("differs")
+    near = report.number_verdict(0.97, 0.875, 0.1, span=[0.86, 0.96])
     assert near.startswith("agrees") and "outside the paper's range" in near
 
 
 def test_memorized_counts_and_table3_rows():
     frame = _labelled()
     idioms = frame[frame["group"] != "wikipedia"]
-    counts = memorization.memorized_counts("m", idioms)
+    counts = analysis.memorized_counts("m", idioms)
     assert list(counts["subset"]) == ["all", "hard_to_guess"]
     assert counts.set_index("subset").loc["all", "memorized_pct"] == pytest.approx(50.0)
-    rows = comparison.table3_rows(counts, "gpt2-medium")
+    rows = report.table3_rows(counts, "gpt2-medium")
     assert list(rows.columns) == COLUMNS and (rows["analysis"] == "table3").all()
     assert rows["paper_value"].eq(44.7).all()
 
 
 def test_landmarks_read_ours_and_the_paper_alike():
-    curves = landmarks.mean_curves(_labelled())
-    marks = landmarks.curve_landmarks(curves).set_index("group")
+    curves = analysis.mean_curves(_labelled())
+    marks = analysis.curve_landmarks(curves).set_index("group")
     assert marks.loc["memorized", "depth_below_1"] == pytest.approx(3 / 6)
     assert marks.loc["non-memorized", "depth_below_1"] == pytest.approx(1.0)
     assert marks.loc["memorized", "final_prob"] > marks.loc["non-memorized", "final_prob"]
-    theirs = landmarks.curve_landmarks(paper.figure2().query("model == 'gpt2-medium'"))
+    theirs = analysis.curve_landmarks(paper.figure2().query("model == 'gpt2-medium'"))
     assert theirs.set_index("group").loc["memorized", "depth_below_1"] == pytest.approx(21 / 24)
 
 
 def test_figure2_and_figure4_rows():
-    curves = landmarks.mean_curves(_labelled())
-    rows = comparison.figure2_rows("m", curves, "gpt2-medium")
+    curves = analysis.mean_curves(_labelled())
+    rows = report.figure2_rows("m", curves, "gpt2-medium")
     assert list(rows.columns) == COLUMNS
     assert len(rows) == 3 * 3 + 1
     assert rows["verdict"].str.match(r"^(agrees|differs)").all()
@@ -71,68 +71,68 @@ def test_figure2_and_figure4_rows():
     assert depth["paper_value"].item() == pytest.approx(0.875)
     facts = _labelled().replace({"group": {"memorized": "facts: memorized",
                                            "non-memorized": "facts: non-memorized"}})
-    rows4 = comparison.figure4_rows("m", landmarks.mean_curves(facts))
+    rows4 = report.figure4_rows("m", analysis.mean_curves(facts))
     assert set(rows4["analysis"]) == {"figure4"} and len(rows4) == 6
 
 
 def test_clusters_and_figure5_rows():
     memorized = _labelled(n=30)
     memorized = memorized[memorized["group"] == "memorized"].reset_index(drop=True)
-    labels = clusters.cluster_labels(memorized, k=3, seed=0)
+    labels = analysis.cluster_labels(memorized, k=3, seed=0)
     assert set(labels) == {0, 1, 2}
     assert np.bincount(labels)[0] == np.bincount(labels).max()
-    assert np.array_equal(labels, clusters.cluster_labels(memorized, k=3, seed=0))
-    curves = clusters.cluster_curves(memorized, labels)
+    assert np.array_equal(labels, analysis.cluster_labels(memorized, k=3, seed=0))
+    curves = analysis.cluster_curves(memorized, labels)
     assert curves.groupby("cluster")["size"].first().sum() == len(memorized)
-    summary = clusters.cluster_summary(memorized, labels)
+    summary = analysis.cluster_summary(memorized, labels)
     assert summary["ends_above_half"].all() and summary["shows_boost"].all()
-    rows = comparison.figure5_rows("m", summary)
+    rows = report.figure5_rows("m", summary)
     assert list(rows.columns) == COLUMNS
     assert rows["verdict"].str.startswith("agrees").all()
-    curves_none, summary_none = clusters.cluster_memorized(memorized.assign(is_memorized=False))
+    curves_none, summary_none = analysis.cluster_memorized(memorized.assign(is_memorized=False))
     assert curves_none.empty and summary_none.empty
-    none = comparison.figure5_rows("m", summary_none)
+    none = report.figure5_rows("m", summary_none)
     assert none["verdict"].str.startswith("differs").all() and none["ours"].isna().all()
 
 
 def test_table4_table5_rows():
     freq = pd.DataFrame({"model": "m", "subset": ["memorized", "all"], "n": [10, 20],
                          "r": [-0.1, 0.5], "p": [0.3, 0.01], "spearman_rho": [0.0, 0.0]})
-    rows = comparison.table4_rows(freq, "gpt2-medium")
+    rows = report.table4_rows(freq, "gpt2-medium")
     assert rows["verdict"].str.startswith("agrees").tolist() == [True, False]
     table = pd.DataFrame({"model": "m", "features": ["random", "probability (all layers)"],
                           "accuracy_mean": [50.0, 60.0], "accuracy_sd": [3.0, 2.0]})
-    rows5 = comparison.table5_rows(table, "gpt2-medium")
+    rows5 = report.table5_rows(table, "gpt2-medium")
     assert rows5["paper_value"].tolist() == [49.5, 84.6]
     assert rows5["verdict"].str.startswith("agrees").tolist() == [True, False]
 
 
 def test_merge_comparison_replaces_an_analysis_keeps_others(tmp_path):
     path = tmp_path / "paper_comparison.csv"
-    first = comparison.comparison_frame([
+    first = report.comparison_frame([
         {"analysis": "figure3", "quantity": "q", "model": "m", "ours": 1.0,
          "paper_model": "gpt2-medium", "paper_value": 2.0, "verdict": "differs"},
         {"analysis": "table3", "quantity": "old", "model": "m", "ours": 1.0,
          "paper_model": "gpt2-medium", "paper_value": 2.0, "verdict": "differs"},
     ])
-    comparison.merge_comparison(path, first)
+    report.merge_comparison(path, first)
     new = first.iloc[[1]].assign(quantity="new")
-    merged = comparison.merge_comparison(path, new)
+    merged = report.merge_comparison(path, new)
     assert list(pd.read_csv(path).columns) == COLUMNS
     assert merged["quantity"].tolist() == ["new", "q"]  # table3 sorts before figure3
     with pytest.raises(ValueError, match="unknown analyses"):
-        comparison.merge_comparison(path, new.assign(analysis="table9"))
+        report.merge_comparison(path, new.assign(analysis="table9"))
 
 
 def test_table5_side_by_side_and_verdict_counts():
     ours = pd.DataFrame({"model": "m", "features": ["random", "probability (all layers)"],
                          "accuracy_mean": [50.0, np.nan], "accuracy_sd": [3.0, np.nan]})
-    table = comparison.table5_side_by_side(ours)
+    table = report.table5_side_by_side(ours)
     assert list(table.index) == list(paper.TABLE5_FEATURES)
     assert table.columns[0] == "gpt2-medium (paper)" and table.columns[-1] == "m"
     assert table.loc["random", "m"] == "50.0 ± 3.0"
     assert table.loc["probability (all layers)", "m"] == "n/a"
     assert table.loc["token ids", "m"] == ""
-    rows = comparison.table5_rows(ours.fillna(80.0), "gpt2-medium")
-    counts = comparison.verdict_counts(rows)
+    rows = report.table5_rows(ours.fillna(80.0), "gpt2-medium")
+    counts = report.verdict_counts(rows)
     assert counts.loc["table5", "m"] == "2 of 2 agree"

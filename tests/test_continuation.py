@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import memrecall as mr
-from memrecall.batching import model_inputs
-from memrecall.continuation import whole_word_continuation
+from memrecall.forward.batching import model_inputs
+from memrecall.forward.generate import whole_word_continuation
 from memrecall.models.tiny import byte_level_bpe
 from memrecall.probes import multi_token_fraction, target_token_counts
 

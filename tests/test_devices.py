@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import memrecall as mr
-from memrecall import batching, interventions
-from memrecall.batching import activation_bytes, activation_token_budget, halve_on_oom
+from memrecall import forward, interventions
+from memrecall.forward.batching import activation_bytes, activation_token_budget, halve_on_oom
 from memrecall.models.placement import OffloadedHeadError
 
 GIB = 2**30
@@ -30,10 +30,10 @@ def fake_cuda_memory(monkeypatch, free: dict[int, int]) -> list:
 def test_cuda_budget_is_a_share_of_the_free_memory(monkeypatch):
     asked = fake_cuda_memory(monkeypatch, {0: 10 * GIB, 1: 100 * 2**20})
     assert activation_bytes(torch.device("cuda", 0)) == int(10 * GIB
-                                                           * batching.CUDA_FREE_FRACTION)
-    assert activation_bytes("cuda:1") == batching.MIN_ACTIVATION_BYTES  # nearly full card
+                                                           * forward.CUDA_FREE_FRACTION)
+    assert activation_bytes("cuda:1") == forward.MIN_ACTIVATION_BYTES  # nearly full card
     assert asked == [torch.device("cuda", 0), torch.device("cuda", 1)]
-    assert activation_bytes("cpu") == batching.ACTIVATION_BYTES["cpu"]
+    assert activation_bytes("cpu") == forward.ACTIVATION_BYTES["cpu"]
     assert len(asked) == 2  # the CPU budget never asks CUDA
 
 
@@ -138,7 +138,7 @@ def test_a_map_that_offloads_the_unembedding_fails_loudly(tmp_path):
 def test_cuda_budget_and_a_real_out_of_memory_retry():
     device = torch.device("cuda")
     free, total = torch.cuda.mem_get_info(device)
-    assert batching.MIN_ACTIVATION_BYTES <= activation_bytes(device) <= free
+    assert forward.MIN_ACTIVATION_BYTES <= activation_bytes(device) <= free
 
     def fn(item):  # asks for twice the card when the item is large
         size = total * 2 if len(item) > 2 else 1024

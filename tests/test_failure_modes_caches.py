@@ -20,7 +20,7 @@ import torch
 from test_notebooks import write_notebook
 
 import memrecall as mr
-from memrecall import plots, report, reproduce, results
+from memrecall import cache, figures, pipeline, report, reproduce
 from memrecall._io import CacheWarning, LockedError, exclusive_lock, repo_root
 from memrecall.models import loading
 from memrecall.models.tiny import build_tiny
@@ -44,7 +44,7 @@ def reference(lm, probes):
 
 def _assert_same(frame, reference):
     assert list(frame.columns) == list(reference.columns)
-    for column in results.ARRAY_COLUMNS:
+    for column in cache.ARRAY_COLUMNS:
         np.testing.assert_array_equal(np.stack(frame[column]), np.stack(reference[column]))
     assert frame.pred_token.tolist() == reference.pred_token.tolist()
 
@@ -57,7 +57,7 @@ def _only_file(folder: Path, pattern: str = "*.parquet") -> Path:
 def _cached(lm, probes, folder):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        frame = results.cached_project(lm, probes, folder)
+        frame = pipeline.cached_project(lm, probes, folder)
     return frame, [str(w.message) for w in caught if issubclass(w.category, CacheWarning)]
 
 
@@ -66,7 +66,7 @@ def _cached(lm, probes, folder):
 
 def test_every_single_byte_corruption_is_recomputed_never_served(lm, probes, reference,
                                                                  tmp_path):
-    results.cached_project(lm, probes, tmp_path)
+    pipeline.cached_project(lm, probes, tmp_path)
     file = _only_file(tmp_path)
     good = file.read_bytes()
     for offset in np.linspace(0, len(good) - 1, 12).astype(int):
@@ -82,7 +82,7 @@ def test_every_single_byte_corruption_is_recomputed_never_served(lm, probes, ref
 @pytest.mark.parametrize("damage", ["truncated", "empty", "sidecar missing", "sidecar corrupt",
                                     "sidecar truncated"])
 def test_damaged_entries_are_recomputed_with_one_line(lm, probes, reference, tmp_path, damage):
-    results.cached_project(lm, probes, tmp_path)
+    pipeline.cached_project(lm, probes, tmp_path)
     file = _only_file(tmp_path)
     sidecar = file.with_suffix(".json")
     if damage == "truncated":
@@ -105,9 +105,9 @@ def test_damaged_entries_are_recomputed_with_one_line(lm, probes, reference, tmp
 
 def test_a_valid_file_of_another_input_set_is_not_used(lm, probes, reference, tmp_path):
     other = tmp_path / "other"
-    results.cached_project(lm, probes.iloc[:2], other)
-    here = results.cache_path(tmp_path, results.result_key(
-        lm, results.frame_sha256(probes, ["prompt", "target_token"]), "project"))
+    pipeline.cached_project(lm, probes.iloc[:2], other)
+    here = cache.cache_path(tmp_path, cache.result_key(
+        lm, cache.frame_sha256(probes, ["prompt", "target_token"]), "project"))
     wrong = _only_file(other)
     shutil.copy(wrong, here)  # the file and its sidecar, under this key's name
     shutil.copy(wrong.with_suffix(".json"), here.with_suffix(".json"))
@@ -117,9 +117,9 @@ def test_a_valid_file_of_another_input_set_is_not_used(lm, probes, reference, tm
 
 
 def test_a_replaced_file_under_an_intact_sidecar_is_not_used(lm, probes, reference, tmp_path):
-    results.cached_project(lm, probes, tmp_path)
+    pipeline.cached_project(lm, probes, tmp_path)
     file = _only_file(tmp_path)
-    other = results.load_frame(file)
+    other = cache.load_frame(file)
     other["target_rank"] = [row * 0 + 7 for row in other["target_rank"]]
     other.to_parquet(file, index=False)
     frame, said = _cached(lm, probes, tmp_path)
@@ -153,7 +153,7 @@ def test_full_disk_keeps_the_result_and_warns(lm, probes, reference, tmp_path, m
     def full(path, write):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(results, "atomic_write", full)
+    monkeypatch.setattr(cache, "atomic_write", full)
     frame, said = _cached(lm, probes, tmp_path)
     _assert_same(frame, reference)
     assert "No space left" in said[0]
@@ -161,8 +161,8 @@ def test_full_disk_keeps_the_result_and_warns(lm, probes, reference, tmp_path, m
 
 def test_the_cache_keeps_the_probes_index(lm, probes, tmp_path):
     filtered = probes.iloc[[3, 1]]
-    first = results.cached_project(lm, filtered, tmp_path)
-    again = results.cached_project(lm, filtered, tmp_path)
+    first = pipeline.cached_project(lm, filtered, tmp_path)
+    again = pipeline.cached_project(lm, filtered, tmp_path)
     assert first.index.tolist() == again.index.tolist() == [3, 1]
 
 
@@ -177,19 +177,19 @@ def test_fitted_lens_cache_is_verified_and_refitted_when_damaged(lm, tmp_path, d
         return lenses.LinearShortcut.fit(lm, text)
 
     key = {"kind": "lens", "model": lm.name, "n": 1}
-    first = results.cached_lens(tmp_path, key, lm, fit)
+    first = pipeline.cached_lens(tmp_path, key, lm, fit)
     weights = _only_file(tmp_path, "*.safetensors")
-    assert results.cached_lens(tmp_path, key, lm, fit).fingerprint() == first.fingerprint()
+    assert pipeline.cached_lens(tmp_path, key, lm, fit).fingerprint() == first.fingerprint()
     assert len(fits) == 1
     raw = bytearray(weights.read_bytes())
     raw[-8] ^= 0x40  # a translator weight changes; the file still loads
     weights.write_bytes(bytes(raw))
     with pytest.warns(CacheWarning, match=r"refitting .*safetensors differs"):
-        again = results.cached_lens(tmp_path, key, lm, fit)
+        again = pipeline.cached_lens(tmp_path, key, lm, fit)
     assert len(fits) == 2 and again.fingerprint() == first.fingerprint()
     weights.with_suffix(".json").write_text("{}")
     with pytest.warns(CacheWarning, match=r"refitting .*\.json is 2 bytes"):
-        results.cached_lens(tmp_path, key, lm, fit)
+        pipeline.cached_lens(tmp_path, key, lm, fit)
     assert len(fits) == 3
 
 
@@ -264,7 +264,7 @@ def test_figures_are_written_atomically(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
 
     fig = plt.figure()
-    saved = plots.save_figure(fig, tmp_path / "f")
+    saved = figures.save_figure(fig, tmp_path / "f")
     before = saved.pdf.read_bytes()
     real = fig.savefig
 
@@ -275,7 +275,7 @@ def test_figures_are_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(fig, "savefig", crash)
     with pytest.raises(KeyboardInterrupt):
-        plots.save_figure(fig, tmp_path / "f")
+        figures.save_figure(fig, tmp_path / "f")
     plt.close(fig)
     assert saved.pdf.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]

@@ -1,10 +1,10 @@
-"""Table 4's frequency lookup (memrecall.frequency)."""
+"""Table 4's frequency lookup (memrecall.analysis.frequency)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from memrecall import frequency
+from memrecall import analysis
 
 
 class FakeTokenizer:
@@ -16,15 +16,15 @@ class FakeTokenizer:
 
 def test_token_word_strips_lowercases_and_drops_non_words():
     tok = FakeTokenizer()
-    assert frequency.token_word(tok, 0) == "the"
-    assert frequency.token_word(tok, 1) == "bucket"
-    assert frequency.token_word(tok, 2) == "ing"
-    assert frequency.token_word(tok, 3) is None
-    assert frequency.token_word(tok, 4) is None
+    assert analysis.token_word(tok, 0) == "the"
+    assert analysis.token_word(tok, 1) == "bucket"
+    assert analysis.token_word(tok, 2) == "ing"
+    assert analysis.token_word(tok, 3) is None
+    assert analysis.token_word(tok, 4) is None
 
 
 def test_word_frequencies_offline():
-    freqs = frequency.word_frequencies(["the", "bucket", "xqzvw", None])
+    freqs = analysis.word_frequencies(["the", "bucket", "xqzvw", None])
     assert freqs[0] > freqs[1] > 0
     assert freqs[2] == 0
     assert np.isnan(freqs[3])
@@ -32,11 +32,11 @@ def test_word_frequencies_offline():
 
 def test_rank_frequency_r():
     ranks = np.array([10.0, 20, 30, 40, 50])
-    out = frequency.rank_frequency_r(ranks, -ranks / 100)
+    out = analysis.rank_frequency_r(ranks, -ranks / 100)
     assert out["r"] == pytest.approx(-1.0) and out["n"] == 5
-    skipped = frequency.rank_frequency_r(ranks, np.array([1.0, np.nan, 3, 4, 5]))
+    skipped = analysis.rank_frequency_r(ranks, np.array([1.0, np.nan, 3, 4, 5]))
     assert skipped["n"] == 4
-    assert np.isnan(frequency.rank_frequency_r(ranks[:2], ranks[:2])["r"])
+    assert np.isnan(analysis.rank_frequency_r(ranks[:2], ranks[:2])["r"])
 
 
 def test_frequency_table_memorized_and_all():
@@ -46,8 +46,8 @@ def test_frequency_table_memorized_and_all():
                       np.array([7, 0]), np.array([3, 0]), np.array([800, 0])],
         "is_memorized": [True, True, True, False, False, True],
     })
-    table = frequency.frequency_table("tiny", res, FakeTokenizer())
-    assert list(table.columns) == frequency.TABLE4_COLUMNS
+    table = analysis.frequency_table("tiny", res, FakeTokenizer())
+    assert list(table.columns) == analysis.TABLE4_COLUMNS
     assert list(table["subset"]) == ["memorized", "all"]
     assert table.set_index("subset").loc["all", "n"] == 5  # the comma has no word
     assert table.set_index("subset").loc["memorized", "r"] < 0

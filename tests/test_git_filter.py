@@ -2,7 +2,7 @@
 
 Drives the Makefile's own `git-filter` target (what `make env` runs) in a throw-away repository
 holding copies of the real Makefile, .gitattributes and notebooks, and saves through the Jupyter
-server's contents manager with the pre-save hook that `make lab` sets (memrecall.lab).
+server's contents manager with the pre-save hook that `make lab` sets (memrecall.jupyter.lab).
 """
 
 import shutil
@@ -16,11 +16,11 @@ from jupyter_server.services.contents.filemanager import FileContentsManager
 from nbclient import NotebookClient
 from traitlets.config import Config
 
-from memrecall import lab
+from memrecall.jupyter import lab
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 ROOT = Path(__file__).resolve().parents[1]
-HOOK = "memrecall.lab.store_as_git_does"
+HOOK = "memrecall.jupyter.lab.store_as_git_does"
 
 
 def test_make_lab_saves_through_the_hook():

@@ -1,18 +1,18 @@
-"""The model-side features of Table 5 (memrecall.hidden), on every tiny architecture."""
+"""The model-side features of Table 5 (memrecall.forward.blocks), on every tiny architecture."""
 
 import numpy as np
 import torch
 
 import memrecall as mr
-from memrecall import hidden
-from memrecall.batching import model_inputs
+from memrecall import forward
+from memrecall.forward.batching import model_inputs
 
 
 def test_final_hidden_state_is_what_the_unembedding_reads(tiny):
     texts = ["kick the bucket", "once in a blue moon", "spill the beans now please"]
     probes = mr.make_probes(texts, tiny)
     res = mr.project(tiny, probes)
-    states = hidden.final_hidden_states(tiny, probes, batch_size=2)
+    states = forward.final_hidden_states(tiny, probes, batch_size=2)
     assert states.shape[0] == len(texts) and states.dtype == np.float32
     logits = tiny.head.logits(torch.tensor(states, device=tiny.device))
     assert (logits.argmax(-1).cpu().numpy() == res["pred_token"].to_numpy()).all()
@@ -20,10 +20,10 @@ def test_final_hidden_state_is_what_the_unembedding_reads(tiny):
 
 def test_prompt_token_ids_padded(tiny):
     probes = mr.make_probes(["kick the bucket", "once in a blue moon"], tiny)
-    ids = hidden.prompt_token_ids(tiny, probes)
+    ids = forward.prompt_token_ids(tiny, probes)
     expected, _ = model_inputs(tiny, probes["prompt"].tolist())
     assert ids.shape == (2, max(map(len, expected)))
     for row, tokens in zip(ids, expected):
         assert row[: len(tokens)].tolist() == tokens and (row[len(tokens):] == -1).all()
-    features = hidden.model_features(tiny, probes)
+    features = forward.model_features(tiny, probes)
     assert set(features) == {"hidden", "token_ids"}

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import memrecall as mr
-from memrecall import hooks, knockout_report, pipeline, stats
+from memrecall import analysis, forward, pipeline
 from memrecall import interventions as iv
-from memrecall.batching import model_inputs, pad_right
+from memrecall.forward.batching import model_inputs, pad_right
 from memrecall.interventions import resume
 
 TEXTS = [
@@ -296,6 +296,10 @@ def test_sweep_per_probe_matches_summary_and_a_manual_knockout(tiny, probes):
     assert row.group == "memorized"
 
 
+TIE_EPS = 1e-4
+"""Logits closer than this are a float tie between two forwards of the same rows."""
+
+
 @torch.no_grad()
 def test_sweep_rows_equal_one_configuration_at_a_time(tiny, probes):
     """Many (configuration, probe) rows per forward give what one configuration at a time gives.
@@ -324,11 +328,21 @@ def test_sweep_rows_equal_one_configuration_at_a_time(tiny, probes):
                       & (detail.start_layer == config.start_layer)
                       & (detail.end_layer == config.end_layer)].set_index("probe")
         rows = rows.loc[batch.rows.numpy()]
-        np.testing.assert_array_equal(rows.pred_token, pred.numpy())
-        np.testing.assert_array_equal(rows.changed, (pred != top.pred_token[batch.rows]).numpy())
+        # Rows batched with other configurations and a whole forward round differently (float32,
+        # ~1e-6 relative, and differently on each CPU's kernels): a token may swap places only
+        # with tokens whose reference logit is within TIE_EPS of its own.
+        logits = tiny.head.logits(normed).float()
+        ours = torch.as_tensor(rows.pred_token.to_numpy())
+        swapped = ours != pred
+        best = logits.max(1).values
+        assert (best[swapped] - logits[swapped, ours[swapped]] <= TIE_EPS).all()
+        np.testing.assert_array_equal(rows.changed, (ours != top.pred_token[batch.rows]).numpy())
         np.testing.assert_allclose(rows.pred_prob, prob[:, 0].numpy(), atol=1e-6)
         np.testing.assert_allclose(rows.target_prob, prob[:, 1].numpy(), atol=1e-6)
-        np.testing.assert_array_equal(rows.target_rank, rank[:, 1].numpy())
+        own = logits.gather(1, targets.view(-1, 1))
+        tied = ((logits - own).abs() <= TIE_EPS).sum(1) - 1
+        gap = np.abs(rows.target_rank.to_numpy() - rank[:, 1].numpy())
+        assert (gap <= tied.numpy()).all()
     assert detail.changed.any() and not detail.changed.all()
 
 
@@ -445,9 +459,9 @@ def test_zero_neurons_hook():
     x = torch.arange(1.0, 25.0).reshape(2, 3, 4)  # (batch, seq, width)
     mask = torch.tensor([[True, False, False, True], [False, True, False, False]])
     module = torch.nn.Identity()
-    with hooks.forward_hooks([(module, hooks.zero_neurons_hook(mask))], pre=True):
+    with forward.forward_hooks([(module, forward.zero_neurons_hook(mask))], pre=True):
         everywhere = module(x)
-    with hooks.forward_hooks([(module, hooks.zero_neurons_hook(mask, torch.tensor([2, 0])))],
+    with forward.forward_hooks([(module, forward.zero_neurons_hook(mask, torch.tensor([2, 0])))],
                              pre=True):
         at_one = module(x)
     expected = x.clone()
@@ -459,21 +473,13 @@ def test_zero_neurons_hook():
     expected[1, 0, 1] = 0
     assert torch.equal(at_one, expected)
     with pytest.raises(ValueError, match="my hook: neuron sets for 2 rows"):
-        hooks.zero_neurons_hook(mask, name="my hook")(module, (x[:1].repeat(3, 1, 1),))
+        forward.zero_neurons_hook(mask, name="my hook")(module, (x[:1].repeat(3, 1, 1),))
 
 
-def test_moved_names_still_resolve_from_interventions():
-    assert iv.knockout_verdicts is knockout_report.knockout_verdicts
-    assert iv.early_late_table is stats.early_late_table
-    assert iv.control_contrast is stats.control_contrast
-    assert iv.knockout_probe_groups is stats.knockout_probe_groups
-    assert iv.cached_knockout_sweep is pipeline.cached_knockout_sweep
-    with pytest.raises(AttributeError):
-        iv.Control  # noqa: B018  (dead, deleted)
-    # importing the engine loads nothing above it
-    code = ("import sys, memrecall.interventions; print(sorted(m for m in sys.modules if m in "
-            "{'memrecall.stats', 'memrecall.report', 'memrecall.results', 'memrecall.pipeline', "
-            "'memrecall.analysis'}))")
+def test_importing_the_engine_loads_no_floor_above_it():
+    code = ("import sys, memrecall.interventions; print(sorted(m for m in sys.modules if "
+            "m.split('.')[1:2] and m.split('.')[1] in "
+            "{'analysis', 'report', 'figures', 'jupyter', 'pipeline', 'cache', 'reproduce'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -569,17 +575,17 @@ def lens_like(n_mem, n_non, n_wiki):
 
 def test_knockout_probe_groups_samples_each_group():
     idioms, wiki = lens_like(3, 10, 8)
-    groups = stats.knockout_probe_groups(idioms, wiki, n=5, seed=1)
+    groups = analysis.knockout_probe_groups(idioms, wiki, n=5, seed=1)
     assert list(groups.group.value_counts().reindex(["memorized", "non-memorized", "wikipedia"])) \
         == [3, 5, 5]
     assert list(groups.columns) == ["group", "source", "text", "prompt", "target",
                                     "target_token", "is_memorized"]
     non = groups[groups.group == "non-memorized"].target_token
     assert non.is_monotonic_increasing  # original order kept
-    pd.testing.assert_frame_equal(groups, stats.knockout_probe_groups(idioms, wiki, n=5, seed=1))
-    assert not groups.equals(stats.knockout_probe_groups(idioms, wiki, n=5, seed=2))
+    pd.testing.assert_frame_equal(groups, analysis.knockout_probe_groups(idioms, wiki, n=5, seed=1))
+    assert not groups.equals(analysis.knockout_probe_groups(idioms, wiki, n=5, seed=2))
     # no memorized idioms (random smoke models): the group is simply absent
-    none = stats.knockout_probe_groups(*lens_like(0, 4, 4), n=5)
+    none = analysis.knockout_probe_groups(*lens_like(0, 4, 4), n=5)
     assert set(none.group) == {"non-memorized", "wikipedia"}
 
 
@@ -619,24 +625,6 @@ def synthetic_detail(n_probes=6, n_layers=4):
                              "end_layer": start, "window": 1, "changed": changed})
     return pd.DataFrame(rows)
 
-
-def test_early_late_table_and_control_contrast():
-    detail = synthetic_detail()
-    table = stats.early_late_table(detail)
-    top = table[table.control == "dominant"].iloc[0]
-    assert top.early == pytest.approx(4 / 6) and top.late == 0
-    assert top.difference == pytest.approx(4 / 6) and top.n_probes == 6
-    assert 0 < top.p_value < 0.2
-    random = table[table.control == "random"].iloc[0]
-    assert random.difference == 0 and random.p_value == 1
-    contrast = stats.control_contrast(detail)
-    assert list(contrast.columns) == ["group", "k", "n_probes", "dominant", "random",
-                                      "difference", "p_value"]
-    assert contrast.iloc[0]["dominant"] == pytest.approx(2 / 6)
-    assert contrast.iloc[0]["random"] == 0
-    # odd layer counts leave the middle layer out
-    odd = stats.early_late_table(synthetic_detail(n_layers=5))
-    assert odd[odd.control == "dominant"].iloc[0].early == pytest.approx(4 / 6)
 
 
 def test_sub_update_examples_agree_with_value_vector_ranks(tiny, probes):

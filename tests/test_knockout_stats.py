@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memrecall import knockout_plots, knockout_report, knockout_stats, plots
-from memrecall.comparison import COMPARISON_COLUMNS, merge_comparison
+from memrecall import analysis, figures, report
+from memrecall.report.paper import COMPARISON_COLUMNS, merge_comparison
 
 
 def sweep_like(n_layers=10, n_probes=40, seed=0, falls=True):
@@ -38,7 +38,7 @@ def sweep_like(n_layers=10, n_probes=40, seed=0, falls=True):
 
 def test_table_means_and_intervals():
     detail = sweep_like()
-    table = knockout_stats.knockout_table(detail, n_boot=200)
+    table = analysis.knockout_table(detail, n_boot=200)
     assert list(table.columns[:8]) == ["group", "control", "k_requested", "k", "start_layer",
                                        "end_layer", "window", "n_probes"]
     windows = 10 + 9 + 8
@@ -49,7 +49,7 @@ def test_table_means_and_intervals():
                   & (detail.start_layer == 3) & (detail.end_layer == 4)]
     assert row.changed_pct == pytest.approx(100 * cell.changed.mean())
     assert row.target_prob_change == pytest.approx(cell.target_prob_change.mean())
-    for value in knockout_stats.READOUTS:
+    for value in analysis.READOUTS:
         assert (table[f"{value}_lo"] <= table[value] + 1e-9).all()
         assert (table[value] <= table[f"{value}_hi"] + 1e-9).all()
     first = table[(table.control == "non_dominant") & (table.start_layer == 0)
@@ -59,27 +59,27 @@ def test_table_means_and_intervals():
 
 def test_first_layer_dominance_and_slopes():
     detail = sweep_like()
-    table = knockout_stats.knockout_table(detail, n_boot=200)
-    dom = knockout_stats.first_layer_dominance(table, "non_dominant", "memorized")
+    table = analysis.knockout_table(detail, n_boot=200)
+    dom = analysis.first_layer_dominance(table, "non_dominant", "memorized")
     assert dom["first"] == 100 and dom["dominates"] and dom["other_layer"] > 0
-    slopes = knockout_stats.depth_slopes(detail, 10, n_boot=200, split=0.5)
+    slopes = analysis.depth_slopes(detail, 10, n_boot=200, split=0.5)
     mem = slopes[slopes.group == "memorized"].iloc[0]
     assert mem.early_slope < 0 and mem.early_lo <= mem.early_slope <= mem.early_hi
     assert mem.n_early == 4 and mem.n_late == 3  # layers 2-5 (0.2-0.5), 6-8 of 3-layer windows
-    flat = knockout_stats.depth_slopes(sweep_like(falls=False), 10, n_boot=200)
+    flat = analysis.depth_slopes(sweep_like(falls=False), 10, n_boot=200)
     assert flat.iloc[0].early_lo < 0 < flat.iloc[0].early_hi
     # a line of exact values: its slopes
-    line = knockout_stats.line_slopes(np.array([0.1, 0.2, 0.3, 0.5, 0.6]),
+    line = analysis.line_slopes(np.array([0.1, 0.2, 0.3, 0.5, 0.6]),
                                       np.array([99, 70, 50, 20, 20]), np.array([0, 1, 2, 4, 5]))
     assert line["early_slope"] == pytest.approx(-200) and line["late_slope"] == 0
     assert line["n_early"] == 2  # layer 1 (start 0) is left to first_layer_dominance
 
 
 def test_paper_matrix_and_line():
-    matrix = knockout_stats.paper_window_matrix("figure3", "non_dominant")
+    matrix = analysis.paper_window_matrix("figure3", "non_dominant")
     assert matrix.shape == (24, 24) and matrix.loc[0, 0] == 99 and matrix.loc[1, 3] == 72
     assert np.isnan(matrix.loc[0, 3]) and np.isnan(matrix.loc[3, 0])
-    line = knockout_report.paper_depth_line()
+    line = report.paper_depth_line()
     assert len(line) == 22 and line.value.iloc[1] == 72 and line.layer.iloc[0] == 1
 
 
@@ -90,18 +90,18 @@ def test_csv_verdicts_and_paper_rows(tmp_path):
         n_probes=("probe", "size"), changed_pct=("changed", "mean"),
         target_rank_change=("target_rank_change", "mean"),
         target_prob_change=("target_prob_change", "mean")).reset_index()
-    rows = knockout_report.write_knockouts_csv(summary, tmp_path / "knockouts_m.csv")
+    rows = report.write_knockouts_csv(summary, tmp_path / "knockouts_m.csv")
     assert list(pd.read_csv(tmp_path / "knockouts_m.csv").columns) \
-        == knockout_report.KNOCKOUT_COLUMNS
+        == report.KNOCKOUT_COLUMNS
     assert rows.start_layer.min() == 1 and rows.end_layer.max() == 10  # 1-based
-    table = knockout_stats.knockout_table(detail, n_boot=200)
-    lines = knockout_report.knockout_verdicts(table, detail, 10)
+    table = analysis.knockout_table(detail, n_boot=200)
+    lines = report.knockout_verdicts(table, detail, 10)
     assert len(lines) == 4
     assert "layer 1 dominates: yes (paper: 99% vs at most 20%: yes)" in lines[0]
     assert "falls: yes" in lines[2] and "(paper: " in lines[2]
-    assert knockout_report.knockout_verdicts(table[table.group == "wikipedia"], detail, 10)[0] \
+    assert report.knockout_verdicts(table[table.group == "wikipedia"], detail, 10)[0] \
         .startswith("no memorized probes")
-    paper_rows = knockout_report.figure3_rows("m", table, detail, 10)
+    paper_rows = report.figure3_rows("m", table, detail, 10)
     assert list(paper_rows.columns) == COMPARISON_COLUMNS
     assert (paper_rows.analysis == "figure3").all() and len(paper_rows) == 10
     first = paper_rows.iloc[0]
@@ -112,26 +112,26 @@ def test_csv_verdicts_and_paper_rows(tmp_path):
 
 def test_panels_and_figures(tmp_path):
     detail = sweep_like()
-    table = knockout_stats.knockout_table(detail, n_boot=100)
-    panels = knockout_report.beside_paper_panels({"m": table}, "target_prob_change")
+    table = analysis.knockout_table(detail, n_boot=100)
+    panels = report.beside_paper_panels({"m": table}, "target_prob_change")
     assert list(panels) == ["dominant", "non-dominant"]
     cells = panels["non-dominant"]
-    assert list(cells) == ["m, memorized (n=40)", knockout_report.PAPER_PANEL]
+    assert list(cells) == ["m, memorized (n=40)", report.PAPER_PANEL]
     assert cells["m, memorized (n=40)"].loc[0, 0] == pytest.approx(30)  # the decrease
-    saved = plots.plot_heatmaps(knockout_report.beside_paper_panels({"m": table},
+    saved = figures.plot_heatmaps(report.beside_paper_panels({"m": table},
                                                                     "target_rank_change"),
                                 tmp_path / "fig8", "ranks", vmin=None, vmax=None, symlog=1)
     assert saved.png.is_file()
-    lines = knockout_report.depth_lines({"m": (table, 10)})
+    lines = report.depth_lines({"m": (table, 10)})
     assert list(lines.columns) == ["model", "layer", "depth", "value", "lo", "hi"]
     assert len(lines) == 8 and lines.depth.iloc[0] == pytest.approx(0.1)
-    fig = knockout_plots.plot_depth_lines(lines, knockout_report.paper_depth_line(),
+    fig = figures.plot_depth_lines(lines, report.paper_depth_line(),
                                           tmp_path / "fig7", "Figure 7").figure
     assert {line.get_gid() for line in fig.axes[0].lines} == {"m", "paper"}
 
 
 def test_reference_group_is_memorized_when_any_model_has_one():
     none = pd.Series(["non-memorized", "wikipedia"])
-    assert knockout_report.reference_group([none]) == "non-memorized"
-    assert knockout_report.reference_group([none, pd.Series(["memorized"])]) == "memorized"
-    assert knockout_report.reference_group(iter([none])) == "non-memorized"
+    assert report.reference_group([none]) == "non-memorized"
+    assert report.reference_group([none, pd.Series(["memorized"])]) == "memorized"
+    assert report.reference_group(iter([none])) == "non-memorized"

@@ -5,10 +5,11 @@ import pytest
 import torch
 
 import memrecall as mr
-from memrecall import lens
-from memrecall.batching import plan_batches
-from memrecall.head import Head
-from memrecall.lens import reference_logits
+from memrecall.forward.batching import model_inputs, plan_batches
+from memrecall.forward.blocks import block_outputs
+from memrecall.lenses import projection as lens_projection
+from memrecall.lenses.projection import reference_logits
+from memrecall.models.head import Head
 
 TEXTS = [
     "it's raining cats and dogs",
@@ -96,7 +97,7 @@ def test_vocabulary_chunking_changes_nothing(tiny, result):
 
 def test_out_of_memory_halves_the_batch(tiny, result, monkeypatch):
     probes, res = result
-    real = lens.block_outputs
+    real = lens_projection.block_outputs
     sizes = []
 
     def flaky(lm, ids, positions):
@@ -105,7 +106,7 @@ def test_out_of_memory_halves_the_batch(tiny, result, monkeypatch):
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(lm, ids, positions)
 
-    monkeypatch.setattr(lens, "block_outputs", flaky)
+    monkeypatch.setattr(lens_projection, "block_outputs", flaky)
     retried = mr.project(tiny, probes)
     assert max(sizes) == len(probes) and sizes[-1] <= 2
     np.testing.assert_array_equal(np.stack(retried.pred_rank), np.stack(res.pred_rank))
@@ -115,7 +116,7 @@ def test_other_errors_are_not_swallowed(tiny, monkeypatch):
     def broken(lm, ids, positions):
         raise RuntimeError("shape mismatch")
 
-    monkeypatch.setattr(lens, "block_outputs", broken)
+    monkeypatch.setattr(lens_projection, "block_outputs", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         mr.project(tiny, ["a prompt here"])
 
@@ -183,7 +184,7 @@ def test_head_is_the_models_own_read_out(tiny, result):
     assert head is tiny.head and head.vocab_size == tiny.vocab_size
     tokens = torch.tensor(probes.target_token.to_numpy(dtype=np.int64)).view(-1, 1)
     with torch.inference_mode():
-        hidden = lens.block_outputs(tiny, *lens.model_inputs(tiny, list(probes.prompt)))
+        hidden = block_outputs(tiny, *model_inputs(tiny, list(probes.prompt)))
         normed = head.normalize(hidden[-1])
         logits = head.logits(normed)
         pred, prob = head.predict(normed)
@@ -199,7 +200,7 @@ def test_head_is_the_models_own_read_out(tiny, result):
 
 
 def test_padding_helpers():
-    from memrecall.batching import pad_left, pad_right
+    from memrecall.forward.batching import pad_left, pad_right
 
     ids, mask = pad_right([[5, 6, 7], [8]], 0, "cpu")
     assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
@@ -208,7 +209,7 @@ def test_padding_helpers():
 
 
 def test_halve_on_oom_splits_until_it_fits_and_raises_when_it_cannot():
-    from memrecall.batching import halve_on_oom
+    from memrecall.forward.batching import halve_on_oom
 
     def fn(item):
         if len(item) > 2:

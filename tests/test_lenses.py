@@ -6,7 +6,7 @@ import torch
 
 import memrecall as mr
 from memrecall import lenses, pipeline
-from memrecall.lens import LogitLens
+from memrecall.lenses.base import LogitLens
 
 PROMPTS = ["the quick brown fox jumps over the lazy dog",
            "a blessing in disguise is better late than never",

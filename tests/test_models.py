@@ -8,7 +8,7 @@ import torch
 from transformers import OPTConfig, OPTForCausalLM
 
 import memrecall as mr
-from memrecall import results
+from memrecall import cache
 from memrecall.models import (
     HubUnreachableError,
     UnknownModelError,
@@ -138,7 +138,7 @@ def test_a_gguf_file_is_identified_by_its_sha256(tmp_path, monkeypatch):
         lm = mr.load(folder / "model.gguf", device="cpu")
         assert lm.weights == f"gguf-sha256:{hashlib.sha256(content).hexdigest()}"
         assert lm.provenance()["weights"] == lm.weights
-        keys.append(results.cache_path(tmp_path, results.result_key(lm, "inputs", "project")))
+        keys.append(cache.cache_path(tmp_path, cache.result_key(lm, "inputs", "project")))
     assert keys[0] != keys[1]
 
 

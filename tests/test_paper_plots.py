@@ -1,9 +1,9 @@
-"""Figures beside the paper's digitized curves (memrecall.paper_plots)."""
+"""Figures beside the paper's digitized curves (memrecall.figures.paper)."""
 
 import numpy as np
 import pandas as pd
 
-from memrecall import clusters, landmarks, paper_plots
+from memrecall import analysis, figures
 from memrecall.data import paper
 
 
@@ -19,9 +19,9 @@ def _labelled(n_layers=6, seed=0):
 
 
 def test_curves_beside_paper_both_rank_scales(tmp_path):
-    ours = {"m": landmarks.mean_curves(_labelled())}
+    ours = {"m": analysis.mean_curves(_labelled())}
     for log_rank in (False, True):
-        saved = paper_plots.plot_curves_beside_paper(ours, paper.figure2(), tmp_path / "f",
+        saved = figures.plot_curves_beside_paper(ours, paper.figure2(), tmp_path / "f",
                                                      "test", log_rank=log_rank)
         assert saved.pdf.is_file() and saved.png.is_file()
         left, right = saved.figure.axes[0], saved.figure.axes[1]
@@ -33,8 +33,8 @@ def test_curves_beside_paper_both_rank_scales(tmp_path):
 
 def test_clusters_beside_paper(tmp_path):
     frame = _labelled()
-    labels = clusters.cluster_labels(frame, k=3)
-    saved = paper_plots.plot_clusters_beside_paper(clusters.cluster_curves(frame, labels),
+    labels = analysis.cluster_labels(frame, k=3)
+    saved = figures.plot_clusters_beside_paper(analysis.cluster_curves(frame, labels),
                                                    paper.clusters(), tmp_path / "c", "test")
     assert saved.png.is_file()
     assert len(saved.figure.axes[0].lines) == 7 + 1  # the paper's seven clusters, the 0.5 line

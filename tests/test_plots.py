@@ -1,4 +1,4 @@
-"""Tests of memrecall.plots: files written, no figure left open, stable group colours."""
+"""Tests of memrecall.figures.style: files written, no figure left open, stable group colours."""
 
 import os
 import subprocess
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from matplotlib.colors import SymLogNorm, to_hex
 
-from memrecall import lens_plots, plots, stats
+from memrecall import analysis, figures, interventions
 
 
 def labelled(n_layers: int, seed: int = 0) -> pd.DataFrame:
@@ -34,8 +34,8 @@ def frame() -> pd.DataFrame:
 
 
 def summaries(frame: pd.DataFrame, what: str = "pred") -> tuple[pd.DataFrame, pd.DataFrame]:
-    return (stats.layer_summary(frame, f"{what}_prob", n_boot=200),
-            stats.layer_summary(frame, f"{what}_rank", n_boot=200))
+    return (analysis.layer_summary(frame, f"{what}_prob", n_boot=200),
+            analysis.layer_summary(frame, f"{what}_rank", n_boot=200))
 
 
 def heatmap_frame() -> pd.DataFrame:
@@ -52,19 +52,19 @@ def make_all(frame: pd.DataFrame, tmp_path) -> dict:
     bars = pd.DataFrame({"source": ["MAGPIE", "LIdioms", "MAGPIE", "LIdioms"],
                          "model": ["a", "a", "b", "b"], "pct": [40.0, 20.0, 55.0, 30.0]})
     return {
-        "layerwise": plots.plot_layerwise(prob, rank, tmp_path / "layerwise", "m",
+        "layerwise": figures.plot_layerwise(prob, rank, tmp_path / "layerwise", "m",
                                           split_layer=4),
-        "target": plots.plot_target_layerwise(*summaries(frame, "target"),
+        "target": figures.plot_target_layerwise(*summaries(frame, "target"),
                                               tmp_path / "target.pdf", "m"),
-        "promotion": plots.plot_promotion(
-            stats.per_example_table(frame), tmp_path / "promotion", "m"),
-        "cross": plots.plot_cross_model(
-            {"eight": prob, "twelve": stats.layer_summary(other, "pred_prob", n_boot=50)},
-            {"eight": rank, "twelve": stats.layer_summary(other, "pred_rank", n_boot=50)},
+        "promotion": figures.plot_promotion(
+            analysis.per_example_table(frame), tmp_path / "promotion", "m"),
+        "cross": figures.plot_cross_model(
+            {"eight": prob, "twelve": analysis.layer_summary(other, "pred_prob", n_boot=50)},
+            {"eight": rank, "twelve": analysis.layer_summary(other, "pred_rank", n_boot=50)},
             tmp_path / "sub" / "cross", "two models"),
-        "heatmap": plots.plot_heatmaps({"k": {"g": heatmap_frame()}}, tmp_path / "heat",
+        "heatmap": figures.plot_heatmaps({"k": {"g": heatmap_frame()}}, tmp_path / "heat",
                                        "knockout"),
-        "bars": plots.plot_bars(bars, tmp_path / "bars.png", "memorized", x="source", y="pct",
+        "bars": figures.plot_bars(bars, tmp_path / "bars.png", "memorized", x="source", y="pct",
                                 hue="model", ylabel="memorized idioms (%)"),
     }
 
@@ -95,7 +95,7 @@ def test_every_plot_writes_pdf_and_png_and_closes(made):
 
 def test_png_is_modest_resolution(frame, tmp_path):
     prob, rank = summaries(frame)
-    saved = plots.plot_layerwise(prob, rank, tmp_path / "f", "m")
+    saved = figures.plot_layerwise(prob, rank, tmp_path / "f", "m")
     width = int.from_bytes(saved.png.read_bytes()[16:20], "big")
     assert 400 < width < 1200
 
@@ -105,7 +105,7 @@ def colors_by_gid(fig) -> dict[str, str]:
     for ax in fig.axes:
         for artist in [*ax.lines, *ax.patches]:
             gid = artist.get_gid()
-            if gid in stats.GROUPS:
+            if gid in analysis.GROUPS:
                 color = (artist.get_color() if hasattr(artist, "get_xdata")
                          else artist.get_facecolor())
                 found.setdefault(gid, set()).add(to_hex(color, keep_alpha=False))
@@ -115,15 +115,15 @@ def colors_by_gid(fig) -> dict[str, str]:
 def test_same_group_same_colour_across_figures(made):
     saved = made[3]
     seen = [colors_by_gid(saved[name].figure) for name in ("layerwise", "promotion", "cross")]
-    for group in stats.GROUPS:
+    for group in analysis.GROUPS:
         colours = set().union(*(s[group] for s in seen))
-        assert colours == {plots.GROUP_COLORS[group].lower()}, group
-    assert len(set(plots.GROUP_COLORS.values())) == len(plots.GROUP_COLORS)
+        assert colours == {figures.GROUP_COLORS[group].lower()}, group
+    assert len(set(figures.GROUP_COLORS.values())) == len(figures.GROUP_COLORS)
 
 
 def test_layerwise_axes_are_one_based_and_rank_axis_is_log(frame, tmp_path):
     prob, rank = summaries(frame)
-    fig = plots.plot_layerwise(prob, rank, tmp_path / "f", "my model", split_layer=4).figure
+    fig = figures.plot_layerwise(prob, rank, tmp_path / "f", "my model", split_layer=4).figure
     top, bottom = fig.axes
     assert bottom.get_yscale() == "symlog"
     line = next(ln for ln in top.lines if ln.get_gid() == "memorized")
@@ -134,11 +134,11 @@ def test_layerwise_axes_are_one_based_and_rank_axis_is_log(frame, tmp_path):
 
 
 def test_heatmap_labels_are_one_based(tmp_path):
-    fig = plots.plot_heatmaps({"k": {"g": heatmap_frame()}}, tmp_path / "h", "k").figure
+    fig = figures.plot_heatmaps({"k": {"g": heatmap_frame()}}, tmp_path / "h", "k").figure
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4", "5", "6"]
     assert "%" in fig.axes[1].get_ylabel()
-    one_based = plots.plot_heatmaps({"k": {"g": heatmap_frame().rename(index=lambda i: i + 1)}},
+    one_based = figures.plot_heatmaps({"k": {"g": heatmap_frame().rename(index=lambda i: i + 1)}},
                                     tmp_path / "h1", "k", index_base=1).figure
     assert one_based.axes[0].get_yticklabels()[0].get_text() == "1"
 
@@ -156,11 +156,11 @@ UNKNOWN_GROUPS = ["facts: other", "idioms: rare", "xyz", "wikipedia: long", "a",
 
 def test_group_color_is_stable_for_unknown_groups():
     """The same unknown group gets the same colour in another process (another hash seed)."""
-    assert plots.group_color("memorized") == plots.GROUP_COLORS["memorized"]
-    here = [plots.group_color(g) for g in UNKNOWN_GROUPS]
+    assert figures.group_color("memorized") == figures.GROUP_COLORS["memorized"]
+    here = [figures.group_color(g) for g in UNKNOWN_GROUPS]
     assert len(set(here)) > 1  # spare colours are spread, not one constant
-    code = ("import sys; from memrecall import plots; "
-            "print(','.join(plots.group_color(g) for g in sys.argv[1:]))")
+    code = ("import sys; from memrecall import figures; "
+            "print(','.join(figures.group_color(g) for g in sys.argv[1:]))")
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = subprocess.run([sys.executable, "-c", code, *UNKNOWN_GROUPS], env=env,
@@ -184,7 +184,7 @@ def test_heatmaps_share_one_scale_and_label_layers_one_based(tmp_path):
     panels = {"10 dominant": {"memorized (n=3)": heatmap_frame(),
                               "wikipedia (n=4)": heatmap_frame()},
               "100 dominant": {"memorized (n=3)": heatmap_frame()}}
-    saved = plots.plot_heatmaps(panels, tmp_path / "hm", "model: knockouts")
+    saved = figures.plot_heatmaps(panels, tmp_path / "hm", "model: knockouts")
     assert plt.get_fignums() == before
     assert saved.pdf.is_file() and saved.png.is_file()
     fig = saved.figure
@@ -197,30 +197,30 @@ def test_heatmaps_share_one_scale_and_label_layers_one_based(tmp_path):
     assert not fig.axes[3].axison  # the missing panel stays empty
     assert fig.get_suptitle() == "model: knockouts"
     assert "%" in fig.axes[-1].get_ylabel()
-    symlog = plots.plot_heatmaps(panels, tmp_path / "log", "ranks", vmin=None, vmax=None,
+    symlog = figures.plot_heatmaps(panels, tmp_path / "log", "ranks", vmin=None, vmax=None,
                                  symlog=1.0).figure
     assert all(isinstance(ax.images[0].norm, SymLogNorm)
                for ax in symlog.axes if ax.images)
     with pytest.raises(ValueError):
-        plots.plot_heatmaps({}, tmp_path / "none", "x")
+        figures.plot_heatmaps({}, tmp_path / "none", "x")
 
 
 def test_knockout_lines_colour_by_group_style_by_control(tmp_path):
-    saved = plots.plot_knockout_lines(knockout_profile(), tmp_path / "lines", "model")
+    saved = figures.plot_knockout_lines(knockout_profile(), tmp_path / "lines", "model")
     fig = saved.figure
     assert len(fig.axes) == 2 and saved.png.is_file()
     lines = {ln.get_gid(): ln for ln in fig.axes[0].lines if ln.get_gid()}
     assert len(lines) == 6
     for gid, line in lines.items():
         group, control = gid.split("|")
-        assert to_hex(line.get_color()) == plots.GROUP_COLORS[group].lower()
-        assert line.get_linestyle() == plots.CONTROL_LINESTYLES[control]
+        assert to_hex(line.get_color()) == figures.GROUP_COLORS[group].lower()
+        assert line.get_linestyle() == interventions.control(control).linestyle
         assert line.get_xdata()[0] == 1 and line.get_xdata()[-1] == 6
     assert "k = 10" in fig.axes[0].get_title() and "1-based" in fig.axes[0].get_xlabel()
     zero_based = knockout_profile().assign(start_layer=lambda f: f.pop("layer") - 1)
-    again = plots.plot_knockout_lines(zero_based, tmp_path / "zero", "model").figure
+    again = figures.plot_knockout_lines(zero_based, tmp_path / "zero", "model").figure
     assert [ln.get_xdata()[0] for ln in again.axes[0].lines if ln.get_gid()] == [1] * 6
-    only_top = plots.plot_knockout_lines(knockout_profile(), tmp_path / "top", "m",
+    only_top = figures.plot_knockout_lines(knockout_profile(), tmp_path / "top", "m",
                                          controls=["dominant"]).figure
     assert {ln.get_gid().split("|")[1] for ln in only_top.axes[0].lines if ln.get_gid()} \
         == {"dominant"}
@@ -230,12 +230,12 @@ def test_lens_kl_one_line_per_lens_one_based_without_the_output_layer(tmp_path):
     kl = pd.DataFrame({"lens": ["logit lens"] * 4 + ["tuned lens"] * 4,
                        "layer": [0, 1, 2, 3] * 2, "kl_bits": [8, 4, 2, 0, 4, 2, 1, 0.0],
                        "se_bits": 0.1, "n_tokens": 512})
-    saved = lens_plots.plot_lens_kl(kl, tmp_path / "kl", "model")
+    saved = figures.plot_lens_kl(kl, tmp_path / "kl", "model")
     assert saved.png.is_file() and saved.pdf.is_file()
     ax = saved.figure.axes[0]
     lines = {ln.get_gid(): ln for ln in ax.lines if ln.get_gid()}
     assert set(lines) == {"logit lens", "tuned lens"}
     assert list(lines["tuned lens"].get_xdata()) == [1, 2, 3]  # the output layer (0 bits) left out
-    logit_colour = lens_plots.LENS_STYLES["logit lens"][0]
+    logit_colour = figures.LENS_STYLES["logit lens"][0]
     assert to_hex(lines["logit lens"].get_color()) == logit_colour.lower()
     assert ax.get_yscale() == "log" and "bits" in ax.get_ylabel()

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 import memrecall as mr
-from memrecall.batching import model_inputs, pad_right
-from memrecall.hooks import capture_at_positions
-from memrecall.lens import reference_logits
-from memrecall.results import result_key
+from memrecall.cache import result_key
+from memrecall.forward.batching import model_inputs, pad_right
+from memrecall.forward.hooks import capture_at_positions
+from memrecall.lenses.projection import reference_logits
 
 # bfloat16 moves a tiny model's logit by at most this much (measured: 0.065 at most over 60
 # idioms, every layer, the four tiny models), so only tokens this close can swap order.

@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 
 import memrecall as mr
-from memrecall.batching import model_inputs
 from memrecall.data import DataFormatError
+from memrecall.forward.batching import model_inputs
 from memrecall.models import wrap
 from memrecall.models.tiny import build_tiny, gpt2_tokenizer
 from memrecall.probes import first_token_after, split_point, target_token_counts

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import memrecall as mr
-from memrecall.batching import model_inputs
+from memrecall.forward.batching import model_inputs
 from memrecall.models.packaged import PACKAGED_GGUF
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import pytest
 from test_stats import fake_results as random_results
 from test_stats import table_of
 
-from memrecall import report, stats
+from memrecall import analysis, report
 
 
 def test_to_display_layer_is_plus_one_for_scalars_and_arrays():
@@ -18,7 +18,7 @@ def test_to_display_layer_is_plus_one_for_scalars_and_arrays():
 
 def test_readable_tests_one_based_medians():
     table = table_of({"memorized": [1, 2, 2, 3], "non-memorized": [7, 8, 9, 9]})
-    tests = report.readable_tests(stats.group_tests(table, [("memorized", "non-memorized")]))
+    tests = report.readable_tests(analysis.group_tests(table, [("memorized", "non-memorized")]))
     layer = tests[tests["measure"] == "promotion_layer"].iloc[0]
     assert layer["median_a"] == 3 and layer["median_b"] == 9.5  # 0-based 2 and 8.5, plus 1
     boost = tests[tests["measure"] == "confidence_boost"].iloc[0]
@@ -29,7 +29,7 @@ def test_readable_tests_one_based_medians():
 
 def test_verdicts_one_based_and_effect_words():
     table = table_of({"memorized": [1, 2, 2, 3], "non-memorized": [7, 8, 9, 9]})
-    tests = stats.group_tests(table, [("memorized", "non-memorized")])
+    tests = analysis.group_tests(table, [("memorized", "non-memorized")])
     layer = tests[tests["measure"] == "promotion_layer"].iloc[0]
     boost = tests[tests["measure"] == "confidence_boost"].iloc[0]
     assert "mean 0.2 vs" in report.verdict(boost)
@@ -42,20 +42,20 @@ def test_verdicts_one_based_and_effect_words():
 @pytest.mark.parametrize("sizes", [(0, 5), (1, 5), (0, 0)])
 def test_verdict_of_an_untested_pair(sizes):
     table = table_of({"memorized": [3] * sizes[0], "non-memorized": [5] * sizes[1]})
-    tests = stats.group_tests(table, [("memorized", "non-memorized")])
+    tests = analysis.group_tests(table, [("memorized", "non-memorized")])
     assert "not tested" in report.verdict(tests.iloc[0])
 
 
 def test_verdict_not_significant():
     table = table_of({"a": [1, 5, 3, 7], "b": [2, 6, 4, 8]})
-    row = stats.group_tests(table, [("a", "b")], measures=["promotion_layer"]).iloc[0]
+    row = analysis.group_tests(table, [("a", "b")], measures=["promotion_layer"]).iloc[0]
     assert "no significant difference" in report.verdict(row)
 
 
 def test_medians_table_shifts_only_the_promotion_layer():
     table = table_of({"memorized": [1, 9, 9], "wikipedia": [9]}).assign(
         promotion_depth=0.5, final_prob=0.9)
-    numbers, medians = stats.group_medians(table), report.medians_table(table)
+    numbers, medians = analysis.group_medians(table), report.medians_table(table)
     assert list(medians.index) == list(numbers.index) == ["memorized", "wikipedia"]
     assert numbers.loc["memorized", "median_promotion_layer"] == 9  # 0-based
     assert medians.loc["memorized", "median promotion layer (1-based)"] == 10
@@ -80,8 +80,8 @@ def test_summary_row_is_one_based():
     idioms = fake_results([True, True, False], [0, 2, 3])
     wiki = fake_results([False, False], [3, 3])
     row = report.summary_row("m", idioms, wiki)
-    table = stats.per_example_table(stats.label_groups(idioms, wiki))
-    raw = stats.group_medians(table)
+    table = analysis.per_example_table(analysis.label_groups(idioms, wiki))
+    raw = analysis.group_medians(table)
     assert row["median_promotion_layer_1based_memorized"] == raw.loc[
         "memorized", "median_promotion_layer"] + 1 == 2
     assert row["median_promotion_layer_1based_wikipedia"] == 4
@@ -139,8 +139,8 @@ def test_split_layer():
 
 
 def test_split_layer_is_one_based():
-    table = stats.per_example_table(
-        stats.label_groups(random_results(10, 6, 1.0, promote_at=2)))
+    table = analysis.per_example_table(
+        analysis.label_groups(random_results(10, 6, 1.0, promote_at=2)))
     assert report.split_layer(table) == 3.0
 
 
@@ -157,13 +157,13 @@ def test_two_step_verdict(mem, boost_sign, expected):
     table = table_of({"memorized": mem, "non-memorized": [5, 6, 6, 7]})
     table["confidence_boost"] = np.where(table["group"] == "memorized", boost_sign, 0) + \
         np.arange(len(table)) * 1e-3
-    tests = stats.group_tests(table, [("memorized", "non-memorized")])
+    tests = analysis.group_tests(table, [("memorized", "non-memorized")])
     assert report.two_step_verdict(tests) == expected
 
 
 def test_two_step_verdict_small_groups():
     table = table_of({"memorized": [1], "non-memorized": [5, 6]})
-    tests = stats.group_tests(table, [("memorized", "non-memorized")])
+    tests = analysis.group_tests(table, [("memorized", "non-memorized")])
     assert report.two_step_verdict(tests).startswith("not tested")
     assert report.two_step_verdict(tests.iloc[:0]).startswith("not tested")
 
@@ -177,7 +177,7 @@ def test_conclusions_per_model_and_missing_pairs_tested_here():
     table["confidence_boost"] = np.where(table["is_memorized"], 1, 0) + \
         np.arange(len(table)) * 1e-3
     pairs = [("facts: memorized", "facts: non-memorized")]
-    tests = stats.group_tests_by_model({"m": table}, pairs)
+    tests = analysis.group_tests_by_model({"m": table}, pairs)
     text = report.conclusions({"m": table}, tests,
                               two_step=[*pairs, ("memorized", "non-memorized")])
     lines = text.splitlines()
@@ -195,7 +195,7 @@ NONE = ((0.50, -0.05), (0.40, 0.02))
 
 
 def lens_test_rows(model: str, lens: str, steps) -> list[dict]:
-    """Rows shaped like stats.group_tests output for memorized against non-memorized."""
+    """Rows shaped like analysis.group_tests output for memorized against non-memorized."""
     return [dict(model=model, lens=lens, measure=measure, a="memorized", b="non-memorized",
                  n_a=50, n_b=50, median_a=0.0, median_b=0.0, mean_a=0.0, mean_b=0.0,
                  p_value=p, rank_biserial=delta, note="")

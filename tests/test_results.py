@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 import memrecall as mr
-from memrecall import results
+from memrecall import cache, pipeline
 from memrecall._io import code_fingerprint, sha256_file
 
-PACKAGE = Path(results.__file__).resolve().parent
+PACKAGE = Path(cache.__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,10 @@ def probes(lm):
 
 def test_round_trip_keeps_arrays_and_types(lm, probes, tmp_path):
     res = mr.project(lm, probes)
-    results.save_frame(res, tmp_path / "r.parquet", provenance={"model": "x"})
-    back = results.load_frame(tmp_path / "r.parquet")
+    cache.save_frame(res, tmp_path / "r.parquet", provenance={"model": "x"})
+    back = cache.load_frame(tmp_path / "r.parquet")
     assert list(back.columns) == list(res.columns)
-    for column in results.ARRAY_COLUMNS:
+    for column in cache.ARRAY_COLUMNS:
         np.testing.assert_array_equal(np.stack(back[column]), np.stack(res[column]))
         assert isinstance(back[column][0], np.ndarray)
     assert back.is_memorized.dtype == bool
@@ -41,15 +41,15 @@ def test_round_trip_keeps_arrays_and_types(lm, probes, tmp_path):
 
 
 def test_cached_project_computes_once(lm, probes, tmp_path, monkeypatch):
-    first = results.cached_project(lm, probes, tmp_path)
+    first = pipeline.cached_project(lm, probes, tmp_path)
     files = list(tmp_path.glob("*.parquet"))
     assert len(files) == 1 and files[0].name.startswith("tiny-llama__project__")
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("recomputed a cached result")
 
-    monkeypatch.setattr("memrecall.lens.project", must_not_run)
-    again = results.cached_project(lm, probes, tmp_path)
+    monkeypatch.setattr("memrecall.lenses.projection.project", must_not_run)
+    again = pipeline.cached_project(lm, probes, tmp_path)
     np.testing.assert_array_equal(np.stack(again.target_rank), np.stack(first.target_rank))
     provenance = json.loads(files[0].with_suffix(".json").read_text())["key"]
     assert provenance["model"] == "tiny-llama" and provenance["revision"] == "seed=0"
@@ -57,9 +57,9 @@ def test_cached_project_computes_once(lm, probes, tmp_path, monkeypatch):
 
 
 def test_key_changes_with_inputs_and_model(lm, probes, tmp_path):
-    results.cached_project(lm, probes, tmp_path)
-    results.cached_project(lm, probes.iloc[:2], tmp_path)
-    results.cached_project(mr.load("tiny-gpt2", device="cpu"),
+    pipeline.cached_project(lm, probes, tmp_path)
+    pipeline.cached_project(lm, probes.iloc[:2], tmp_path)
+    pipeline.cached_project(mr.load("tiny-gpt2", device="cpu"),
                            mr.make_probes(["break the ice"], mr.load("tiny-gpt2")), tmp_path)
     assert len(list(tmp_path.glob("*.parquet"))) == 3
 
@@ -73,12 +73,12 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", crash)
     with pytest.raises(KeyboardInterrupt):
-        results.save_frame(frame, tmp_path / "out.parquet")
+        cache.save_frame(frame, tmp_path / "out.parquet")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_cache_disabled_with_none(lm, probes):
-    res = results.cached(None, {"model": "m", "kind": "k"}, lambda: pd.DataFrame({"x": [1]}))
+    res = cache.cached(None, {"model": "m", "kind": "k"}, lambda: pd.DataFrame({"x": [1]}))
     assert res.x.tolist() == [1]
 
 
@@ -87,25 +87,25 @@ def test_editing_a_source_file_changes_the_fingerprint_and_the_cache_key(lm, pro
     copy = tmp_path / "memrecall"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
     assert code_fingerprint(copy) == code_fingerprint() == code_fingerprint(PACKAGE)
-    key = results.result_key(lm, "sha", "project")
+    key = cache.result_key(lm, "sha", "project")
     assert key["code_fingerprint"] == code_fingerprint()
 
-    lens = copy / "lens.py"
+    lens = copy / "lenses" / "projection.py"
     lens.write_text(lens.read_text() + "\n# an edit\n")
     edited = code_fingerprint(copy)
     assert edited != code_fingerprint() and len(edited) == 16
-    monkeypatch.setattr(results, "code_fingerprint", lambda: edited)
-    edited_key = results.result_key(lm, "sha", "project")
-    assert results.cache_path(tmp_path, edited_key) != results.cache_path(tmp_path, key)
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: edited)
+    edited_key = cache.result_key(lm, "sha", "project")
+    assert cache.cache_path(tmp_path, edited_key) != cache.cache_path(tmp_path, key)
 
     (copy / "models" / "extra.py").write_text("# a new module\n")
     assert code_fingerprint(copy) != edited
 
 
 def test_a_source_edit_recomputes_instead_of_reusing(lm, probes, tmp_path, monkeypatch):
-    results.cached_project(lm, probes, tmp_path)
-    monkeypatch.setattr(results, "code_fingerprint", lambda: "0123456789abcdef")
-    results.cached_project(lm, probes, tmp_path)
+    pipeline.cached_project(lm, probes, tmp_path)
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "0123456789abcdef")
+    pipeline.cached_project(lm, probes, tmp_path)
     assert len(list(tmp_path.glob("*.parquet"))) == 2
 
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import memrecall as mr
-from memrecall import trajectory as tj
-from memrecall.batching import model_inputs
+from memrecall import lenses
 from memrecall.data import DataFormatError
+from memrecall.figures import trajectory as tj
+from memrecall.forward.batching import model_inputs
 
 PROMPTS = ["it's raining cats and", "once in a blue"]
 TEXTS = ["it's raining cats and dogs", "once in a blue moon"]
@@ -25,7 +26,7 @@ def greedy(lm, prompt: str) -> int:
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_layer_top_k_last_layer_is_models_greedy_prediction(tiny, prompt):
-    ids, probs = tj.layer_top_k(tiny, prompt, k=4)
+    ids, probs = lenses.layer_top_k(tiny, prompt, k=4)
     assert ids.shape == probs.shape == (tiny.n_layers, 4)
     assert ids[-1, 0] == greedy(tiny, prompt)
     assert ids[-1, 0] == mr.project(tiny, [prompt])["pred_token"].iloc[0]
@@ -35,7 +36,7 @@ def test_layer_top_k_last_layer_is_models_greedy_prediction(tiny, prompt):
 
 def test_layer_top_k_matches_project_probabilities(tiny):
     res = mr.project(tiny, PROMPTS[:1]).iloc[0]
-    ids, probs = tj.layer_top_k(tiny, PROMPTS[0], k=tiny.vocab_size)
+    ids, probs = lenses.layer_top_k(tiny, PROMPTS[0], k=tiny.vocab_size)
     pred = res["pred_token"]
     for layer in range(tiny.n_layers):
         where = int(np.flatnonzero(ids[layer] == pred)[0])
@@ -43,18 +44,9 @@ def test_layer_top_k_matches_project_probabilities(tiny):
         assert where >= res["pred_rank"][layer]  # ties: project counts in the token's favour
 
 
-def test_layer_top_tokens_shape_and_labels(tiny):
-    table = tj.layer_top_tokens(tiny, PROMPTS[1], k=3)
-    assert table.shape == (tiny.n_layers, 3)
-    assert list(table.columns) == ["top 1", "top 2", "top 3"]
-    assert table.index.name == "layer" and table.index[0] == 1
-    assert table.index[-1] == tiny.n_layers
-    assert table.map(lambda cell: cell.endswith(")") and " (" in cell).all().all()
-
-
 def test_layer_top_k_rejects_bad_k(tiny):
     with pytest.raises(ValueError, match="k must be"):
-        tj.layer_top_k(tiny, PROMPTS[0], k=0)
+        lenses.layer_top_k(tiny, PROMPTS[0], k=0)
 
 
 def test_token_label_shows_spaces():
@@ -95,13 +87,16 @@ def test_trajectory_applies_a_lens_to_every_layer_but_the_last():
     class Shift:
         label = "shift"
 
+        def check(self, lm):
+            pass
+
         def transform(self, hidden):
             moved = hidden.clone()
             moved[:-1] = moved[:-1] * -3.0
             return moved
 
     plain, shifted = tj.trajectory(lm, TEXTS[0]), tj.trajectory(lm, TEXTS[0], lens=Shift())
-    assert shifted.lens == "shift" and plain.lens == tj.LOGIT_LENS
+    assert shifted.lens == "shift" and plain.lens == lenses.LogitLens.label
     inner = slice(0, -1)
     assert not np.allclose(plain.curves["pred_prob"].iloc[inner],
                            shifted.curves["pred_prob"].iloc[inner])

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 import memrecall as mr
-from memrecall import widgets
-from memrecall.trajectory import LOGIT_LENS
+from memrecall.jupyter import widgets
+from memrecall.lenses import LogitLens
 
 IDIOMS = ["it's raining cats and dogs", "once in a blue moon", "play it by ear"]
 
@@ -36,7 +36,7 @@ def test_explorer_choose_a_model_type_a_text_get_table_and_curves(llama, results
     assert explorer.models == ["tiny-llama", "tiny-gpt2"]
     assert explorer.default_model == "tiny-llama" and not loaded  # given loaded: no reload
     view = explorer.show("once in a blue moon")
-    assert view.model == "tiny-llama" and view.lens == LOGIT_LENS
+    assert view.model == "tiny-llama" and view.lens == LogitLens.label
     assert view.table.shape == (llama.n_layers, 4)
     assert list(view.curves.columns) == ["pred_rank", "pred_prob", "target_rank", "target_prob"]
 
@@ -70,6 +70,9 @@ def test_explorer_memorized_filter_and_first_text(llama, results):
 
 def test_explorer_lenses_default_to_the_logit_lens_and_accept_fitted_ones(llama):
     class Scale:
+        def check(self, lm):
+            pass
+
         def transform(self, hidden):
             out = hidden.clone()
             out[:-1] *= 0.25
@@ -77,15 +80,15 @@ def test_explorer_lenses_default_to_the_logit_lens_and_accept_fitted_ones(llama)
 
     explorer = widgets.Explorer([llama, "tiny-gpt2"], IDIOMS,
                                 lenses={"tiny-llama": {"scaled": Scale()}})
-    assert explorer.lens_names("tiny-llama") == [LOGIT_LENS, "scaled"]
-    assert explorer.lens_names("tiny-gpt2") == [LOGIT_LENS]
+    assert explorer.lens_names("tiny-llama") == [LogitLens.label, "scaled"]
+    assert explorer.lens_names("tiny-gpt2") == [LogitLens.label]
     plain, scaled = explorer.show(IDIOMS[0]), explorer.show(IDIOMS[0], lens="scaled")
     assert scaled.lens == "scaled"
     assert not np.allclose(plain.curves["pred_prob"].iloc[0], scaled.curves["pred_prob"].iloc[0])
     with pytest.raises(KeyError, match="no lens"):
         explorer.show(IDIOMS[0], model="tiny-gpt2", lens="scaled")
     with pytest.raises(ValueError, match="always offered"):
-        widgets.Explorer([llama], lenses={"tiny-llama": {LOGIT_LENS: Scale()}})
+        widgets.Explorer([llama], lenses={"tiny-llama": {LogitLens.label: Scale()}})
 
 
 def test_explorer_rejects_unknown_and_duplicate_models(llama):

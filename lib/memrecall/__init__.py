@@ -9,7 +9,7 @@
 __version__ = "0.1.0"
 
 from .data import load_facts, load_idiomem, load_wiki
-from .lens import LogitLens, project
+from .lenses import LogitLens, project
 from .models import LM, REGISTRY, load, profile_models, wrap
 from .probes import make_probes
 from .profiles import PROFILES

@@ -42,7 +42,7 @@ from ._io import (
     is_hub_id,
     repo_root,
 )
-from .batching import check_batch_size
+from .forward.batching import check_batch_size
 from .models import (
     REGISTRY,
     DeviceUnavailableError,

@@ -1,10 +1,12 @@
 """FFN sub-updates and neuron knockouts (Haviv et al. 2023, section 5; Geva et al. 2022).
 
 One engine that returns tensors and frames; no statistics, no prose (those are in
-:mod:`memrecall.stats` and :mod:`memrecall.report`), no cache (:mod:`memrecall.pipeline`).
+:mod:`memrecall.analysis.projection` and :mod:`memrecall.report.tables`), no cache (:mod:`memrecall.pipeline.runs`).
 
 * :mod:`~memrecall.interventions.neurons`: value vectors, neuron scores ``|m_i| * ||v_i||``, the
   top-k per layer, seeded random draws;
+* :mod:`~memrecall.interventions.controls`: the :class:`Control` table (dominant, non_dominant,
+  random): names, labels, line styles, how each draws its neurons;
 * :mod:`~memrecall.interventions.knockout`: the :func:`knockout` and :func:`neuron_masks`
   context managers;
 * :mod:`~memrecall.interventions.resume`: probe batches and forwards, resumed at any block from a
@@ -17,8 +19,7 @@ One engine that returns tensors and frames; no statistics, no prose (those are i
 
 from __future__ import annotations
 
-import importlib
-
+from .controls import CONTROL_TABLE, CONTROLS, PAPER_CONTROLS, Control, control
 from .knockout import Scope, knockout, neuron_masks
 from .neurons import (
     TopNeurons,
@@ -39,7 +40,6 @@ from .readout import (
 )
 from .resume import CleanRun
 from .sweep import (
-    CONTROLS,
     PAPER_KS,
     PAPER_MAX_WINDOW,
     RELEASED_KS,
@@ -53,6 +53,10 @@ from .sweep import (
 
 __all__ = [
     "CONTROLS",
+    "CONTROL_TABLE",
+    "PAPER_CONTROLS",
+    "Control",
+    "control",
     "PAPER_KS",
     "PAPER_MAX_WINDOW",
     "RELEASED_KS",
@@ -80,23 +84,3 @@ __all__ = [
     "window_matrix",
     "window_panels",
 ]
-
-MOVED = {
-    "cached_knockout_sweep": "memrecall.pipeline",
-    "control_contrast": "memrecall.stats",
-    "early_late_table": "memrecall.stats",
-    "knockout_probe_groups": "memrecall.stats",
-    "knockout_verdicts": "memrecall.knockout_report",
-}
-"""Names that used to live here and moved up the stack: ``{name: its module now}``."""
-
-
-def __getattr__(name: str):
-    """Resolve a :data:`MOVED` name from its new module, on first use only.
-
-    Importing this package never imports the modules above it; only old code that asks for a
-    moved name (``interventions.knockout_verdicts``) loads that module.
-    """
-    if name in MOVED:
-        return getattr(importlib.import_module(MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

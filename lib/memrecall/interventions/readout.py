@@ -1,8 +1,8 @@
 """Read-outs of the interventions: sweep summaries as matrices and profiles, sub-updates as tokens.
 
 * :func:`window_matrix`, :func:`window_panels`: a sweep summary as start-layer x end-layer
-  matrices (for :func:`memrecall.plots.plot_heatmaps`);
-* :func:`layer_profile`: 1-layer windows by layer (for :func:`memrecall.plots.plot_knockout_lines`);
+  matrices (for :func:`memrecall.figures.charts.plot_heatmaps`);
+* :func:`layer_profile`: 1-layer windows by layer (for :func:`memrecall.figures.knockouts.plot_knockout_lines`);
 * :func:`prediction_rank_in_value_vectors`, :func:`sub_update_examples`: what the top sub-updates
   promote when their value vectors are read through the unembedding (Geva et al. 2022).
 """
@@ -14,20 +14,18 @@ from collections.abc import Sequence
 import pandas as pd
 import torch
 
-from ..head import LOGIT_CHUNK_BYTES
 from ..models import LM
+from ..models.head import LOGIT_CHUNK_BYTES
+from .controls import control as control_entry
 from .neurons import top_neurons, value_vector_logits, value_vector_tokens
 from .resume import probe_frame
 
-__all__ = ["CONTROL_PANEL_LABELS", "layer_profile", "prediction_rank_in_value_vectors",
+__all__ = ["layer_profile", "prediction_rank_in_value_vectors",
            "sub_update_examples", "window_matrix", "window_panels"]
 
 
 # --- sweep summaries --------------------------------------------------------------------------
 
-CONTROL_PANEL_LABELS = {"dominant": "{k} dominant", "non_dominant": "all but the {k} dominant",
-                        "random": "{k} random"}
-"""How :func:`window_panels` names a row of panels, per control (``{k}``: neurons per layer)."""
 
 def window_matrix(summary: pd.DataFrame, *, control: str = "dominant", k: int | None = None,
                   group: str | None = None, value: str = "changed_pct",
@@ -62,7 +60,7 @@ def window_matrix(summary: pd.DataFrame, *, control: str = "dominant", k: int | 
 
 def window_panels(summary: pd.DataFrame, control: str = "dominant", value: str = "changed_pct",
                   groups: Sequence[str] | None = None) -> dict[str, dict[str, pd.DataFrame]]:
-    """Every (k, group) matrix of one control, labelled for :func:`memrecall.plots.plot_heatmaps`.
+    """Every (k, group) matrix of one control, labelled for :func:`memrecall.figures.charts.plot_heatmaps`.
 
     Args:
         summary: a sweep summary.
@@ -70,8 +68,8 @@ def window_panels(summary: pd.DataFrame, control: str = "dominant", value: str =
         value: the summary column in the cells.
         groups: the groups (panel columns) in order; default: as they first appear in the
             summary (a sweep keeps its probes' order, and
-            :func:`memrecall.stats.knockout_probe_groups` orders them as
-            :data:`memrecall.stats.GROUPS`).
+            :func:`memrecall.analysis.knockouts.knockout_probe_groups` orders them as
+            :data:`memrecall.analysis.projection.GROUPS`).
 
     Returns:
         ``{"10 dominant neurons per layer": {"memorized (n=100)": matrix, ...}, ...}``: rows of
@@ -82,7 +80,7 @@ def window_panels(summary: pd.DataFrame, control: str = "dominant", value: str =
     has_groups = "group" in rows.columns
     groups = list(groups) if groups is not None else (
         list(dict.fromkeys(rows["group"])) if has_groups else [None])
-    label = CONTROL_PANEL_LABELS[control]
+    label = control_entry(control).panel
     panels: dict[str, dict[str, pd.DataFrame]] = {}
     for k in sorted(rows["k_requested"].unique()):
         row = {}

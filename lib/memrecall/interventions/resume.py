@@ -6,7 +6,7 @@ recorded input of block ``start``, under whatever hooks are active: the same out
 forward, for about half the work on average over a sweep's windows.
 
 * :class:`ProbeBatch` / :func:`probe_batches`: right-padded batches of probes under the
-  activation budget (:mod:`memrecall.batching`), split in halves on out-of-memory
+  activation budget (:mod:`memrecall.forward.batching`), split in halves on out-of-memory
   (:func:`map_batches`);
 * :func:`forward`: a whole forward of the backbone, read at the prediction positions;
 * :class:`CleanRun`: trace once, resume at any block (``resume=False``: whole forwards).
@@ -22,16 +22,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..batching import (
+from ..forward.batching import (
     BATCH_OVERHEAD_TOKENS,
     activation_bytes,
     activation_token_budget,
+    backbone_kwargs,
     halve_on_oom,
     model_inputs,
     pad_right,
     plan_batches,
 )
-from ..hooks import Call, capture_at_positions, capture_inputs_at_positions, record_calls
+from ..forward.hooks import Call, capture_at_positions, capture_inputs_at_positions, record_calls
 from ..models import LM
 
 __all__ = ["CleanRun", "ProbeBatch", "forward", "map_batches", "probe_batches", "probe_frame",
@@ -90,7 +91,7 @@ def probe_batches(lm: LM, prompts: Sequence[str], batch_size: int | None = None,
         batch_size: at most this many prompts per batch (default: the budget decides).
         trace: leave room for every block's input (a :class:`CleanRun` keeps them all).
         overhead_tokens: what one more batch costs, in padded tokens
-            (:func:`~memrecall.batching.plan_batches`); a sweep that reruns each batch for
+            (:func:`~memrecall.forward.batching.plan_batches`); a sweep that reruns each batch for
             many configurations pays every padded token again each time, so it passes 1:
             one batch per prompt length.
     """
@@ -125,10 +126,6 @@ def map_batches(lm: LM, batches: list[ProbeBatch],
 
 # --- forwards ---------------------------------------------------------------------------------
 
-def _backbone_kwargs(lm: LM) -> dict:
-    return {} if lm.is_masked else {"use_cache": False}
-
-
 def forward(lm: LM, batch: ProbeBatch,
             activations: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run the backbone on a batch (under whatever hooks are active).
@@ -142,7 +139,7 @@ def forward(lm: LM, batch: ProbeBatch,
     with capture_at_positions([lm.arch.blocks[-1]], batch.positions) as last, \
             capture_inputs_at_positions(modules, batch.positions) as acts:
         lm.arch.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                         **_backbone_kwargs(lm))
+                         **backbone_kwargs(lm))
     normed = lm.head.normalize(last[0])
     return normed, (torch.stack(acts) if activations else None)
 
@@ -177,7 +174,7 @@ def _trace(lm: LM, batch: ProbeBatch) -> list[Call] | None:
     """A clean forward recording every block's inputs; None if the blocks are not a chain."""
     with record_calls(lm.arch.blocks) as calls:
         lm.arch.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                         **_backbone_kwargs(lm))
+                         **backbone_kwargs(lm))
     if any(call is None for call in calls):
         return None
     for before, after in zip(calls, calls[1:]):

@@ -7,10 +7,10 @@ One clean forward per batch of probes scores every neuron of every layer
 mask multiplied into the MLP activations of its window
 (:func:`~memrecall.interventions.knockout.neuron_masks`), each resumed at its window's first
 block from its probe's clean run. Only the prediction position goes through the head, in one
-streaming pass (:meth:`memrecall.head.Head.scan`: the new prediction, and the rank and
+streaming pass (:meth:`memrecall.models.head.Head.scan`: the new prediction, and the rank and
 probability of the clean prediction and of the target). Rows per forward follow the activation
-budget (:func:`memrecall.batching.activation_token_budget`); a forward that runs out of memory is
-redone in halves (:func:`memrecall.batching.halve_on_oom`).
+budget (:func:`memrecall.forward.batching.activation_token_budget`); a forward that runs out of memory is
+redone in halves (:func:`memrecall.forward.batching.halve_on_oom`).
 
 Controls (the paper's names):
 
@@ -40,17 +40,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..batching import activation_bytes, activation_token_budget, halve_on_oom
+from ..forward.batching import activation_bytes, activation_token_budget, halve_on_oom
 from ..models import LM
 from ..runmode import progress_bar
+from .controls import CONTROLS, control
 from .knockout import Scope, neuron_mask, neuron_masks
 from .neurons import mlp_width, prediction_and_target, random_neurons, score_batches
 from .resume import CleanRun, ProbeBatch, map_batches, probe_batches, probe_frame, target_tokens
 
-__all__ = ["CONTROLS", "PAPER_KS", "PAPER_MAX_WINDOW", "RELEASED_KS", "RELEASED_MAX_WINDOW",
+__all__ = ["PAPER_KS", "PAPER_MAX_WINDOW", "RELEASED_KS", "RELEASED_MAX_WINDOW",
            "SWEEP_KEYS", "SweepConfig", "knockout_configs", "knockout_sweep", "summarize_sweep"]
 
-CONTROLS: tuple[str, ...] = ("dominant", "non_dominant", "random")
 PAPER_KS: tuple[int, ...] = (10,)
 PAPER_MAX_WINDOW = 3
 RELEASED_KS: tuple[int, ...] = (1, 10, 100, 1000)
@@ -105,9 +105,8 @@ class SweepConfig:
 
 
 def _check_controls(controls: Sequence[str]) -> None:
-    for control in controls:
-        if control not in CONTROLS:
-            raise ValueError(f"unknown control {control!r}; choose from {CONTROLS}")
+    for name in controls:
+        control(name)
 
 
 def _windows(n_layers: int, max_window: int) -> list[tuple[int, int]]:
@@ -131,12 +130,12 @@ def knockout_configs(n_layers: int, d_ff: int, ks: Sequence[int] = PAPER_KS,
             raise ValueError(f"k must be positive, got {k}")
         capped.setdefault(min(k, d_ff), k)
     rows = []
-    for control in controls:
-        widest = (max_window.get(control, PAPER_MAX_WINDOW) if isinstance(max_window, Mapping)
+    for name in controls:
+        widest = (max_window.get(name, PAPER_MAX_WINDOW) if isinstance(max_window, Mapping)
                   else max_window)
         for k, requested in capped.items():
             for start, end in _windows(n_layers, widest):
-                rows.append((control, requested, k, start, end, end - start + 1))
+                rows.append((name, requested, k, start, end, end - start + 1))
     return pd.DataFrame(rows, columns=SWEEP_KEYS)
 
 
@@ -348,16 +347,18 @@ def knockout_sweep(lm: LM, probes: pd.DataFrame | Sequence[str],
     kmax = int(configs["k"].max()) if len(configs) else 1
     base = score_batches(lm, batches, n, targets, kmax)
     device = lm.device
-    controls = configs["control"].to_numpy()
+    controls = [control(name) for name in configs["control"]]
     plan = _Plan(
         start=torch.tensor(configs["start_layer"].to_numpy(), device=device),
         end=torch.tensor(configs["end_layer"].to_numpy(), device=device),
         k=torch.tensor(configs["k"].to_numpy(), device=device),
-        complement=torch.tensor(controls == "non_dominant", device=device),
-        random=torch.tensor(controls == "random", device=device),
+        complement=torch.tensor([c.complement for c in controls], dtype=torch.bool,
+                                device=device),
+        random=torch.tensor([c.draw == "random" for c in controls], dtype=torch.bool,
+                            device=device),
         dominant=base.indices,
         drawn=(random_neurons(n, lm.n_layers, d_ff, kmax, config.seed).to(device)
-               if "random" in set(controls) else None))
+               if any(c.draw == "random" for c in controls) else None))
     tokens = prediction_and_target(base.pred_token, targets)  # (n, 1 or 2)
 
     n_configs = len(configs)
@@ -423,7 +424,7 @@ def summarize_sweep(detail: pd.DataFrame, group_column: str | None = "group") ->
         ``pred_prob_change`` (mean change of the clean prediction's probability, percentage
         points) and, with targets, ``target_rank_change`` (mean, after - before) and
         ``target_prob_change`` (mean, percentage points of absolute probability). Confidence
-        intervals: :func:`memrecall.stats.knockout_table`.
+        intervals: :func:`memrecall.analysis.projection.knockout_table`.
 
     Regroup differently by adding columns to ``detail`` first (e.g. group by ``is_memorized``
     with ``group_column="is_memorized"``).

@@ -1,6 +1,6 @@
 """Fitted lenses: better readings of intermediate layers than the logit lens.
 
-The logit lens (:class:`memrecall.lens.LogitLens`, the default of :func:`memrecall.project`)
+The logit lens (:class:`LogitLens`, the default of :func:`memrecall.project`)
 reads every block output through the model's own final norm and unembedding. A fitted lens first
 moves each layer's block output with an affine translator learnt on ordinary text, then reads it
 the same way; the last layer is never moved, so it stays the model's own output exactly.
@@ -21,26 +21,49 @@ Fit on WikiText-2 ``valid.txt``, evaluate on ``test.txt``::
 """
 
 from .affine import AffineLens, LensMismatchError, fit_meta, lens_files, load_lens, translate
+from .base import Lens, LogitLens
 from .evaluate import KL_COLUMNS, held_out_kl
+from .projection import (
+    LensStats,
+    layer_logits,
+    layer_top_k,
+    lens_stats,
+    project,
+    reference_logits,
+    top_k_tokens,
+)
 from .shortcut import DEFAULT_RIDGE, LinearShortcut, NormalEquations
 from .text import TextChunks, hidden_batches, text_chunks, wikitext_chunks
 from .tuned import TunedLens
 
+READINGS = (LogitLens, LinearShortcut, TunedLens)
+"""The readings notebook 06 compares, in its order (the first is the paper's)."""
+
 __all__ = [
     "DEFAULT_RIDGE",
     "KL_COLUMNS",
+    "READINGS",
     "AffineLens",
+    "Lens",
     "LensMismatchError",
+    "LensStats",
     "LinearShortcut",
+    "LogitLens",
     "NormalEquations",
     "TextChunks",
     "TunedLens",
     "fit_meta",
     "held_out_kl",
     "hidden_batches",
+    "layer_logits",
+    "layer_top_k",
     "lens_files",
+    "lens_stats",
     "load_lens",
+    "project",
+    "reference_logits",
     "text_chunks",
+    "top_k_tokens",
     "translate",
     "wikitext_chunks",
 ]

@@ -59,6 +59,9 @@ class AffineLens:
 
     kind: ClassVar[str] = "affine"
     label: ClassVar[str] = "affine lens"
+    short: ClassVar[str] = "affine"
+    color: ClassVar[str] = "#808080"
+    linestyle: ClassVar[str] = ":"
     kinds: ClassVar[dict[str, type[AffineLens]]] = {}  # kind -> class, for load_lens
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

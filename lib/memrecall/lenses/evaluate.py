@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import pandas as pd
 import torch
 
-from ..lens import Lens
 from ..models import LM
+from .base import Lens
 from .text import TextChunks, hidden_batches
 
 __all__ = ["KL_COLUMNS", "LOGIT_TILE_FLOATS", "held_out_kl", "kl_from_logits"]

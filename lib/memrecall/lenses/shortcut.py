@@ -80,6 +80,9 @@ class LinearShortcut(AffineLens):
 
     kind = "linear_shortcut"
     label = "linear shortcut"
+    short = "shortcut"
+    color = "#E69F00"  # Okabe-Ito orange
+    linestyle = "--"
 
     @classmethod
     def fit(cls, lm: LM, chunks: TextChunks, *, ridge: float = DEFAULT_RIDGE,

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from .. import data
-from ..batching import activation_token_budget
-from ..hooks import capture_where
+from ..forward.batching import activation_token_budget, backbone_kwargs
+from ..forward.hooks import capture_where
 from ..models import LM
 
 __all__ = ["MASK_RATE", "TextChunks", "hidden_batches", "text_chunks", "wikitext_chunks"]
@@ -164,12 +164,12 @@ def hidden_batches(lm: LM, chunks: TextChunks,
         per_chunk = 4 * lm.n_layers * lm.arch.unembed_weight.shape[1] * length
         batch_chunks = max(1, min(activation_token_budget(lm) // length,
                                   CAPTURE_BYTES // per_chunk))
-    kwargs = {} if lm.is_masked else {"use_cache": False}
     for start in range(0, len(chunks.ids), batch_chunks):
         ids = chunks.ids[start:start + batch_chunks].to(lm.device)
         scored = chunks.scored[start:start + batch_chunks].to(lm.device)
         if not scored.any():
             continue
         with torch.no_grad(), capture_where(lm.arch.blocks, scored) as captured:
-            lm.arch.backbone(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+            lm.arch.backbone(input_ids=ids, attention_mask=torch.ones_like(ids),
+                               **backbone_kwargs(lm))
         yield torch.stack(captured).float()

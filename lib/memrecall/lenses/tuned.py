@@ -97,6 +97,9 @@ class TunedLens(AffineLens):
 
     kind = "tuned_lens"
     label = "tuned lens"
+    short = "tuned"
+    color = "#56B4E9"  # Okabe-Ito sky blue
+    linestyle = "-."
 
     @classmethod
     def identity(cls, lm: LM) -> TunedLens:

@@ -10,8 +10,8 @@ from functools import cached_property
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ..head import Head
 from .architectures import Architecture, resolve
+from .head import Head
 
 __all__ = ["LM", "state_fingerprint", "wrap"]
 

@@ -1,0 +1,56 @@
+"""Notebook 06's figure: how well each lens reads each layer (held-out KL to the output)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from ..report.tables import to_display_layer
+from .style import OKABE_ITO, SavedFigure, integer_layers, save_figure, styled
+
+__all__ = ["LENS_STYLES", "plot_lens_kl"]
+
+LENS_STYLES = {"logit lens": (OKABE_ITO["black"], "-"),
+               "linear shortcut": (OKABE_ITO["orange"], "--"),
+               "tuned lens": (OKABE_ITO["sky"], "-.")}
+"""Colour and line style of each lens in notebook 06's figures."""
+
+
+@styled
+def plot_lens_kl(kl: pd.DataFrame, path: str | Path, title: str) -> SavedFigure:
+    """Held-out KL to the model's own output, per layer, one line per lens (log scale).
+
+    Args:
+        kl: :func:`memrecall.lenses.held_out_kl` rows of one model (``lens``, 0-based
+            ``layer``, ``kl_bits``, ``se_bits``, ``n_tokens``), shown 1-based.
+        path: output path without suffix.
+        title: names the model.
+
+    Returns:
+        The saved figure.
+
+    """
+    fig = Figure(figsize=(5.6, 3.4), layout="constrained")
+    ax = fig.subplots()
+    n_layers = int(kl["layer"].max()) + 1
+    for lens in dict.fromkeys(kl["lens"]):
+        rows = kl[(kl["lens"] == lens) & (kl["layer"] < n_layers - 1)].sort_values("layer")
+        color, style = LENS_STYLES.get(lens, (OKABE_ITO["purple"], ":"))
+        x = to_display_layer(rows["layer"].to_numpy())
+        ax.plot(x, rows["kl_bits"], color=color, ls=style, marker=".", ms=4, lw=1.6, label=lens,
+                gid=lens)
+        ax.fill_between(x, (rows["kl_bits"] - 1.96 * rows["se_bits"]).clip(lower=1e-4),
+                        rows["kl_bits"] + 1.96 * rows["se_bits"], color=color, alpha=0.15,
+                        lw=0)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"layer (1–{n_layers}; the last layer is the output itself: 0 bits)")
+    ax.set_ylabel("KL(output ‖ lens), bits\n(held-out WikiText-2, mean ± 95% CI)")
+    integer_layers(ax, n_layers)
+    ax.set_title(title)
+    ax.legend(title=f"{int(kl['n_tokens'].max()):,} tokens", loc="best")
+    return save_figure(fig, path)

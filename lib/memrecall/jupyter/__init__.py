@@ -1,0 +1,1 @@
+"""JupyterLab: the interactive explorer (:mod:`.widgets`), the notebooks' save hook (:mod:`.lab`)."""

@@ -1,0 +1,57 @@
+"""The notebooks' steps: a run's settings and the cached per-model results each notebook reads.
+
+:mod:`.settings` (:class:`Settings`), :mod:`.projection` (lens results of idioms, Wikipedia,
+facts; Table 5), :mod:`.knockouts` (notebook 05), :mod:`.lenses` (notebook 06), :mod:`.sections`
+(the group figures notebooks 03 and 04 both draw).
+"""
+
+from .knockouts import (
+    KnockoutResults,
+    cached_knockout_sweep,
+    knockout_config,
+    knockout_results,
+    knockout_runtime,
+    write_knockout_outputs,
+)
+from .lenses import LENS_CHOICES, cached_lens, fitted_lenses, lens_kl, lens_results, lens_text
+from .projection import (
+    cached_project,
+    classifier_results,
+    facts_results,
+    idiom_results,
+    idioms,
+    wiki_results,
+    wiki_texts,
+)
+from .runs import INTERACTIVE_DIR, Settings, settings, table_display
+from .sections import cross_model, cross_model_title, layerwise_figures, promotion_by_model
+
+__all__ = [
+    "INTERACTIVE_DIR",
+    "LENS_CHOICES",
+    "KnockoutResults",
+    "Settings",
+    "cached_knockout_sweep",
+    "cached_lens",
+    "cached_project",
+    "classifier_results",
+    "cross_model",
+    "cross_model_title",
+    "facts_results",
+    "fitted_lenses",
+    "idiom_results",
+    "idioms",
+    "knockout_config",
+    "knockout_results",
+    "knockout_runtime",
+    "layerwise_figures",
+    "lens_kl",
+    "lens_results",
+    "lens_text",
+    "promotion_by_model",
+    "settings",
+    "table_display",
+    "wiki_results",
+    "wiki_texts",
+    "write_knockout_outputs",
+]

@@ -1,0 +1,118 @@
+"""Notebook 06 per model: the logit lens against the fitted lenses, each fitted once and cached.
+
+The linear shortcut and the tuned lens are fitted on WikiText-2 ``valid.txt`` with the
+profile's budget (``run.lens``) and evaluated on ``test.txt``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from .. import lenses
+from .._io import CacheWarning
+from ..analysis import projection
+from ..cache import cache_path, cached, result_key, verify_entry, write_sidecar
+from ..lenses import Lens, LogitLens
+from ..models import LM
+from .projection import idiom_results, wiki_results
+from .runs import Settings
+
+__all__ = ["LENS_CHOICES", "cached_lens", "fitted_lenses", "lens_kl", "lens_results", "lens_text"]
+
+LENS_CHOICES = ("logit lens", "linear shortcut", "tuned lens")
+"""The readings notebook 06 compares, in its order (the first is the paper's)."""
+
+
+def lens_text(lm: LM, run: Settings, split: str) -> lenses.TextChunks:
+    """The WikiText-2 chunks of ``run``'s lens budget: ``valid`` to fit, ``test`` to evaluate."""
+    budget = run.lens
+    n_tokens = budget.fit_tokens if split == "valid" else budget.eval_tokens
+    return lenses.wikitext_chunks(lm, split, n_tokens=n_tokens, chunk_len=budget.chunk_len,
+                                  seed=run.seed)
+
+
+def fitted_lenses(lm: LM, run: Settings) -> dict[str, Lens]:
+    """The readings of :data:`LENS_CHOICES` for ``lm``: the logit lens and both fitted lenses.
+
+    Each fitted lens is read from the cache when one was fitted for this model, revision, text
+    (its sha256, token count, chunk length, seed), hyperparameters and code fingerprint; else it
+    is fitted (on ``valid.txt``, ``run.lens``'s budget) and saved there.
+    """
+    budget = run.lens
+    text = lens_text(lm, run, "valid")
+    shortcut_key = result_key(lm, text.sha256, "lens_linear_shortcut", **text.provenance(),
+                              ridge=budget.ridge)
+    tuned = dict(steps=budget.tuned_steps, lr=budget.tuned_lr, rows_per_step=budget.tuned_rows,
+                 vocab_sample=budget.vocab_sample)
+    tuned_key = result_key(lm, text.sha256, "lens_tuned_lens", **text.provenance(), **tuned)
+    return {
+        "logit lens": LogitLens(),
+        "linear shortcut": cached_lens(run.cache_dir, shortcut_key, lm, lambda: (
+            lenses.LinearShortcut.fit(lm, text, ridge=budget.ridge))),
+        "tuned lens": cached_lens(run.cache_dir, tuned_key, lm, lambda: (
+            lenses.TunedLens.fit(lm, text, **tuned, seed=run.seed))),
+    }
+
+
+def lens_kl(lm: LM, run: Settings, readers: dict[str, Lens]) -> pd.DataFrame:
+    """Held-out KL per layer of each reading, cached, with a ``model`` column.
+
+    :func:`memrecall.lenses.held_out_kl` on the ``test.txt`` chunks of the lens budget.
+    """
+    text = lens_text(lm, run, "test")
+    key = result_key(lm, text.sha256, "lens_kl", **text.provenance(),
+                     lenses={name: reader.cache_key() for name, reader in readers.items()})
+    frame = cached(run.cache_dir, key, lambda: lenses.held_out_kl(lm, text, readers))
+    return frame.assign(model=lm.name)
+
+
+def lens_results(lm: LM, run: Settings, readers: dict[str, Lens]) -> dict[str, pd.DataFrame]:
+    """Idioms and Wikipedia texts under each reading, labelled by group (cached).
+
+    Returns:
+        reading name -> :func:`memrecall.analysis.projection.label_groups` frame; the logit lens's is the one
+        of notebook 03 (read from the same cache).
+    """
+    return {name: projection.label_groups(idiom_results(lm, run, lens=reader),
+                                     wiki_results(lm, run, lens=reader))
+            for name, reader in readers.items()}
+
+
+def cached_lens(cache_dir: str | Path | None, key: Mapping, lm: LM,
+                fit: Callable[[], lenses.AffineLens]) -> lenses.AffineLens:
+    """Return the fitted lens for ``key``, fitting and saving it first if needed.
+
+    It lives beside the cached frames as ``<name>.safetensors`` and ``<name>.json`` (its
+    metadata: model, revision, code fingerprint, data and its sha256, seed, hyperparameters),
+    under the name :func:`cache_path` gives ``key``, with ``<name>.check.json`` recording the
+    key and both files' sha256. It is read back only when that record vouches for both files
+    (:func:`verify_entry`), and then checked against ``lm``; otherwise it is fitted again, with
+    a :class:`CacheWarning` saying why. A cache folder that cannot be written keeps the fitted
+    lens (with a warning). ``cache_dir=None`` disables caching.
+    """
+    if cache_dir is None:
+        return fit()
+    stem = cache_path(cache_dir, key).with_suffix("")
+    files = list(lenses.lens_files(stem))
+    record = stem.with_name(stem.name + ".check.json")
+    reason = verify_entry(files[0], key, files=files, sidecar=record)
+    if reason is None:
+        try:
+            return lenses.load_lens(stem, lm)
+        except Exception as error:  # as written, yet unreadable or for another model: refit
+            reason = f"it cannot be read ({type(error).__name__}: {error})"
+    if any(f.exists() for f in files):
+        warnings.warn(f"refitting {stem.name}: {reason}", CacheWarning, stacklevel=2)
+    fitted = fit()
+    try:
+        fitted.save(stem)
+        write_sidecar(record, key, files)
+    except OSError as error:
+        warnings.warn(f"results cache {cache_dir} cannot be written ({error.strerror or error}); "
+                      "continuing without it: this lens will be fitted again next time",
+                      CacheWarning, stacklevel=2)
+    return fitted

@@ -1,0 +1,327 @@
+"""What people read about the knockouts: the CSV, the verdicts and the rows beside the paper.
+
+Layers become **1-based** here (:func:`memrecall.report.tables.to_display_layer`); the numbers come from
+:mod:`memrecall.analysis.knockouts`. The paper's numbers are its digitized Figures 3 and 7 (GPT-2
+medium, 100 memorized idioms, k = 10, :mod:`memrecall.data.paper`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._io import atomic_write_text
+from ..analysis import knockouts as ks
+from ..data import paper
+from ..interventions import PAPER_CONTROLS, window_matrix
+from .paper import PCT_TOL, comparison_frame, number_verdict
+from .tables import to_display_layer
+
+__all__ = ["FIGURES", "KNOCKOUT_COLUMNS", "PAPER_PANEL", "beside_paper_panels", "depth_lines",
+           "figure3_rows", "knockout_verdicts", "knockouts_csv", "paper_depth_line",
+           "reference_group", "write_knockouts_csv"]
+
+KNOCKOUT_COLUMNS = ["group", "control", "k", "start_layer", "end_layer", "n_probes",
+                    "changed_pct", "target_rank_change", "target_prob_change"]
+"""Columns of ``results/<profile>/knockouts_<model>.csv``."""
+
+PAPER_MODEL = "gpt2-medium"
+SPLIT = 0.4  # the paper: the effect falls over the first ~40% of the layers, then flattens
+FLAT = 0.5  # "flattens": the late slope is less than half the early one (in magnitude)
+
+
+def knockouts_csv(summary: pd.DataFrame) -> pd.DataFrame:
+    """A sweep summary as the rows of ``knockouts_<model>.csv``: one per (group, control, window).
+
+    Args:
+        summary: :func:`memrecall.interventions.summarize_sweep` (or
+            :func:`memrecall.analysis.knockouts.knockout_table`) with a ``group`` column.
+
+    Returns:
+        Exactly :data:`KNOCKOUT_COLUMNS`; layers 1-based; ``changed_pct`` in %,
+        ``target_rank_change`` the mean of (rank after - rank before), ``target_prob_change``
+        the mean of (probability after - before) in percentage points.
+    """
+    out = summary.assign(start_layer=to_display_layer(summary["start_layer"]),
+                         end_layer=to_display_layer(summary["end_layer"]))
+    return out[KNOCKOUT_COLUMNS].reset_index(drop=True)
+
+
+def write_knockouts_csv(summary: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Write :func:`knockouts_csv` of ``summary`` to ``path`` (atomically); return the rows."""
+    rows = knockouts_csv(summary)
+    atomic_write_text(path, rows.to_csv(index=False))
+    return rows
+
+
+def paper_depth_line(control: str = "non_dominant", window: int = 3,
+                     figure: str = "figure3") -> pd.DataFrame:
+    """The paper's windows of one size as a line (Figure 7: non-dominant, 3 layers).
+
+    Returns:
+        ``start_layer`` (0-based), ``layer`` (1-based), ``depth`` (relative, as ours) and
+        ``value``, by start layer.
+    """
+    frame = paper.knockouts(figure)
+    rows = frame[(frame["kind"] == ks.PAPER_KINDS[control]) & (frame["window"] == window)]
+    rows = rows.sort_values("start")
+    n_layers = paper.n_layers(PAPER_MODEL)
+    return pd.DataFrame({"start_layer": rows["start"].to_numpy() - 1,
+                         "layer": rows["start"].to_numpy(),
+                         "depth": rows["start"].to_numpy() / n_layers,
+                         "value": rows["value"].to_numpy()})
+
+
+def reference_group(groups: Iterable[pd.Series]) -> str:
+    """The group shown beside the paper: ``memorized``, or ``non-memorized`` if none is there.
+
+    ``groups`` are ``group`` columns (one per model, or a single probe frame's).
+    """
+    return "memorized" if any((g == "memorized").any() for g in groups) else "non-memorized"
+
+
+def _paper_table() -> pd.DataFrame:
+    """The paper's Figure 3 as rows like :func:`knockout_table` (no intervals)."""
+    frame = paper.knockouts("figure3")
+    kinds = {v: k for k, v in ks.PAPER_KINDS.items()}
+    return pd.DataFrame({"control": frame["kind"].map(kinds), "window": frame["window"],
+                         "start_layer": frame["start"] - 1, "end_layer": frame["end"] - 1,
+                         "changed_pct": frame["value"]})
+
+
+def _paper_slopes(control: str = "non_dominant", window: int = 3) -> dict:
+    line = paper_depth_line(control, window)
+    return ks.line_slopes(line["depth"], line["value"], line["start_layer"], SPLIT)
+
+
+def _answer(yes: bool) -> str:
+    return "yes" if yes else "no"
+
+
+def _falls(slopes: dict) -> bool:
+    hi = slopes.get("early_hi", slopes["early_slope"])
+    return bool(np.isfinite(hi) and hi < 0)
+
+
+def _flattens(slopes: dict) -> bool:
+    early, late = slopes["early_slope"], slopes["late_slope"]
+    return bool(np.isfinite(early) and np.isfinite(late) and early < 0
+                and abs(late) < FLAT * abs(early))
+
+
+def knockout_verdicts(table: pd.DataFrame, detail: pd.DataFrame, n_layers: int,
+                      reference: str = "memorized") -> list[str]:
+    """The paper's two readings of Figures 3 and 7, computed for one model, next to the paper's.
+
+    1. Does layer 1 dominate? (a 1-layer knockout of layer 1 changes more predictions than of
+       any other single layer, the intervals apart), for the dominant and non-dominant control.
+    2. Does the effect fall over the first ~40% of the layers (3-layer non-dominant windows from
+       layer 2: slope below 0, its interval too) and flatten after (the late slope less than
+       half the early one)?
+
+    Args:
+        table: :func:`memrecall.analysis.knockouts.knockout_table` of the sweep.
+        detail: the per-probe sweep.
+        n_layers: the model's layers.
+        reference: the group read (the paper's: memorized idioms).
+
+    Returns:
+        One line per reading; one line saying so when there are no ``reference`` probes.
+    """
+    if "group" not in table.columns or not (table["group"] == reference).any():
+        return [f"no {reference} probes: nothing to read (only the comparison groups ran)"]
+    theirs = _paper_table()
+    lines = []
+    for control in ("non_dominant", "dominant"):
+        ours = ks.first_layer_dominance(table, control, reference)
+        paper_side = ks.first_layer_dominance(theirs, control)
+        if ours is None:
+            continue
+        lines.append(
+            f"{control}, {reference}: layer 1 alone changes {ours['first']:.0f}% "
+            f"[{ours['first_lo']:.0f}, {ours['first_hi']:.0f}] vs at most {ours['other']:.0f}% "
+            f"[{ours['other_lo']:.0f}, {ours['other_hi']:.0f}] (layer "
+            f"{to_display_layer(ours['other_layer'])}) elsewhere -> layer 1 dominates: "
+            f"{_answer(ours['dominates'])} (paper: {paper_side['first']:.0f}% vs at most "
+            f"{paper_side['other']:.0f}%: {_answer(paper_side['dominates'])})")
+    slopes = ks.depth_slopes(detail, n_layers, "non_dominant", 3, SPLIT)
+    mine = slopes[slopes["group"] == reference]
+    if len(mine) and mine.iloc[0]["n_early"] < 2:
+        lines.append(f"non_dominant 3-layer windows, {reference}: fewer than 2 windows between "
+                     f"layer 2 and {SPLIT:.0%} depth ({n_layers} layers): slopes untested")
+    elif len(mine):
+        s, p = mine.iloc[0].to_dict(), _paper_slopes()
+        lines.append(
+            f"non_dominant 3-layer windows, {reference}: slope from layer 2 to {SPLIT:.0%} depth "
+            f"{s['early_slope']:+.0f} [{s['early_lo']:+.0f}, {s['early_hi']:+.0f}] points per "
+            f"unit depth -> falls: {_answer(_falls(s))} (paper: {p['early_slope']:+.0f}: "
+            f"{_answer(_falls(p))})")
+        lines.append(
+            f"non_dominant 3-layer windows, {reference}: slope after {SPLIT:.0%} depth "
+            f"{s['late_slope']:+.0f} [{s['late_lo']:+.0f}, {s['late_hi']:+.0f}] -> flattens "
+            f"(less than {FLAT:.0%} of the early slope): {_answer(_flattens(s))} (paper: "
+            f"{p['late_slope']:+.0f}: {_answer(_flattens(p))})")
+    return lines
+
+
+def _cell(table: pd.DataFrame, control: str, start: int, window: int) -> float:
+    rows = table[(table["control"] == control) & (table["start_layer"] == start)
+                 & (table["window"] == window)]
+    return float(rows["changed_pct"].iloc[0]) if len(rows) else np.nan
+
+
+def _row(quantity: str, model: str, ours: float, paper_value: float, verdict: str) -> dict:
+    return {"analysis": "figure3", "quantity": quantity, "model": model, "ours": ours,
+            "paper_model": PAPER_MODEL, "paper_value": paper_value, "verdict": verdict}
+
+
+def figure3_rows(model: str, table: pd.DataFrame, detail: pd.DataFrame, n_layers: int,
+                 reference: str = "memorized") -> pd.DataFrame:
+    """The ``figure3`` rows of ``paper_comparison.csv`` for one model (memorized idioms).
+
+    Quantities (ours vs GPT-2 medium's digitized Figure 3): % changed by the non-dominant and
+    the dominant knockout of layer 1 alone; by the non-dominant 3-layer window from layer 2 and
+    the one at the relative depth of the paper's layers 8-10; the mean over non-dominant 3-layer
+    windows past 40% of the depth and over single upper layers; the largest dominant effect
+    without layer 1; whether layer 1 dominates; the early and late slopes of Figure 7.
+
+    Returns:
+        Rows with the columns of :data:`memrecall.report.paper.COMPARISON_COLUMNS`; none without
+        ``reference`` probes.
+    """
+    rows = table[table["group"] == reference] if "group" in table.columns else table
+    if rows.empty:
+        return comparison_frame([])
+    theirs = _paper_table()
+    paper_layers = paper.n_layers(PAPER_MODEL)
+    out = []
+
+    def compare(quantity: str, ours: float, paper_value: float) -> None:
+        out.append(_row(quantity, model, ours, paper_value,
+                        number_verdict(ours, paper_value, PCT_TOL, digits=1)))
+
+    for control in ("non_dominant", "dominant"):
+        compare(f"% changed, {control}, layer 1 alone", _cell(rows, control, 0, 1),
+                _cell(theirs, control, 0, 1))
+    compare("% changed, non_dominant, 3-layer window from layer 2",
+            _cell(rows, "non_dominant", 1, 3), _cell(theirs, "non_dominant", 1, 3))
+    target = 8 / paper_layers  # the paper's layers 8-10
+    start = int(np.clip(round(target * n_layers) - 1, 0, n_layers - 3))
+    compare(f"% changed, non_dominant, 3-layer window at relative depth {target:.2f} "
+            f"(ours: layers {start + 1}-{start + 3}; paper: 8-10)",
+            _cell(rows, "non_dominant", start, 3), _cell(theirs, "non_dominant", 7, 3))
+
+    def upper_mean(frame: pd.DataFrame, layers: int, control: str, window: int) -> float:
+        part = frame[(frame["control"] == control) & (frame["window"] == window)]
+        deep = ks.window_depth(part["start_layer"], layers) > SPLIT
+        return float(part.loc[deep, "changed_pct"].mean())
+
+    compare(f"mean % changed, non_dominant 3-layer windows past {SPLIT:.0%} depth",
+            upper_mean(rows, n_layers, "non_dominant", 3),
+            upper_mean(theirs, paper_layers, "non_dominant", 3))
+    compare(f"mean % changed, non_dominant single layers past {SPLIT:.0%} depth",
+            upper_mean(rows, n_layers, "non_dominant", 1),
+            upper_mean(theirs, paper_layers, "non_dominant", 1))
+
+    def without_first(frame: pd.DataFrame) -> float:
+        part = frame[(frame["control"] == "dominant") & (frame["start_layer"] > 0)]
+        return float(part["changed_pct"].max())
+
+    compare("largest % changed, dominant, windows without layer 1", without_first(rows),
+            without_first(theirs))
+
+    ours, paper_side = (ks.first_layer_dominance(rows, "non_dominant", reference),
+                        ks.first_layer_dominance(theirs, "non_dominant"))
+    if ours is not None:
+        gap, paper_gap = ours["first"] - ours["other"], paper_side["first"] - paper_side["other"]
+        same = ours["dominates"] == paper_side["dominates"]
+        out.append(_row("layer 1 minus the strongest other single layer, non_dominant (points)",
+                        model, gap, paper_gap,
+                        f"{'agrees' if same else 'differs'}: layer 1 dominates "
+                        f"{'here' if ours['dominates'] else 'not here'} (intervals apart), "
+                        f"{'and' if paper_side['dominates'] else 'not'} in the paper"))
+    slopes = ks.depth_slopes(detail, n_layers, "non_dominant", 3, SPLIT)
+    mine = slopes[slopes["group"] == reference] if "group" in slopes.columns else slopes
+    if len(mine):
+        s, p = mine.iloc[0].to_dict(), _paper_slopes()
+        for part, verdict_of in (("early", _falls), ("late", _flattens)):
+            what = "falls" if part == "early" else "flattens"
+            same = verdict_of(s) == verdict_of(p)
+            out.append(_row(
+                f"slope of % changed per unit depth, non_dominant 3-layer windows, {part} "
+                f"({'layer 2 to' if part == 'early' else 'past'} {SPLIT:.0%} depth)", model,
+                s[f"{part}_slope"], p[f"{part}_slope"],
+                f"{'agrees' if same else 'differs'}: {what} "
+                f"{'here' if verdict_of(s) else 'not here'} [{s[f'{part}_lo']:+.0f}, "
+                f"{s[f'{part}_hi']:+.0f}], {'and' if verdict_of(p) else 'not'} in the paper"))
+    return comparison_frame(out)
+
+
+PAPER_PANEL = "paper: GPT-2 medium, 100 memorized (digitized)"
+"""The column title of the paper's panels."""
+
+FIGURES = {"changed_pct": ("figure3", 1.0), "target_rank_change": ("figure8", 1.0),
+           "target_prob_change": ("figure9", -1.0)}
+"""Our read-out -> the paper's figure and the sign that turns ours into its quantity (Figure 9
+draws the *decrease* of the target's probability)."""
+
+
+def beside_paper_panels(tables: dict[str, pd.DataFrame], value: str = "changed_pct",
+                        group: str = "memorized",
+                        controls: tuple[str, ...] = PAPER_CONTROLS,
+                        ) -> dict[str, dict[str, pd.DataFrame]]:
+    """Start x end matrices of each model beside the paper's, for :func:`plots.plot_heatmaps`.
+
+    Args:
+        tables: ``{model: knockout_table}`` (one k).
+        value: ``changed_pct`` (Figure 3), ``target_rank_change`` (Figure 8) or
+            ``target_prob_change`` (Figure 9: drawn as the *decrease*, in points, as the paper).
+        group: our group shown (the paper's: memorized idioms).
+        controls: rows of panels.
+
+    Returns:
+        ``{control: {"<model> (n=..)": matrix, ..., PAPER_PANEL: matrix}}``, 0-based layers.
+    """
+    figure, sign = FIGURES[value]
+    panels: dict[str, dict[str, pd.DataFrame]] = {}
+    for control in controls:
+        row = {}
+        for model, table in tables.items():
+            part = table[(table["group"] == group) & (table["control"] == control)]
+            if len(part):
+                label = f"{model}, {group} (n={int(part['n_probes'].iloc[0])})"
+                row[label] = sign * window_matrix(part, control=control, value=value)
+        row[PAPER_PANEL] = ks.paper_window_matrix(figure, control)
+        panels[control.replace("_", "-")] = row
+    return panels
+
+
+def depth_lines(tables: dict[str, tuple[pd.DataFrame, int]], group: str = "memorized",
+                control: str = "non_dominant", window: int = 3,
+                value: str = "changed_pct") -> pd.DataFrame:
+    """Windows of one size by relative depth, per model (the paper's Figure 7 for ours).
+
+    Args:
+        tables: ``{model: (knockout_table, n_layers)}``.
+        group: the group.
+        control: the control.
+        window: the window size.
+        value: the read-out (with ``_lo`` / ``_hi`` intervals in the table).
+
+    Returns:
+        ``model, layer`` (1-based first layer), ``depth``, ``value``, ``lo``, ``hi``.
+    """
+    frames = []
+    for model, (table, n_layers) in tables.items():
+        rows = table[(table["group"] == group) & (table["control"] == control)
+                     & (table["window"] == window)].sort_values("start_layer")
+        frames.append(pd.DataFrame({
+            "model": model, "layer": to_display_layer(rows["start_layer"].to_numpy()),
+            "depth": ks.window_depth(rows["start_layer"], n_layers),
+            "value": rows[value].to_numpy(), "lo": rows[f"{value}_lo"].to_numpy(),
+            "hi": rows[f"{value}_hi"].to_numpy()}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["model", "layer", "depth", "value", "lo", "hi"])
