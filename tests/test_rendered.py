@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 
 import nbformat
 import numpy as np
@@ -11,8 +12,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from PIL import Image
 
 from memrecall.plots import PNG_DPI
-from memrecall.reproduce import palette_png, run_notebook, tidy_rendered
+from memrecall.reproduce import NOTEBOOKS, palette_png, run_notebook, tidy_rendered
 
+RENDERED = sorted((NOTEBOOKS / "rendered").glob("*/*.ipynb"))
 WARNING = "/x/lens.py:12: UserWarning: 3 prompts are longer than the context\n  warn(msg)\n"
 
 
@@ -168,3 +170,13 @@ def test_run_notebook_stores_the_rendered_copy_tidy(tmp_path):
     assert len(streams) == 2 and texts["stdout"] == "done\n"
     assert "UserWarning: kept" in texts["stderr"] and "project" not in texts["stderr"]
 
+
+@pytest.mark.skipif(not RENDERED, reason="no rendered notebooks in this checkout")
+def test_the_committed_renders_are_tidy_and_small():
+    total = 0
+    for path in RENDERED:
+        text = path.read_text(encoding="utf-8")
+        total += len(text.encode())
+        tidied = tidy_rendered(nbformat.reads(text, as_version=nbformat.NO_CONVERT))
+        assert json.loads(nbformat.writes(tidied)) == json.loads(text), f"{path} is not tidy"
+    assert total < 4_000_000, f"rendered notebooks weigh {total:,} bytes"
