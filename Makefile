@@ -74,9 +74,9 @@ reproduce: env  ## run every notebook with papermill: figures/<profile>/, notebo
 		$(if $(DTYPE),--dtype $(call shell_quote,$(DTYPE)))
 
 test: env  ## the whole test suite (unit, real packaged model, notebooks in smoke mode)
-	@# pytest exits 5 when it collects nothing: say so rather than fail obscurely
+	@# pytest exits 5 when it collects nothing: a failure too, with a message that says so
 	$(BIN)/python -m pytest; status=$$?; \
-		if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$status
+		if [ $$status -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$status
 
 test-fast: env  ## unit tests only (skips the real-model and notebook tests)
 	$(BIN)/python -m pytest -m "not slow"
@@ -85,7 +85,8 @@ bench: env  ## time the lens and the knockout sweep; JSON records in benchmarks/
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lint: env  ## ruff on the package, tests, benchmarks and notebooks
-	$(BIN)/ruff check lib tests benchmarks
+	@# ruff reads .ipynb itself; the glob leaves out notebooks/rendered/ (executed copies)
+	$(BIN)/ruff check lib tests benchmarks notebooks/*.ipynb
 
 # Source notebooks are saved as git stores them (memrecall.jupyter.lab), so exploring leaves `git status`
 # clean. As root (containers, cloud notebooks) Jupyter refuses to start without --allow-root.
