@@ -1,4 +1,4 @@
-"""The package by floors: every import points down a floor, never into another module's private name.
+"""The package by floors: imports point down a floor, never into another module's private name.
 
 Each folder of ``lib/memrecall`` (and each top-level module) is a floor; a module may import from
 its own folder and from the floors below it. The floors, lowest first, are the README's "Layout".

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from PIL import Image
 
-from memrecall.plots import PNG_DPI
+from memrecall.figures import PNG_DPI
 from memrecall.reproduce import NOTEBOOKS, palette_png, run_notebook, tidy_rendered
 
 RENDERED = sorted((NOTEBOOKS / "rendered").glob("*/*.ipynb"))

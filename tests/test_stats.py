@@ -1,4 +1,4 @@
-"""Tests of memrecall.analysis.projection on hand-made projection results (numbers, 0-based layers)."""
+"""Tests of memrecall.analysis.projection on hand-made projection results (0-based layers)."""
 
 import numpy as np
 import pandas as pd
@@ -137,7 +137,8 @@ def test_compare_groups_separated_vs_identical():
 def test_group_tests_rows_per_other_group():
     frame = analysis.label_groups(fake_results(60, 5, 0.5), fake_results(20, 5, 0.0, seed=4))
     pairs = [("memorized", "non-memorized"), ("memorized", "wikipedia")]
-    table = analysis.group_tests(analysis.per_example_table(frame), pairs, measures=["promotion_layer"])
+    table = analysis.group_tests(analysis.per_example_table(frame), pairs,
+                                 measures=["promotion_layer"])
     assert table["b"].tolist() == ["non-memorized", "wikipedia"]
     assert table["p_value"].between(0, 1).all()
     assert list(table.columns) == analysis.TEST_COLUMNS

@@ -2,7 +2,7 @@
 
 ``paper`` is the paper's setup (hub models; a GPU for the full knockout grid), ``offline`` the
 packaged models on a CPU, ``smoke`` the tiny random models of the tests and CI.
-:func:`memrecall.models.profile_models`, :func:`memrecall.pipeline.runs.settings` and
+:func:`memrecall.models.profile_models`, :func:`memrecall.pipeline.settings` and
 ``make reproduce`` all read :data:`PROFILES`.
 """
 

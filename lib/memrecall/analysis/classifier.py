@@ -8,7 +8,7 @@ model is scored on the same splits.
 
 The feature sets are named as in the paper's Table 5 (:data:`FEATURE_SETS`). Two of them need
 the model itself (the final hidden state, the prompt's token ids): compute them with
-:func:`memrecall.forward.blocks.model_features` and pass them in.
+:func:`memrecall.forward.model_features` and pass them in.
 """
 
 from __future__ import annotations

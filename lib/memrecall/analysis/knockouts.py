@@ -5,7 +5,7 @@ per (configuration, probe). Here:
 
 * :func:`knockout_table`: per ([group,] configuration) the % of predictions changed, the mean
   change of the target's rank and of its probability (percentage points), each with a
-  percentile bootstrap interval over probes (:func:`memrecall.analysis.projection.bootstrap_mean_ci`);
+  percentile bootstrap interval over probes (:func:`memrecall.analysis.bootstrap_mean_ci`);
 * :func:`first_layer_dominance`: does knocking out layer 1 alone change more than any other
   single layer (the paper: 99% vs at most 20% for the non-dominant knockout)?
 * :func:`depth_slopes` / :func:`line_slopes`: the slope of % changed against relative depth for
@@ -48,7 +48,7 @@ def knockout_probe_groups(idiom_res: pd.DataFrame, wiki_res: pd.DataFrame | None
 
     Args:
         idiom_res: lens results of the idioms (``prompt``, ``target``, ``target_token``,
-            ``is_memorized``; e.g. :func:`memrecall.pipeline.projection.idiom_results`).
+            ``is_memorized``; e.g. :func:`memrecall.pipeline.idiom_results`).
         wiki_res: the same for the Wikipedia control texts (None: no Wikipedia group).
         n: probes per group; a smaller group is taken whole (a missing one is absent).
         seed: seeds the sample of each group.

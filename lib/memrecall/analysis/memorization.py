@@ -48,7 +48,7 @@ def memorized_rates(labelled: Mapping[str, pd.DataFrame],
     """Memorized count and share per model and source.
 
     Args:
-        labelled: model name -> :func:`memrecall.analysis.projection.label_groups` output (``source``,
+        labelled: model name -> :func:`memrecall.analysis.label_groups` output (``source``,
             ``is_memorized``).
         sources: the sources to count, in order (absent ones are skipped).
 
@@ -93,7 +93,7 @@ def whole_word_summary(results: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
 
     Args:
         results: model name -> idiom results with ``is_memorized``, ``n_target_tokens`` and
-            ``whole_word`` (:func:`memrecall.forward.generate.whole_word_continuation`); models
+            ``whole_word`` (:func:`memrecall.forward.whole_word_continuation`); models
             whose ``whole_word`` is all missing (masked LMs) are skipped.
 
     Returns:

@@ -11,19 +11,18 @@
   raw lists.
 """
 
-from .facts import FACTS_FIELDS, facts_content_sha256, load_facts
+from .facts import FACTS_FIELDS, load_facts
 from .idiomem import IDIOMEM_COLUMNS, load_idiomem
+from .records import DataFormatError, validate_texts
 from .sources import (
     DATA_DIR_ENV,
     DATA_SOURCES,
     ChecksumError,
-    DataFormatError,
     DataNotFoundError,
     DataSource,
     default_cache_dir,
     resolve_data_file,
     sha256_file,
-    validate_texts,
     verify_data_file,
 )
 from .wikitext import (
@@ -50,7 +49,6 @@ __all__ = [
     "DataSource",
     "default_cache_dir",
     "detokenize",
-    "facts_content_sha256",
     "load_facts",
     "load_idiomem",
     "load_wiki",

@@ -7,16 +7,10 @@ from typing import Any
 
 import pandas as pd
 
-from .sources import (
-    FACTS_FIELDS,
-    DataFormatError,
-    content_sha256,
-    parse_records,
-    resolve_data_file,
-    verify_data_file,
-)
+from .records import DataFormatError, parse_records
+from .sources import FACTS_FIELDS, resolve_data_file, verify_data_file
 
-__all__ = ["FACTS_FIELDS", "facts_content_sha256", "load_facts", "parse_facts"]
+__all__ = ["FACTS_FIELDS", "load_facts", "parse_facts"]
 
 
 def parse_facts(raw: bytes, where: str) -> list[dict[str, Any]]:
@@ -38,23 +32,6 @@ def parse_facts(raw: bytes, where: str) -> list[dict[str, Any]]:
                     f"{where}: record {i}: field '{field}' is {rec[field]!r:.60}, expected a string"
                 )
     return records
-
-
-def facts_content_sha256(records: list[dict[str, Any]]) -> str:
-    """Return the content checksum of known_1000.json records.
-
-    The sha256 of ``json.dumps`` of the records sorted by ``known_id`` and restricted to
-    :data:`FACTS_FIELDS` (:func:`memrecall.data.sources.content_sha256`). Extra fields and the
-    file's layout do not change it.
-
-    Args:
-        records: The parsed records (each must have all of :data:`FACTS_FIELDS`).
-
-    Returns:
-        The lowercase hex digest.
-
-    """
-    return content_sha256(records, FACTS_FIELDS)
 
 
 def load_facts(path: str | Path | None = None) -> pd.DataFrame:

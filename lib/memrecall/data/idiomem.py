@@ -7,15 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from .sources import (
-    DataFormatError,
-    check_record,
-    decode_utf8,
-    file_key,
-    parse_json,
-    resolve_data_file,
-    verify_data_file,
-)
+from .records import DataFormatError, check_record, decode_utf8, parse_json
+from .sources import file_key, resolve_data_file, verify_data_file
 
 __all__ = ["IDIOMEM_COLUMNS", "load_idiomem", "parse_idiomem"]
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .sources import read_utf8
+from .records import read_utf8
 
 __all__ = [
     "LIDIOMS_TO_WHITELIST",

@@ -29,7 +29,8 @@ from typing import Any
 import pandas as pd
 
 from .idiomem import load_idiomem
-from .sources import DataNotFoundError, file_key, read_utf8, resolve_data_file
+from .records import read_utf8
+from .sources import DataNotFoundError, file_key, resolve_data_file
 
 __all__ = [
     "HUB_TIMEOUT_S",

@@ -1,7 +1,7 @@
 """The knockout figure that has no heatmap form: the paper's Figure 7 line beside ours.
 
-The heatmaps (Figures 3, 8, 9) are :func:`memrecall.figures.charts.plot_heatmaps` of
-:func:`memrecall.report.knockouts.beside_paper_panels`.
+The heatmaps (Figures 3, 8, 9) are :func:`memrecall.figures.plot_heatmaps` of
+:func:`memrecall.report.beside_paper_panels`.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def plot_depth_lines(lines: pd.DataFrame, paper_line: pd.DataFrame | None, path:
     """One line per model against relative depth, with its interval band, and the paper's line.
 
     Args:
-        lines: :func:`memrecall.report.knockouts.depth_lines` (``model, depth, value, lo, hi``).
-        paper_line: :func:`memrecall.report.knockouts.paper_depth_line` (``depth, value``), drawn
+        lines: :func:`memrecall.report.depth_lines` (``model, depth, value, lo, hi``).
+        paper_line: :func:`memrecall.report.paper_depth_line` (``depth, value``), drawn
             in black and labelled as digitized; None to leave it out.
         path: output path without suffix.
         title: says which control and window size.

@@ -80,7 +80,7 @@ def plot_curves_beside_paper(ours: Mapping[str, pd.DataFrame], paper_curves: pd.
     """The paper's per-layer curves (left) beside ours (right), groups coloured alike.
 
     Args:
-        ours: model name -> :func:`memrecall.analysis.landmarks.mean_curves` (``group, depth, rank,
+        ours: model name -> :func:`memrecall.analysis.mean_curves` (``group, depth, rank,
             prob``).
         paper_curves: :func:`memrecall.data.paper.figure2` or ``facts_curves``.
         path: output path without suffix.
@@ -114,7 +114,7 @@ def plot_clusters_beside_paper(ours: pd.DataFrame, paper_clusters: pd.DataFrame,
     """Figure 5: k-means clusters of memorized idioms, the paper's (left) beside ours (right).
 
     Args:
-        ours: :func:`memrecall.analysis.clusters.cluster_curves` of one model.
+        ours: :func:`memrecall.analysis.cluster_curves` of one model.
         paper_clusters: :func:`memrecall.data.paper.clusters`.
         path: output path without suffix.
         title: names our model.

@@ -1,7 +1,7 @@
 """The paper's layer-wise figures: probability and rank per layer, promotion, models on depth.
 
-Every function takes a ``path``, saves PDF and PNG (:func:`memrecall.figures.style.save_figure`)
-and returns the :class:`~memrecall.figures.style.SavedFigure`.
+Every function takes a ``path``, saves PDF and PNG (:func:`memrecall.figures.save_figure`)
+and returns the :class:`~memrecall.figures.SavedFigure`.
 """
 
 from __future__ import annotations
@@ -61,12 +61,12 @@ def plot_layerwise(summary_prob: pd.DataFrame, summary_rank: pd.DataFrame, path:
     """Draw the paper's main figure: probability (top) and rank (bottom) of the prediction.
 
     Args:
-        summary_prob: :func:`~memrecall.analysis.projection.layer_summary` of ``pred_prob``.
-        summary_rank: :func:`~memrecall.analysis.projection.layer_summary` of ``pred_rank``.
+        summary_prob: :func:`~memrecall.analysis.layer_summary` of ``pred_prob``.
+        summary_rank: :func:`~memrecall.analysis.layer_summary` of ``pred_rank``.
         path: output path without suffix (``.pdf`` and ``.png`` are written).
         title: names the model (and "smoke test: random weights" for tiny models).
         split_layer: 1-based layer for a dashed "Candidate Promotion | Confidence Boosting" line
-            (e.g. :func:`~memrecall.report.tables.split_layer`); None for no line.
+            (e.g. :func:`~memrecall.report.split_layer`); None for no line.
 
     Returns:
         The saved figure.
@@ -94,7 +94,7 @@ def plot_promotion(per_example_df: pd.DataFrame, path: str | Path, title: str) -
     """Distributions of promotion layer (ECDF) and confidence boost (box plot) by group.
 
     Args:
-        per_example_df: :func:`~memrecall.analysis.projection.per_example_table` output (``group``,
+        per_example_df: :func:`~memrecall.analysis.per_example_table` output (``group``,
             ``promotion_layer``, ``confidence_boost``, ``n_layers``).
         path: output path without suffix.
         title: names the model.
@@ -137,7 +137,7 @@ def plot_cross_model(summary_prob: Mapping[str, pd.DataFrame],
     Colour is the group (as everywhere), line style the model. No CI bands: too many lines.
 
     Args:
-        summary_prob: model name -> :func:`~memrecall.analysis.projection.layer_summary` of ``pred_prob``.
+        summary_prob: model name -> :func:`~memrecall.analysis.layer_summary` of ``pred_prob``.
         summary_rank: model name -> the same of ``pred_rank`` (same models).
         path: output path without suffix.
         title: names the models or profile.

@@ -160,7 +160,7 @@ def _rank_tick(value: float, _position: int) -> str:
 
 def draw_summary(ax: Axes, summary: pd.DataFrame, x: Callable[[np.ndarray], np.ndarray],
                   label: Callable[[str, int], str], band: bool = True, **line_kw: Any) -> None:
-    """One line (and CI band) per group of a :func:`~memrecall.analysis.projection.layer_summary` frame."""
+    """One line (and CI band) per group of a :func:`~memrecall.analysis.layer_summary` frame."""
     for group in group_order(summary["group"]):
         rows = summary[summary["group"] == group].sort_values("layer")
         xs, color = x(rows["layer"].to_numpy()), group_color(group)

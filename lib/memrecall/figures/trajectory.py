@@ -12,7 +12,7 @@
   as a PNG in a notebook, so a rendered, untrusted copy shows it as it was (no HTML styling to
   lose to JupyterLab's sanitizer or GitHub's).
 
-Layers are shown 1-based, as in every figure (:func:`memrecall.report.tables.to_display_layer`).
+Layers are shown 1-based, as in every figure (:func:`memrecall.report.to_display_layer`).
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Trajectory:
 
     @property
     def promotion_layer(self) -> int:
-        """The 1-based layer from which the prediction stays top-1 (:mod:`memrecall.analysis.projection`)."""
+        """The 1-based layer from which the prediction stays top-1 (:mod:`memrecall.analysis`)."""
         return int(to_display_layer(promotion_layer([self.curves["pred_rank"].to_numpy()])[0]))
 
     @property
@@ -162,7 +162,7 @@ def trajectory(lm: LM, text: str, k: int = 5, lens: Lens | None = None,
         text: an idiom or any text of at least two words.
         k: tokens per layer in the table.
         lens: None for the logit lens, or a fitted lens (see :func:`layer_logits`).
-        lens_name: the lens's name for titles (default :class:`~memrecall.lenses.LogitLens`'s label when ``lens`` is
+        lens_name: the lens's name for titles (default the logit lens's label when ``lens`` is
             None, else the lens's ``label`` or class name).
 
     Raises:

@@ -79,7 +79,7 @@ def model_features(lm: LM, probes: pd.DataFrame | Sequence[str],
                    batch_size: int | None = None) -> dict[str, np.ndarray]:
     """The two model-side feature sets: ``hidden`` and ``token_ids``.
 
-    Keyed as :func:`memrecall.analysis.classifier.feature_sets` takes them (``**model_features(...)``).
+    Keyed as :func:`memrecall.analysis.feature_sets` takes them (``**model_features(...)``).
     """
     return {"hidden": final_hidden_states(lm, probes, batch_size),
             "token_ids": prompt_token_ids(lm, probes)}

@@ -4,7 +4,7 @@ The memorization test scores only the target's *first* sub-token; for a target s
 sub-tokens, :func:`whole_word_continuation` checks whether greedy decoding produces the whole
 word. How many sub-tokens a target spans is :func:`memrecall.probes.target_token_counts` (the
 same first-token-after-the-prompt rule as :func:`memrecall.make_probes`); the padding is
-:func:`memrecall.forward.batching.pad_left`.
+:func:`memrecall.forward.pad_left`.
 """
 
 from __future__ import annotations

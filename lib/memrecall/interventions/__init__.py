@@ -1,7 +1,7 @@
 """FFN sub-updates and neuron knockouts (Haviv et al. 2023, section 5; Geva et al. 2022).
 
 One engine that returns tensors and frames; no statistics, no prose (those are in
-:mod:`memrecall.analysis.projection` and :mod:`memrecall.report.tables`), no cache (:mod:`memrecall.pipeline.runs`).
+:mod:`memrecall.analysis` and :mod:`memrecall.report`), no cache (:mod:`memrecall.pipeline`).
 
 * :mod:`~memrecall.interventions.neurons`: value vectors, neuron scores ``|m_i| * ||v_i||``, the
   top-k per layer, seeded random draws;

@@ -5,9 +5,9 @@ vanish) at every position (``scope="all"``, the authors' choice) or at the predi
 only (``scope="prediction"``).
 
 * :func:`knockout`: neuron indices per layer (one set per row, or one for all), zeroed by
-  :func:`memrecall.forward.hooks.zero_neurons_hook`; ``complement`` zeroes all *but* them;
+  :func:`memrecall.forward.zero_neurons_hook`; ``complement`` zeroes all *but* them;
 * :func:`neuron_masks`: 0/1 masks per layer and row, multiplied into the activations
-  (:func:`memrecall.forward.hooks.scale_inputs_hook`): what the batched sweep uses, where each row of
+  (:func:`memrecall.forward.scale_inputs_hook`): what the batched sweep uses, where each row of
   a forward is its own (configuration, probe);
 * :func:`neuron_mask`: indices to a boolean mask.
 """

@@ -1,8 +1,8 @@
 """Read-outs of the interventions: sweep summaries as matrices and profiles, sub-updates as tokens.
 
 * :func:`window_matrix`, :func:`window_panels`: a sweep summary as start-layer x end-layer
-  matrices (for :func:`memrecall.figures.charts.plot_heatmaps`);
-* :func:`layer_profile`: 1-layer windows by layer (for :func:`memrecall.figures.knockouts.plot_knockout_lines`);
+  matrices (for :func:`memrecall.figures.plot_heatmaps`);
+* :func:`layer_profile`: 1-layer windows by layer (:func:`memrecall.figures.plot_knockout_lines`);
 * :func:`prediction_rank_in_value_vectors`, :func:`sub_update_examples`: what the top sub-updates
   promote when their value vectors are read through the unembedding (Geva et al. 2022).
 """
@@ -60,7 +60,7 @@ def window_matrix(summary: pd.DataFrame, *, control: str = "dominant", k: int | 
 
 def window_panels(summary: pd.DataFrame, control: str = "dominant", value: str = "changed_pct",
                   groups: Sequence[str] | None = None) -> dict[str, dict[str, pd.DataFrame]]:
-    """Every (k, group) matrix of one control, labelled for :func:`memrecall.figures.charts.plot_heatmaps`.
+    """Every (k, group) matrix of one control, labelled for :func:`memrecall.figures.plot_heatmaps`.
 
     Args:
         summary: a sweep summary.
@@ -68,8 +68,8 @@ def window_panels(summary: pd.DataFrame, control: str = "dominant", value: str =
         value: the summary column in the cells.
         groups: the groups (panel columns) in order; default: as they first appear in the
             summary (a sweep keeps its probes' order, and
-            :func:`memrecall.analysis.knockouts.knockout_probe_groups` orders them as
-            :data:`memrecall.analysis.projection.GROUPS`).
+            :func:`memrecall.analysis.knockout_probe_groups` orders them as
+            :data:`memrecall.analysis.GROUPS`).
 
     Returns:
         ``{"10 dominant neurons per layer": {"memorized (n=100)": matrix, ...}, ...}``: rows of

@@ -91,7 +91,7 @@ def probe_batches(lm: LM, prompts: Sequence[str], batch_size: int | None = None,
         batch_size: at most this many prompts per batch (default: the budget decides).
         trace: leave room for every block's input (a :class:`CleanRun` keeps them all).
         overhead_tokens: what one more batch costs, in padded tokens
-            (:func:`~memrecall.forward.batching.plan_batches`); a sweep that reruns each batch for
+            (:func:`~memrecall.forward.plan_batches`); a sweep that reruns each batch for
             many configurations pays every padded token again each time, so it passes 1:
             one batch per prompt length.
     """

@@ -9,8 +9,8 @@ mask multiplied into the MLP activations of its window
 block from its probe's clean run. Only the prediction position goes through the head, in one
 streaming pass (:meth:`memrecall.models.head.Head.scan`: the new prediction, and the rank and
 probability of the clean prediction and of the target). Rows per forward follow the activation
-budget (:func:`memrecall.forward.batching.activation_token_budget`); a forward that runs out of memory is
-redone in halves (:func:`memrecall.forward.batching.halve_on_oom`).
+budget (:func:`memrecall.forward.activation_token_budget`); a forward that runs out of memory is
+redone in halves (:func:`memrecall.forward.halve_on_oom`).
 
 Controls (the paper's names):
 
@@ -424,7 +424,7 @@ def summarize_sweep(detail: pd.DataFrame, group_column: str | None = "group") ->
         ``pred_prob_change`` (mean change of the clean prediction's probability, percentage
         points) and, with targets, ``target_rank_change`` (mean, after - before) and
         ``target_prob_change`` (mean, percentage points of absolute probability). Confidence
-        intervals: :func:`memrecall.analysis.projection.knockout_table`.
+        intervals: :func:`memrecall.analysis.knockout_table`.
 
     Regroup differently by adding columns to ``detail`` first (e.g. group by ``is_memorized``
     with ``group_column="is_memorized"``).

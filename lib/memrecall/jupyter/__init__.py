@@ -1,1 +1,1 @@
-"""JupyterLab: the interactive explorer (:mod:`.widgets`), the notebooks' save hook (:mod:`.lab`)."""
+"""JupyterLab: the interactive explorer (:mod:`.widgets`) and the save hook (:mod:`.lab`)."""

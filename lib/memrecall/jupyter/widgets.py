@@ -4,7 +4,8 @@
   (loaded ones, or registry names loaded on first use, one at a time), the texts to offer, the
   lenses of each model (the logit lens always; fitted lenses when given), and which texts each
   model memorizes. ``Explorer.show(text, model, lens)`` returns a
-  :class:`memrecall.figures.trajectory.Trajectory`: the top-k table and the prediction's and target's
+  :class:`~memrecall.figures.trajectory.Trajectory`: the top-k table and the prediction's and
+  target's
   rank and probability at every layer, drawn as one picture.
 * :meth:`Explorer.widget`: the ipywidgets front. A ``Combobox`` (type to filter the idioms; any
   text of two words or more works too, Enter to show it), a model picker, a lens picker (shown
@@ -81,7 +82,8 @@ class Explorer:
         self.lenses = {name: dict(lenses.get(name, {})) if lenses else {} for name in self.models}
         for name, fitted in self.lenses.items():
             if LogitLens.label in fitted:
-                raise ValueError(f"{name}: {LogitLens.label!r} is always offered; name lenses otherwise")
+                raise ValueError(f"{name}: {LogitLens.label!r} is always offered; "
+                                 "name lenses otherwise")
         self.results = dict(results or {})
         self.k = k
         self._loader = loader or (lambda name: load(name, device=device))
@@ -280,7 +282,8 @@ def example_trajectories(lm: LM, results: pd.DataFrame, n_memorized: int = 2, n_
         k: tokens per layer.
 
     Returns:
-        One :class:`~memrecall.figures.trajectory.Trajectory` per text, memorized first (fewer when a
+        One :class:`~memrecall.figures.trajectory.Trajectory` per text, memorized first (fewer when
+        a
         group is short); each shows as a PNG picture in a notebook.
     """
     memorized = results["is_memorized"].astype(bool)

@@ -12,13 +12,14 @@ How it stays fast and bounded (see ``make bench``):
 * only the backbone runs (no LM head over every position); hooks keep one vector per block
   per prompt, so activations of other positions are freed as the forward goes;
 * ranks are counted (number of strictly larger logits), never sorted, and the vocabulary is
-  streamed in tiles by the model's :class:`~memrecall.models.head.Head` (rows x vocabulary chunk, one
+  streamed in tiles by the model's :class:`~memrecall.models.head.Head` (rows x vocabulary chunk,
+  one
   reused buffer, cache-sized on CPU) reduced in place: an online log-sum-exp, the counts and the
   argmax in one pass per tile, so no (layers x prompts x vocab) tensor ever exists;
 * two vocabulary passes per batch, each layer's rows read once: the last layer (argmax,
   normaliser, target rank), then the earlier layers (ranks of prediction and target);
 * batches are cut where padding would cost more than one more batch
-  (:func:`memrecall.forward.batching.plan_batches`).
+  (:func:`memrecall.forward.plan_batches`).
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ def layer_logits(lm: LM, prompt: str, lens: Lens | None = None) -> torch.Tensor:
         return lm.head.logits(lm.head.normalize(hidden[:, 0])).float()
 
 
-def layer_top_k(lm: LM, prompt: str, k: int = 5, lens: Lens | None = None) -> tuple[np.ndarray, np.ndarray]:
+def layer_top_k(lm: LM, prompt: str, k: int = 5,
+                lens: Lens | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` token ids and probabilities of every layer at the prediction position.
 
     Args:

@@ -66,10 +66,10 @@ class KnockoutResults:
     Attributes:
         model: the registry name.
         n_layers: its layers.
-        probes: the probe groups (:func:`memrecall.analysis.knockouts.knockout_probe_groups`).
+        probes: the probe groups (:func:`memrecall.analysis.knockout_probe_groups`).
         detail: the per-probe sweep.
         summary: :func:`memrecall.interventions.summarize_sweep` of ``detail``.
-        table: :func:`memrecall.analysis.knockouts.knockout_table` of ``detail`` (bootstrap
+        table: :func:`memrecall.analysis.knockout_table` of ``detail`` (bootstrap
             intervals).
         runtime: one row of the runtime table (layers, neurons, probes, configurations,
             rows, seconds; near 0 seconds when the sweep was read from the cache).
@@ -168,9 +168,9 @@ def write_knockout_outputs(run: Settings,
     """Write ``knockouts_<model>.csv`` per model and the ``figure3`` rows of every model.
 
     ``results/<profile>/knockouts_<model>.csv``:
-    :func:`memrecall.report.knockouts.knockouts_csv`; ``paper_comparison.csv``: the ``figure3``
-    rows (:func:`memrecall.report.knockouts.figure3_rows`) of all models at once, merged
-    (:func:`memrecall.report.paper.merge_comparison`: other analyses' rows stay).
+    :func:`memrecall.report.knockouts_csv`; ``paper_comparison.csv``: the ``figure3``
+    rows (:func:`memrecall.report.figure3_rows`) of all models at once, merged
+    (:func:`memrecall.report.merge_comparison`: other analyses' rows stay).
 
     Returns:
         The ``figure3`` rows written.

@@ -74,7 +74,7 @@ def lens_results(lm: LM, run: Settings, readers: dict[str, Lens]) -> dict[str, p
     """Idioms and Wikipedia texts under each reading, labelled by group (cached).
 
     Returns:
-        reading name -> :func:`memrecall.analysis.projection.label_groups` frame; the logit lens's is the one
+        reading name -> :func:`memrecall.analysis.label_groups` frame; the logit lens's is the one
         of notebook 03 (read from the same cache).
     """
     return {name: projection.label_groups(idiom_results(lm, run, lens=reader),

@@ -95,7 +95,7 @@ def classifier_results(lm: LM, idiom_res: pd.DataFrame, run: Settings) -> pd.Dat
 
     Reads the final hidden states and token ids from the model
     (:func:`memrecall.blocks.model_features`), then scores every feature set on the same 10
-    balanced splits (:func:`memrecall.analysis.classifier.classifier_table`).
+    balanced splits (:func:`memrecall.analysis.classifier_table`).
 
     Args:
         lm: the model.

@@ -31,8 +31,8 @@ def layerwise_figures(labelled: Mapping[str, pd.DataFrame], tables: Mapping[str,
     """The paper's main figure per model: probability and rank of ``column`` at every layer.
 
     Args:
-        labelled: model -> labelled results (:func:`memrecall.analysis.projection.label_groups`).
-        tables: model -> per-example table (:func:`memrecall.analysis.projection.per_example_tables`).
+        labelled: model -> labelled results (:func:`memrecall.analysis.label_groups`).
+        tables: model -> per-example table (:func:`memrecall.analysis.per_example_tables`).
         run: the run (figure folder, titles).
         stem: file-name stem, e.g. ``"03_layerwise"``.
         column: ``"pred"`` (the final prediction) or ``"target"``.

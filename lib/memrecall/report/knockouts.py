@@ -1,6 +1,6 @@
 """What people read about the knockouts: the CSV, the verdicts and the rows beside the paper.
 
-Layers become **1-based** here (:func:`memrecall.report.tables.to_display_layer`); the numbers come from
+Layers become **1-based** here (:func:`memrecall.report.to_display_layer`); the numbers come from
 :mod:`memrecall.analysis.knockouts`. The paper's numbers are its digitized Figures 3 and 7 (GPT-2
 medium, 100 memorized idioms, k = 10, :mod:`memrecall.data.paper`).
 """
@@ -38,7 +38,7 @@ def knockouts_csv(summary: pd.DataFrame) -> pd.DataFrame:
 
     Args:
         summary: :func:`memrecall.interventions.summarize_sweep` (or
-            :func:`memrecall.analysis.knockouts.knockout_table`) with a ``group`` column.
+            :func:`memrecall.analysis.knockout_table`) with a ``group`` column.
 
     Returns:
         Exactly :data:`KNOCKOUT_COLUMNS`; layers 1-based; ``changed_pct`` in %,
@@ -123,7 +123,7 @@ def knockout_verdicts(table: pd.DataFrame, detail: pd.DataFrame, n_layers: int,
        half the early one)?
 
     Args:
-        table: :func:`memrecall.analysis.knockouts.knockout_table` of the sweep.
+        table: :func:`memrecall.analysis.knockout_table` of the sweep.
         detail: the per-probe sweep.
         n_layers: the model's layers.
         reference: the group read (the paper's: memorized idioms).
@@ -189,7 +189,7 @@ def figure3_rows(model: str, table: pd.DataFrame, detail: pd.DataFrame, n_layers
     without layer 1; whether layer 1 dominates; the early and late slopes of Figure 7.
 
     Returns:
-        Rows with the columns of :data:`memrecall.report.paper.COMPARISON_COLUMNS`; none without
+        Rows with the columns of :data:`memrecall.report.COMPARISON_COLUMNS`; none without
         ``reference`` probes.
     """
     rows = table[table["group"] == reference] if "group" in table.columns else table

@@ -1,6 +1,6 @@
 """What notebook 06 reads: the two-step verdict under each lens, medians and KL by depth.
 
-Layers are shown 1-based (:func:`memrecall.report.tables.to_display_layer`).
+Layers are shown 1-based (:func:`memrecall.report.to_display_layer`).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def lens_verdicts(tests: pd.DataFrame, baseline: str = "logit lens", a: str = "m
     makes it *vanish* when nothing significant is left, or *appear* when ``baseline`` had none.
 
     Args:
-        tests: :func:`memrecall.analysis.projection.group_tests_by_model` rows with a ``lens`` column.
+        tests: :func:`memrecall.analysis.group_tests_by_model` rows with a ``lens`` column.
         baseline: the lens the others are compared with.
         a: the group recalled from memory (memorized idioms).
         b: the group it is compared with (non-memorized idioms).
@@ -128,7 +128,7 @@ def lens_medians(tables: Mapping[str, Mapping[str, pd.DataFrame]]) -> pd.DataFra
     """Median promotion layer (1-based) per group, for every model and lens.
 
     Args:
-        tables: lens -> model -> :func:`memrecall.analysis.projection.per_example_table` output.
+        tables: lens -> model -> :func:`memrecall.analysis.per_example_table` output.
 
     Returns:
         One row per (model, lens) (a MultiIndex), one column per group.

@@ -103,7 +103,7 @@ def table3_rows(counts: pd.DataFrame, paper_model: str) -> pd.DataFrame:
     """Table 3: % memorized, on all idioms and on ``hard_to_guess``, vs the paper's of 814.
 
     Args:
-        counts: :func:`memrecall.analysis.memorization.memorized_counts` of one model.
+        counts: :func:`memrecall.analysis.memorized_counts` of one model.
         paper_model: :func:`paper_counterpart` of that model.
     """
     table = paper.table3().set_index("model")["memorized_pct"]
@@ -132,7 +132,7 @@ def table4_rows(freq: pd.DataFrame, paper_model: str) -> pd.DataFrame:
     """Table 4: Pearson r of first-layer rank vs word frequency (memorized, all idioms).
 
     Args:
-        freq: :func:`memrecall.analysis.frequency.frequency_table` of one model.
+        freq: :func:`memrecall.analysis.frequency_table` of one model.
         paper_model: :func:`paper_counterpart` of that model.
     """
     paper_r = paper.table4().set_index("model")["r"][paper_model]
@@ -146,7 +146,7 @@ def table5_rows(classifier: pd.DataFrame, paper_model: str) -> pd.DataFrame:
     """Table 5: classifier accuracy (%) per feature set, ours vs the paper's.
 
     Args:
-        classifier: :func:`memrecall.analysis.classifier.classifier_table` of one model.
+        classifier: :func:`memrecall.analysis.classifier_table` of one model.
         paper_model: :func:`paper_counterpart` of that model.
     """
     table = paper.table5()
@@ -164,7 +164,7 @@ def table5_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
     """Table 5 as the paper prints it, "mean ± sd" per feature set, the paper's models first.
 
     Args:
-        ours: :func:`memrecall.analysis.classifier.classifier_table` rows of our models.
+        ours: :func:`memrecall.analysis.classifier_table` rows of our models.
 
     Returns:
         One row per feature set (the paper's order), one column per model; the paper's columns
@@ -225,7 +225,7 @@ def figure2_rows(model: str, ours: pd.DataFrame, paper_model: str) -> pd.DataFra
 
     Args:
         model: our model's name.
-        ours: :func:`memrecall.analysis.landmarks.mean_curves` of its labelled idiom + Wikipedia results.
+        ours: :func:`memrecall.analysis.mean_curves` of its labelled idiom + Wikipedia results.
         paper_model: :func:`paper_counterpart` of that model.
     """
     curves = paper.figure2()
@@ -248,7 +248,7 @@ def figure4_rows(model: str, ours: pd.DataFrame, paper_model: str = "gpt2-medium
 
     Args:
         model: our model's name.
-        ours: :func:`memrecall.analysis.landmarks.mean_curves` of its labelled facts results.
+        ours: :func:`memrecall.analysis.mean_curves` of its labelled facts results.
         paper_model: the paper reports facts for GPT-2 medium only.
     """
     rows = _landmark_rows("figure4", model, ours, paper_model, paper.facts_curves(),
@@ -262,7 +262,7 @@ def figure5_rows(model: str, summary: pd.DataFrame,
 
     Args:
         model: our model's name.
-        summary: :func:`memrecall.analysis.clusters.cluster_summary` of its memorized idioms.
+        summary: :func:`memrecall.analysis.cluster_summary` of its memorized idioms.
         paper_model: the paper clusters GPT-2 medium only.
     """
     k = len(summary)

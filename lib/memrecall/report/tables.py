@@ -2,7 +2,7 @@
 
 This is the one place where layers become **1-based**, as the figures' axes label them: entry
 ``i`` of a per-layer array (0-based, the output of block ``i``) is shown as layer ``i + 1``
-(:func:`to_display_layer`). Everything here reads 0-based numbers from :mod:`memrecall.analysis.projection`
+(:func:`to_display_layer`). Everything here reads 0-based numbers from :mod:`memrecall.analysis`
 and returns frames or sentences meant for a notebook or ``results/<profile>/summary.csv``.
 """
 
@@ -70,11 +70,11 @@ def medians_table(table: pd.DataFrame, group_col: str = "group") -> pd.DataFrame
     """Per-group size and medians of the per-example measures, promotion layer 1-based.
 
     Args:
-        table: :func:`memrecall.analysis.projection.per_example_table` output.
+        table: :func:`memrecall.analysis.per_example_table` output.
         group_col: the grouping column.
 
     Returns:
-        One row per group (in :func:`memrecall.analysis.projection.group_order`): ``n``, the median of each
+        One row per group (in :func:`memrecall.analysis.group_order`): ``n``, the median of each
         measure in :data:`MEASURE_LABELS` (columns named by those labels), the mean confidence
         boost (its median is often 0: promoted at the last layer means no boost) and the
         percentage of examples promoted only at the last layer.
@@ -91,7 +91,7 @@ def medians_table(table: pd.DataFrame, group_col: str = "group") -> pd.DataFrame
 
 
 def readable_tests(tests: pd.DataFrame) -> pd.DataFrame:
-    """:func:`memrecall.analysis.projection.group_tests` rows with promotion-layer medians and means 1-based."""
+    """:func:`memrecall.analysis.group_tests` rows, promotion-layer medians and means 1-based."""
     out = tests.copy()
     layers = out["measure"].isin(LAYER_MEASURES)
     for column in ("median_a", "median_b", "mean_a", "mean_b"):
@@ -112,10 +112,10 @@ def style_tests(tests: pd.DataFrame) -> Any:
 
 def verdict(test: pd.Series | Mapping[str, Any], n_layers: int | None = None,
             alpha: float = 0.05) -> str:
-    """One sentence on one row of :func:`memrecall.analysis.projection.group_tests` (0-based numbers).
+    """One sentence on one row of :func:`memrecall.analysis.group_tests` (0-based numbers).
 
     Args:
-        test: a row of :func:`memrecall.analysis.projection.group_tests`.
+        test: a row of :func:`memrecall.analysis.group_tests`.
         n_layers: the model's depth, to write "layer 9 of 18" (optional).
         alpha: significance level of the two-sided test.
 
@@ -157,7 +157,7 @@ def two_step_verdict(tests: pd.DataFrame, a: str = "memorized", b: str = "non-me
     ``confidence_boost``).
 
     Args:
-        tests: :func:`memrecall.analysis.projection.group_tests` rows of one model (other pairs are ignored).
+        tests: :func:`memrecall.analysis.group_tests` rows of one model (other pairs are ignored).
         a: the group expected to be recalled from memory.
         b: the group it is compared with.
         alpha: significance level.
@@ -194,9 +194,9 @@ def conclusions(tables: Mapping[str, pd.DataFrame], tests: pd.DataFrame,
     in ``two_step`` (a pair absent from ``tests`` is tested here).
 
     Args:
-        tables: model name -> :func:`memrecall.analysis.projection.per_example_table` output (with ``source``,
-            as after :func:`memrecall.analysis.projection.label_groups`).
-        tests: :func:`memrecall.analysis.projection.group_tests_by_model` output.
+        tables: model name -> :func:`memrecall.analysis.per_example_table` output (with ``source``,
+            as after :func:`memrecall.analysis.label_groups`).
+        tests: :func:`memrecall.analysis.group_tests_by_model` output.
         two_step: ``(a, b)`` pairs whose two-step picture to state.
         sources: sources whose memorized share to state.
         alpha: significance level.
@@ -270,7 +270,7 @@ def summary_row(model: str, idiom_res: pd.DataFrame,
 
     Returns:
         A flat dict: ``model, n_layers, n_idioms, n_memorized, memorized_pct`` (rounded to 0.1),
-        then for each group of :data:`memrecall.analysis.projection.GROUPS` (``memorized``,
+        then for each group of :data:`memrecall.analysis.GROUPS` (``memorized``,
         ``non_memorized``, ``wikipedia``): ``n_<g>``, ``median_promotion_layer_1based_<g>``
         and ``median_promotion_depth_<g>`` (fraction of the depth, comparable across models,
         rounded to 0.001), then ``mean_confidence_boost_<g>`` for each group (rounded to
@@ -344,7 +344,7 @@ def split_layer(table: pd.DataFrame, group: str = "memorized",
     layer (no boosting phase to mark).
 
     Args:
-        table: :func:`memrecall.analysis.projection.per_example_table` output.
+        table: :func:`memrecall.analysis.per_example_table` output.
         group: the group whose promotion marks the split.
         group_col: the grouping column.
 
