@@ -12,7 +12,7 @@
 """
 
 from .facts import FACTS_FIELDS, facts_content_sha256, load_facts
-from .idiomem import IDIOMEM_COLUMNS, load_idiomem
+from .idiomem import IDIOMEM_COLUMNS, IDIOMEM_FLAGS, load_idiomem
 from .sources import (
     DATA_DIR_ENV,
     DATA_SOURCES,
@@ -21,6 +21,7 @@ from .sources import (
     DataNotFoundError,
     DataSource,
     default_cache_dir,
+    provenance_table,
     resolve_data_file,
     sha256_file,
     validate_texts,
@@ -41,6 +42,7 @@ __all__ = [
     "DATA_SOURCES",
     "FACTS_FIELDS",
     "IDIOMEM_COLUMNS",
+    "IDIOMEM_FLAGS",
     "WIKITEXT_HF_CONFIG",
     "WIKITEXT_HF_DATASET",
     "WIKITEXT_HF_REVISION",
@@ -53,6 +55,7 @@ __all__ = [
     "facts_content_sha256",
     "load_facts",
     "load_idiomem",
+    "provenance_table",
     "load_wiki",
     "resolve_data_file",
     "sha256_file",

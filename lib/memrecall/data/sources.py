@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from .._io import atomic_write_bytes, repo_root, sha256_file
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "download",
     "file_key",
     "parse_records",
+    "provenance_table",
     "read_utf8",
     "resolve_data_file",
     "sha256_file",
@@ -486,3 +489,20 @@ def validate_texts(texts: Iterable[str]) -> list[str]:
         if n_words == 1:
             raise DataFormatError(f"row {i}: text {text!r} has one word; {hint}")
     return out
+
+
+def provenance_table() -> pd.DataFrame:
+    """Every pinned data file, found (or downloaded) and checked against its sha256.
+
+    Returns:
+        One row per :data:`DATA_SOURCES` entry: ``key``, ``file`` (relative path), ``what``,
+        ``checksum of``, ``sha256`` (its first 16 hex digits and an ellipsis) and ``verified``
+        (``True``; a file that fails its checksum raises :class:`ChecksumError`).
+
+    """
+    return pd.DataFrame([
+        {"key": key, "file": source.relpath, "what": source.description,
+         "checksum of": source.checksum, "sha256": source.sha256[:16] + "…",
+         "verified": verify_data_file(key, resolve_data_file(key)).is_file()}
+        for key, source in DATA_SOURCES.items()
+    ])
