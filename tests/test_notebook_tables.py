@@ -36,8 +36,8 @@ def test_length_tables():
     shares = analysis.length_shares({"a": pd.Series([2, 4]), "b": pd.Series([4, 4])})
     assert list(shares.index) == [2, 3, 4]
     assert shares["a"].tolist() == [50, 0, 50] and shares["b"].tolist() == [0, 0, 100]
-    assert analysis.length_summary({"b": pd.Series([1, 3]), "a": pd.Series([2])})["mean"].to_dict() \
-        == {"a": 2, "b": 2}
+    summary = analysis.length_summary({"b": pd.Series([1, 3]), "a": pd.Series([2])})
+    assert summary["mean"].to_dict() == {"a": 2, "b": 2}
 
 
 def test_flag_tables():

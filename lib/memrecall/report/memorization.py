@@ -69,8 +69,9 @@ def memorization_conclusions(overview: pd.DataFrame, by_source: pd.DataFrame,
     """
     lines = []
     for name, row in overview.iterrows():
-        lines.append(f"* **{name}**: memorizes {int(row['memorized'])} of {int(row['idioms'])} idioms "
-                     f"({_pct(row['memorized %'])}); of the {int(row['hard_to_guess idioms'])} "
+        lines.append(f"* **{name}**: memorizes {int(row['memorized'])} of "
+                     f"{int(row['idioms'])} idioms ({_pct(row['memorized %'])}); of the "
+                     f"{int(row['hard_to_guess idioms'])} "
                      f"`hard_to_guess` idioms, {_pct(row['memorized % (hard_to_guess)'])}.")
         sources = by_source[by_source["model"] == name].sort_values(
             "memorized_pct", ascending=False, kind="stable")
