@@ -3,7 +3,8 @@
 One module per analysis of the paper: :mod:`.projection` (groups, promotion, boost, per-layer
 summaries, group tests), :mod:`.memorization` (who memorizes what), :mod:`.landmarks`,
 :mod:`.frequency` (Table 4), :mod:`.classifier` (Table 5), :mod:`.clusters` (Figure 5),
-:mod:`.knockouts` (the per-probe knockout sweep's statistics).
+:mod:`.knockouts` (the per-probe knockout sweep's statistics), :mod:`.dataset` (notebook 01's
+tables of the data).
 """
 
 from .classifier import (
@@ -23,6 +24,18 @@ from .clusters import (
     cluster_labels,
     cluster_memorized,
     cluster_summary,
+)
+from .dataset import (
+    flag_combinations,
+    flag_counts,
+    flag_shares_by_source,
+    hard_to_guess_holds,
+    length_by_source,
+    length_counts,
+    length_shares,
+    length_summary,
+    multi_token_row,
+    word_counts,
 )
 from .frequency import (
     TABLE4_COLUMNS,
@@ -46,7 +59,10 @@ from .landmarks import LANDMARK_COLUMNS, curve_landmarks, mean_curves
 from .memorization import (
     COUNT_SUBSETS,
     memorization_by,
+    memorization_frame,
     memorization_matrix,
+    memorization_overview,
+    memorized_by_n_models,
     memorized_counts,
     memorized_rates,
     pairwise_agreement,
@@ -105,23 +121,35 @@ __all__ = [
     "depth_slopes",
     "feature_sets",
     "first_layer_dominance",
+    "flag_combinations",
+    "flag_counts",
+    "flag_shares_by_source",
     "frequency_table",
     "group_medians",
     "group_order",
     "group_tests",
     "group_tests_by_model",
+    "hard_to_guess_holds",
     "knockout_probe_groups",
     "knockout_table",
     "l1_logistic",
     "label_groups",
     "layer_summary",
+    "length_by_source",
+    "length_counts",
+    "length_shares",
+    "length_summary",
     "line_slopes",
     "mean_curves",
     "median_by_model",
     "memorization_by",
+    "memorization_frame",
     "memorization_matrix",
+    "memorization_overview",
+    "memorized_by_n_models",
     "memorized_counts",
     "memorized_rates",
+    "multi_token_row",
     "normalised_depth",
     "pairwise_agreement",
     "paper_window_matrix",
@@ -135,5 +163,6 @@ __all__ = [
     "token_word",
     "whole_word_summary",
     "window_depth",
+    "word_counts",
     "word_frequencies",
 ]

@@ -7,17 +7,87 @@ and 04 quote, from ``is_memorized`` columns of :func:`memrecall.project` results
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["COUNT_SUBSETS", "memorization_by", "memorization_matrix", "memorized_counts",
+from .. import probes
+
+__all__ = ["COUNT_SUBSETS", "memorization_by", "memorization_frame", "memorization_matrix",
+           "memorization_overview", "memorized_by_n_models", "memorized_counts",
            "memorized_rates", "pairwise_agreement", "whole_word_summary"]
 
 # Table 3 on the paper's terms: subset name -> IdioMem boolean column (None: every idiom). The
 # paper counts over its 814 filtered idioms; of the released 852, the 717 ``hard_to_guess``
 # ones are the closest to that set.
 COUNT_SUBSETS = {"all": None, "hard_to_guess": "hard_to_guess"}
+
+
+def memorization_frame(idiom_res: pd.DataFrame, tokenizer: Any,
+                       continuation: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One model's per-idiom memorization split: its idiom results plus the decoded tokens.
+
+    Args:
+        idiom_res: :func:`memrecall.pipeline.idiom_results` output (``target_token``,
+            ``pred_token``, ``is_memorized``, ``prompt``, ``target``...).
+        tokenizer: the model's Hugging Face tokenizer.
+        continuation: :func:`memrecall.forward.generate.whole_word_continuation` output
+            (``continuation``, ``whole_word``, aligned with ``idiom_res``), or ``None`` for a
+            masked LM (no continuation: ``None`` and ``pd.NA``).
+
+    Returns:
+        A copy of ``idiom_res`` with ``target_piece`` and ``pred_piece`` (the target's first
+        sub-token and the greedy prediction, as text), ``n_target_tokens`` (sub-tokens of the
+        target word), ``continuation`` and ``whole_word``.
+
+    """
+    res = idiom_res.copy()
+    res["target_piece"] = [tokenizer.decode([t]) for t in res["target_token"]]
+    res["pred_piece"] = [tokenizer.decode([t]) for t in res["pred_token"]]
+    res["n_target_tokens"] = probes.target_token_counts(res, tokenizer)
+    if continuation is None:
+        res["continuation"], res["whole_word"] = None, pd.NA
+    else:
+        res["continuation"] = continuation["continuation"]
+        res["whole_word"] = continuation["whole_word"]
+    return res
+
+
+def memorization_overview(results: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Memorized idioms per model, of all idioms and of the ``hard_to_guess`` ones.
+
+    Args:
+        results: model name -> idiom results with ``is_memorized`` and ``hard_to_guess``.
+
+    Returns:
+        One row per model (index ``model``): ``idioms``, ``memorized`` (count), ``memorized
+        %``, ``hard_to_guess idioms`` and ``memorized % (hard_to_guess)``.
+
+    """
+    return pd.DataFrame([{
+        "model": name, "idioms": len(res), "memorized": int(res["is_memorized"].sum()),
+        "memorized %": 100 * res["is_memorized"].mean(),
+        "hard_to_guess idioms": int(res["hard_to_guess"].sum()),
+        "memorized % (hard_to_guess)": 100 * res.loc[res["hard_to_guess"], "is_memorized"].mean(),
+    } for name, res in results.items()]).set_index("model")
+
+
+def memorized_by_n_models(matrix: pd.DataFrame) -> pd.DataFrame:
+    """How many idioms exactly N of the models memorize, for N = 0 .. number of models.
+
+    Args:
+        matrix: :func:`memorization_matrix` output (bool, one column per model).
+
+    Returns:
+        Indexed by ``memorized by N models``: ``idioms`` (count) and ``%`` (1 decimal).
+
+    """
+    n_models = matrix.sum(axis=1)
+    table = (n_models.value_counts().reindex(range(matrix.shape[1] + 1), fill_value=0)
+             .rename("idioms").rename_axis("memorized by N models").to_frame())
+    table["%"] = (100 * table["idioms"] / len(matrix)).round(1)
+    return table
 
 
 def memorization_by(frame: pd.DataFrame, columns: Sequence[str] | str) -> pd.DataFrame:

@@ -12,7 +12,7 @@
 """
 
 from .facts import FACTS_FIELDS, load_facts
-from .idiomem import IDIOMEM_COLUMNS, load_idiomem
+from .idiomem import IDIOMEM_COLUMNS, IDIOMEM_FLAGS, load_idiomem
 from .records import DataFormatError, validate_texts
 from .sources import (
     DATA_DIR_ENV,
@@ -21,6 +21,7 @@ from .sources import (
     DataNotFoundError,
     DataSource,
     default_cache_dir,
+    provenance_table,
     resolve_data_file,
     sha256_file,
     verify_data_file,
@@ -40,6 +41,7 @@ __all__ = [
     "DATA_SOURCES",
     "FACTS_FIELDS",
     "IDIOMEM_COLUMNS",
+    "IDIOMEM_FLAGS",
     "WIKITEXT_HF_CONFIG",
     "WIKITEXT_HF_DATASET",
     "WIKITEXT_HF_REVISION",
@@ -51,6 +53,7 @@ __all__ = [
     "detokenize",
     "load_facts",
     "load_idiomem",
+    "provenance_table",
     "load_wiki",
     "resolve_data_file",
     "sha256_file",

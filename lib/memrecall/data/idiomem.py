@@ -10,7 +10,7 @@ import pandas as pd
 from .records import DataFormatError, check_record, decode_utf8, parse_json
 from .sources import file_key, resolve_data_file, verify_data_file
 
-__all__ = ["IDIOMEM_COLUMNS", "load_idiomem", "parse_idiomem"]
+__all__ = ["IDIOMEM_COLUMNS", "IDIOMEM_FLAGS", "load_idiomem", "parse_idiomem"]
 
 IDIOMEM_COLUMNS = (
     "idiom",
@@ -21,7 +21,9 @@ IDIOMEM_COLUMNS = (
     "frequent_target_ind",
     "hard_to_guess",
 )
-_IDIOMEM_BOOLS = IDIOMEM_COLUMNS[3:]
+# The four boolean filter flags of IdioMem (PAPER.md, section 2), in file order.
+IDIOMEM_FLAGS = IDIOMEM_COLUMNS[3:]
+_IDIOMEM_BOOLS = IDIOMEM_FLAGS
 
 _IDIOMEM_CACHE: dict[tuple[str, int, int, str], tuple[tuple[Any, ...], ...]] = {}
 

@@ -47,6 +47,7 @@ __all__ = [
     "build_idiom_set",
     "clean_idiom",
     "compare_with_release",
+    "release_differences",
     "is_prompt_all_stopwords",
     "parse_ef",
     "parse_epic",
@@ -322,3 +323,39 @@ def compare_with_release(rebuilt: pd.DataFrame, released: pd.DataFrame,
     table = pd.concat([table, pd.DataFrame([{"source": "total", **total}])], ignore_index=True)
     table["recall"] = table["both"] / table["released"].where(table["released"] > 0)
     return table
+
+
+def release_differences(rebuilt: pd.DataFrame, released: pd.DataFrame,
+                        raw_lidioms: pd.DataFrame,
+                        sources: Iterable[str] = SOURCE_ORDER) -> pd.DataFrame:
+    """Every idiom on which the rebuilt and the released sets disagree (string or source).
+
+    Args:
+        rebuilt: :func:`build_idiom_set` output.
+        released: IdioMem (``idiom``, ``source``), e.g. :func:`memrecall.load_idiomem`.
+        raw_lidioms: :func:`parse_lidioms` output (``raw``, ``field``), to say where a string
+            occurs in the LIdioms file.
+        sources: the rebuilt sources; released idioms of other sources (MAGPIE) are left out.
+
+    Returns:
+        One row per disagreement, released-only rows first, each part sorted by idiom:
+        ``idiom``, ``in`` (``"released only"`` or ``"rebuilt only"``), ``released as`` and
+        ``rebuilt as`` (the source, ``""`` or ``"—"`` when absent), ``in LIdioms file as``
+        (the LIdioms fields holding the string, joined by ``/``, or ``"—"``).
+
+    """
+    lidioms_fields = (raw_lidioms.assign(idiom=raw_lidioms["raw"].map(clean_idiom))
+                      .groupby("idiom")["field"].agg(lambda s: "/".join(sorted(set(s)))))
+    rebuilt_keys = set(zip(rebuilt["idiom"], rebuilt["source"], strict=True))
+    released_keys = set(zip(released["idiom"], released["source"], strict=True))
+    released_source = dict(zip(released["idiom"], released["source"], strict=True))
+    kept = set(sources)
+    differences = pd.DataFrame(
+        [{"idiom": i, "in": "released only", "released as": s, "rebuilt as": ""}
+         for i, s in sorted(released_keys - rebuilt_keys) if s in kept]
+        + [{"idiom": i, "in": "rebuilt only", "released as": released_source.get(i, "—"),
+            "rebuilt as": s} for i, s in sorted(rebuilt_keys - released_keys)],
+        columns=["idiom", "in", "released as", "rebuilt as"],
+    )
+    differences["in LIdioms file as"] = differences["idiom"].map(lidioms_fields).fillna("—")
+    return differences

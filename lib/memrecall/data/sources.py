@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from .._io import atomic_write_bytes, repo_root, sha256_file
 from .records import DataFormatError, content_sha256, parse_records
 
@@ -35,6 +37,7 @@ __all__ = [
     "default_cache_dir",
     "download",
     "file_key",
+    "provenance_table",
     "resolve_data_file",
     "sha256_file",
     "verify_data_file",
@@ -367,3 +370,20 @@ def resolve_data_file(key: str, path: str | Path | None = None, *, verify: bool 
         f"`export {DATA_DIR_ENV}=/path/to/shared/data`), pass path=..., or run once with network "
         f"access so the file is downloaded into {cache}."
     )
+
+
+def provenance_table() -> pd.DataFrame:
+    """Every pinned data file, found (or downloaded) and checked against its sha256.
+
+    Returns:
+        One row per :data:`DATA_SOURCES` entry: ``key``, ``file`` (relative path), ``what``,
+        ``checksum of``, ``sha256`` (its first 16 hex digits and an ellipsis) and ``verified``
+        (``True``; a file that fails its checksum raises :class:`ChecksumError`).
+
+    """
+    return pd.DataFrame([
+        {"key": key, "file": source.relpath, "what": source.description,
+         "checksum of": source.checksum, "sha256": source.sha256[:16] + "…",
+         "verified": verify_data_file(key, resolve_data_file(key)).is_file()}
+        for key, source in DATA_SOURCES.items()
+    ])

@@ -1,10 +1,12 @@
 """The notebooks' steps: a run's settings and the cached per-model results each notebook reads.
 
-:mod:`.settings` (:class:`Settings`), :mod:`.projection` (lens results of idioms, Wikipedia,
-facts; Table 5), :mod:`.knockouts` (notebook 05), :mod:`.lenses` (notebook 06), :mod:`.sections`
-(the group figures notebooks 03 and 04 both draw).
+:mod:`.settings` (:class:`Settings`), :mod:`.dataset` (notebook 01's tokenizer table),
+:mod:`.projection` (lens results of idioms, Wikipedia, facts; Table 5; the memorization split),
+:mod:`.knockouts` (notebook 05), :mod:`.lenses` (notebook 06), :mod:`.sections` (the group
+figures notebooks 03 and 04 both draw).
 """
 
+from .dataset import multi_token_table
 from .knockouts import (
     KnockoutResults,
     cached_knockout_sweep,
@@ -20,6 +22,7 @@ from .projection import (
     facts_results,
     idiom_results,
     idioms,
+    memorization_results,
     wiki_results,
     wiki_texts,
 )
@@ -48,6 +51,8 @@ __all__ = [
     "lens_kl",
     "lens_results",
     "lens_text",
+    "memorization_results",
+    "multi_token_table",
     "promotion_by_model",
     "settings",
     "table_display",

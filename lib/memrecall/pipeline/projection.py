@@ -13,8 +13,10 @@ import pandas as pd
 
 from .. import data
 from ..analysis import classifier
+from ..analysis.memorization import memorization_frame
 from ..cache import cached, frame_sha256, result_key
 from ..forward import blocks
+from ..forward.generate import whole_word_continuation
 from ..lenses import Lens, project
 from ..models import LM
 from ..probes import make_probes
@@ -67,6 +69,20 @@ def idiom_results(lm: LM, run: Settings, lens: Lens | None = None) -> pd.DataFra
     probes = make_probes(frame["idiom"].tolist(), lm)
     res = cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size, lens=lens)
     return pd.concat([frame.drop(columns=["idiom"]), res], axis=1)
+
+
+def memorization_results(lm: LM, run: Settings) -> pd.DataFrame:
+    """The memorization split of ``lm`` (notebook 02): idiom results, decoded, whole words.
+
+    :func:`idiom_results` (cached) passed through
+    :func:`memrecall.analysis.memorization.memorization_frame`, with the greedy whole-word
+    continuation of a causal LM (:func:`memrecall.forward.generate.whole_word_continuation`,
+    ``run.batch_size`` or 64 prompts a batch); a masked LM gets none.
+    """
+    res = idiom_results(lm, run)
+    words = None if lm.is_masked else whole_word_continuation(
+        lm, res, batch_size=run.batch_size or 64)
+    return memorization_frame(res, lm.tokenizer, words)
 
 
 def wiki_texts(run: Settings) -> pd.DataFrame:

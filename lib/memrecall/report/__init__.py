@@ -1,9 +1,11 @@
 """What people read, 1-based: tables, verdicts, the summary row and the paper comparison.
 
 :mod:`.tables` (projection results), :mod:`.lenses` (notebook 06), :mod:`.knockouts` (notebook
-05), :mod:`.paper` (``paper_comparison.csv``).
+05), :mod:`.paper` (``paper_comparison.csv``),
+:mod:`.dataset` (notebook 01), :mod:`.memorization` (notebook 02).
 """
 
+from .dataset import dataset_conclusions
 from .knockouts import (
     FIGURES,
     KNOCKOUT_COLUMNS,
@@ -24,6 +26,12 @@ from .lenses import (
     lens_fits,
     lens_medians,
     lens_verdicts,
+)
+from .memorization import (
+    MEMORIZATION_CSV_COLUMNS,
+    memorization_conclusions,
+    memorization_csv,
+    write_memorization_csv,
 )
 from .paper import (
     ANALYSES,
@@ -67,11 +75,13 @@ __all__ = [
     "KNOCKOUT_COLUMNS",
     "LAYER_MEASURES",
     "MEASURE_LABELS",
+    "MEMORIZATION_CSV_COLUMNS",
     "PAPER_PANEL",
     "TWO_STEP_IDIOMS",
     "beside_paper_panels",
     "comparison_frame",
     "conclusions",
+    "dataset_conclusions",
     "depth_lines",
     "figure2_rows",
     "figure3_rows",
@@ -85,6 +95,8 @@ __all__ = [
     "lens_medians",
     "lens_verdicts",
     "medians_table",
+    "memorization_conclusions",
+    "memorization_csv",
     "merge_comparison",
     "number_verdict",
     "paper_counterpart",
@@ -106,4 +118,5 @@ __all__ = [
     "verdict_counts",
     "write_csv",
     "write_knockouts_csv",
+    "write_memorization_csv",
 ]
