@@ -6,12 +6,18 @@
 * :func:`pad_right` / :func:`pad_left`: one padded batch and its attention mask;
 * :func:`plan_batches`: prompts sorted by length and cut where padding would cost more than one
   more batch, under a token budget (:func:`activation_token_budget`);
-* :func:`halve_on_oom`: run batches, splitting any that runs out of device memory.
+* :func:`halve_on_oom` / :func:`iter_halving`: run batches, splitting any that runs out of
+  device memory (:func:`halves` splits a batch of rows in two, in order).
+
+The engine rule for batches: every forward loop of the package takes its batch sizes from a
+memory budget by default (an explicit batch size caps or fixes them) and runs its batches
+through :func:`iter_halving`, so an out-of-memory batch is redone in halves, its rows in the
+same order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -29,7 +35,9 @@ __all__ = [
     "batch_overhead_tokens",
     "check_batch_size",
     "halve_on_oom",
+    "halves",
     "is_out_of_memory",
+    "iter_halving",
     "model_inputs",
     "pad_left",
     "pad_right",
@@ -218,37 +226,60 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
-def halve_on_oom(items: list[Item], fn: Callable[[Item], Any],
-                 split: Callable[[Item], list[Item]],
-                 device: torch.device | str) -> list[tuple[Item, Any]]:
-    """Apply ``fn`` to each item in order; an item that runs out of memory is split and retried.
+def halves(rows: Item) -> list[Item]:
+    """A batch of rows (anything sliceable: an index array, a list) split in two, in order.
+
+    A single row cannot be split: ``[]`` (then :func:`iter_halving` raises the error).
+    """
+    half = len(rows) // 2
+    return [rows[:half], rows[half:]] if half else []
+
+
+def iter_halving(items: Sequence[Item], fn: Callable[[Item], Any],
+                 split: Callable[[Item], list[Item]] = halves,
+                 device: torch.device | str = "cpu") -> Iterator[tuple[Item, Any]]:
+    """Apply ``fn`` to each item in order, lazily; an item that runs out of memory is split.
 
     Args:
         items: the work, e.g. batches of row indices (not modified).
         fn: the computation for one item.
-        split: an item's replacement on out-of-memory (usually its two halves); an empty list
+        split: an item's replacement on out-of-memory (default :func:`halves`); an empty list
             or a single item means it cannot be split, and the error is raised.
         device: where ``fn`` runs (CUDA's cache is emptied before a retry).
 
-    Returns:
+    Yields:
         ``(item, fn(item))`` for every item actually run, in order (split items replaced by
-        their parts). Errors other than out-of-memory propagate at once.
+        their parts), each as soon as it is computed. Errors other than out-of-memory
+        propagate at once.
     """
-    pending, out = list(items), []
+    pending = list(items)
     while pending:
         item = pending.pop(0)
         try:
-            out.append((item, fn(item)))
-            continue
+            result = fn(item)
         except (torch.OutOfMemoryError, RuntimeError) as error:
             if not is_out_of_memory(error):
                 raise
             parts = split(item)
             if len(parts) < 2:
                 raise
+        else:
+            yield item, result
+            del result  # not held while the next item runs
+            continue
         # Out of the handler the error's traceback, and the failed attempt's tensors it holds,
         # are gone: only now can CUDA's cache give their memory back.
         if torch.device(device).type == "cuda":
             torch.cuda.empty_cache()
         pending[:0] = parts
-    return out
+
+
+def halve_on_oom(items: Sequence[Item], fn: Callable[[Item], Any],
+                 split: Callable[[Item], list[Item]],
+                 device: torch.device | str) -> list[tuple[Item, Any]]:
+    """Apply ``fn`` to each item in order; an item that runs out of memory is split and retried.
+
+    :func:`iter_halving`, run to the end: ``(item, fn(item))`` for every item actually run, in
+    order (split items replaced by their parts).
+    """
+    return list(iter_halving(items, fn, split, device))

@@ -21,6 +21,8 @@ from ..models import LM
 from .batching import (
     activation_token_budget,
     backbone_kwargs,
+    halve_on_oom,
+    halves,
     model_inputs,
     pad_right,
     plan_batches,
@@ -53,17 +55,23 @@ def final_hidden_states(lm: LM, probes: pd.DataFrame | Sequence[str],
     Args:
         lm: a loaded model.
         probes: :func:`memrecall.make_probes` output (its ``prompt`` column) or plain prompts.
-        batch_size: at most this many prompts per forward pass (default: what memory allows).
+        batch_size: at most this many prompts per forward pass (default: what memory allows,
+            :func:`~memrecall.forward.batching.plan_batches`). On out-of-memory a batch is
+            halved and retried (:func:`~memrecall.forward.batching.halve_on_oom`).
     """
     ids, positions = model_inputs(lm, _prompts(probes))
-    out: np.ndarray | None = None
-    for rows in plan_batches([len(r) for r in ids], activation_token_budget(lm), batch_size):
+    out: list[np.ndarray] = []  # the (n, d) result, allocated by the first batch
+
+    def run(rows: np.ndarray) -> None:
         hidden = block_outputs(lm, [ids[i] for i in rows], [positions[i] for i in rows])[-1]
         normed = lm.head.normalize(hidden).float().cpu().numpy()
-        if out is None:
-            out = np.zeros((len(ids), normed.shape[-1]), dtype=np.float32)
-        out[rows] = normed
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+        if not out:
+            out.append(np.zeros((len(ids), normed.shape[-1]), dtype=np.float32))
+        out[0][rows] = normed
+
+    batches = plan_batches([len(r) for r in ids], activation_token_budget(lm), batch_size)
+    halve_on_oom(batches, run, halves, lm.device)
+    return out[0] if out else np.zeros((0, 0), dtype=np.float32)
 
 
 def prompt_token_ids(lm: LM, probes: pd.DataFrame | Sequence[str]) -> np.ndarray:
@@ -79,7 +87,8 @@ def model_features(lm: LM, probes: pd.DataFrame | Sequence[str],
                    batch_size: int | None = None) -> dict[str, np.ndarray]:
     """The two model-side feature sets: ``hidden`` and ``token_ids``.
 
-    Keyed as :func:`memrecall.analysis.feature_sets` takes them (``**model_features(...)``).
+    Keyed as :func:`memrecall.analysis.classifier.feature_sets` takes them
+    (``**model_features(...)``).
     """
     return {"hidden": final_hidden_states(lm, probes, batch_size),
             "token_ids": prompt_token_ids(lm, probes)}

@@ -12,14 +12,15 @@ How it stays fast and bounded (see ``make bench``):
 * only the backbone runs (no LM head over every position); hooks keep one vector per block
   per prompt, so activations of other positions are freed as the forward goes;
 * ranks are counted (number of strictly larger logits), never sorted, and the vocabulary is
-  streamed in tiles by the model's :class:`~memrecall.models.head.Head` (rows x vocabulary chunk,
-  one
-  reused buffer, cache-sized on CPU) reduced in place: an online log-sum-exp, the counts and the
-  argmax in one pass per tile, so no (layers x prompts x vocab) tensor ever exists;
+  streamed in tiles by the model's :class:`~memrecall.models.head.Head` (rows x vocabulary
+  chunk, one reused buffer, cache-sized on CPU) reduced in place: an online log-sum-exp, the
+  counts and the argmax in one pass per tile, so no (layers x prompts x vocab) tensor ever
+  exists;
 * two vocabulary passes per batch, each layer's rows read once: the last layer (argmax,
   normaliser, target rank), then the earlier layers (ranks of prediction and target);
 * batches are cut where padding would cost more than one more batch
-  (:func:`memrecall.forward.plan_batches`).
+  (:func:`memrecall.forward.batching.plan_batches`), and halved on out-of-memory like every
+  forward loop of the package (:func:`memrecall.forward.batching.halve_on_oom`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from ..forward.batching import (
     batch_overhead_tokens,
     check_batch_size,
     halve_on_oom,
+    halves,
     model_inputs,
     plan_batches,
 )
@@ -176,11 +178,6 @@ def top_k_tokens(probs: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     return top.indices.cpu().numpy(), top.values.cpu().numpy()
 
 
-def _halves(rows: np.ndarray) -> list[np.ndarray]:
-    half = len(rows) // 2
-    return [rows[:half], rows[half:]] if half else []
-
-
 def project(lm: LM, probes: pd.DataFrame | Sequence[str], *, batch_size: int | None = None,
             progress: bool | None = None, head: Head | None = None,
             lens: Lens | None = None) -> pd.DataFrame:
@@ -251,7 +248,7 @@ def project(lm: LM, probes: pd.DataFrame | Sequence[str], *, batch_size: int | N
         bar.update(len(rows))
 
     with torch.inference_mode(), bar:
-        halve_on_oom(batches, run, _halves, lm.device)
+        halve_on_oom(batches, run, halves, lm.device)
 
     frame["pred_token"] = out["pred_token"]
     if has_target:

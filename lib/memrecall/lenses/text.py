@@ -15,10 +15,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import data
-from ..forward.batching import activation_token_budget, backbone_kwargs
+from ..forward.batching import (
+    activation_token_budget,
+    backbone_kwargs,
+    halves,
+    iter_halving,
+)
 from ..forward.hooks import capture_where
 from ..models import LM
 
@@ -154,7 +160,8 @@ def hidden_batches(lm: LM, chunks: TextChunks,
         lm: the model.
         chunks: the text (:func:`wikitext_chunks`).
         batch_chunks: chunks per forward pass; default as many as the activation budget and
-            :data:`CAPTURE_BYTES` allow.
+            :data:`CAPTURE_BYTES` allow. On out-of-memory a batch is halved and retried
+            (:func:`~memrecall.forward.batching.iter_halving`): its halves are yielded in turn.
 
     Yields:
         ``(n_layers, rows, d)`` tensors, ``rows`` the scored positions of one batch (in order).
@@ -164,12 +171,21 @@ def hidden_batches(lm: LM, chunks: TextChunks,
         per_chunk = 4 * lm.n_layers * lm.arch.unembed_weight.shape[1] * length
         batch_chunks = max(1, min(activation_token_budget(lm) // length,
                                   CAPTURE_BYTES // per_chunk))
-    for start in range(0, len(chunks.ids), batch_chunks):
-        ids = chunks.ids[start:start + batch_chunks].to(lm.device)
-        scored = chunks.scored[start:start + batch_chunks].to(lm.device)
+    n = len(chunks.ids)
+    batches = [np.arange(start, min(start + batch_chunks, n))
+               for start in range(0, n, batch_chunks)]
+
+    def run(rows: np.ndarray) -> torch.Tensor | None:
+        span = slice(int(rows[0]), int(rows[-1]) + 1)  # consecutive chunks
+        ids = chunks.ids[span].to(lm.device)
+        scored = chunks.scored[span].to(lm.device)
         if not scored.any():
-            continue
+            return None
         with torch.no_grad(), capture_where(lm.arch.blocks, scored) as captured:
             lm.arch.backbone(input_ids=ids, attention_mask=torch.ones_like(ids),
                                **backbone_kwargs(lm))
-        yield torch.stack(captured).float()
+        return torch.stack(captured).float()
+
+    for _rows, hidden in iter_halving(batches, run, halves, lm.device):
+        if hidden is not None:
+            yield hidden
