@@ -8,15 +8,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
+from ..lenses import READINGS
 from ..report.tables import to_display_layer
 from .style import OKABE_ITO, SavedFigure, integer_layers, save_figure, styled
 
 __all__ = ["LENS_STYLES", "plot_lens_kl"]
 
-LENS_STYLES = {"logit lens": (OKABE_ITO["black"], "-"),
-               "linear shortcut": (OKABE_ITO["orange"], "--"),
-               "tuned lens": (OKABE_ITO["sky"], "-.")}
-"""Colour and line style of each lens in notebook 06's figures."""
+LENS_STYLES = {reading.label: (reading.color, reading.linestyle) for reading in READINGS}
+"""Colour and line style of each lens in notebook 06's figures (each lens class carries its own)."""
 
 
 @styled

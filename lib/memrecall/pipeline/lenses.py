@@ -23,7 +23,7 @@ from .runs import Settings
 
 __all__ = ["LENS_CHOICES", "cached_lens", "fitted_lenses", "lens_kl", "lens_results", "lens_text"]
 
-LENS_CHOICES = ("logit lens", "linear shortcut", "tuned lens")
+LENS_CHOICES = tuple(reading.label for reading in lenses.READINGS)
 """The readings notebook 06 compares, in its order (the first is the paper's)."""
 
 
@@ -50,10 +50,10 @@ def fitted_lenses(lm: LM, run: Settings) -> dict[str, Lens]:
                  vocab_sample=budget.vocab_sample)
     tuned_key = result_key(lm, text.sha256, "lens_tuned_lens", **text.provenance(), **tuned)
     return {
-        "logit lens": LogitLens(),
-        "linear shortcut": cached_lens(run.cache_dir, shortcut_key, lm, lambda: (
+        LogitLens.label: LogitLens(),
+        lenses.LinearShortcut.label: cached_lens(run.cache_dir, shortcut_key, lm, lambda: (
             lenses.LinearShortcut.fit(lm, text, ridge=budget.ridge))),
-        "tuned lens": cached_lens(run.cache_dir, tuned_key, lm, lambda: (
+        lenses.TunedLens.label: cached_lens(run.cache_dir, tuned_key, lm, lambda: (
             lenses.TunedLens.fit(lm, text, **tuned, seed=run.seed))),
     }
 

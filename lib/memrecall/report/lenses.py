@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..analysis import projection
+from ..lenses import LogitLens
 from .tables import to_display_layer, two_step_verdict
 
 __all__ = [
@@ -52,7 +53,7 @@ def _change(base: int | None, other: int | None, base_effect: float, effect: flo
     return "weakens" if effect < base_effect - EFFECT_MARGIN else "survives"
 
 
-def lens_verdicts(tests: pd.DataFrame, baseline: str = "logit lens", a: str = "memorized",
+def lens_verdicts(tests: pd.DataFrame, baseline: str = LogitLens.label, a: str = "memorized",
                   b: str = "non-memorized", alpha: float = 0.05) -> pd.DataFrame:
     """Per model and lens: the two-step picture, and what the lens does to it.
 
@@ -104,7 +105,7 @@ def lens_verdicts(tests: pd.DataFrame, baseline: str = "logit lens", a: str = "m
     return out.assign(change=changes)
 
 
-def lens_conclusions(verdicts: pd.DataFrame, baseline: str = "logit lens") -> str:
+def lens_conclusions(verdicts: pd.DataFrame, baseline: str = LogitLens.label) -> str:
     """One line per model: the picture under ``baseline`` and what each better lens does to it.
 
     Args:
