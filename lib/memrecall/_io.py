@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_write_dir",
     "atomic_write_text",
     "code_fingerprint",
+    "current_umask",
     "exclusive_lock",
     "is_hub_id",
     "repo_root",
@@ -39,7 +41,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Write ``path`` all or nothing: ``write(temp)`` in the same folder, then a rename.
 
     An interrupted write leaves the old file (or none), never a truncated one; the temp file
-    is flushed to disk before the rename and removed if ``write`` raises.
+    is flushed to disk before the rename and removed if ``write`` raises. The file gets the
+    permissions of any new file (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,10 +52,33 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         write(Path(temp))
         with open(temp, "rb+") as fh:
             os.fsync(fh.fileno())
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it for other threads when the system allows.
+
+    Linux shows it in ``/proc/self/status``; elsewhere it is read by setting it and setting it
+    back at once (a lock keeps two of our threads from racing on it).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -68,6 +94,8 @@ def atomic_write_bytes(path: str | Path, raw: bytes) -> None:
 def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> None:
     """Create the folder ``path`` all or nothing: ``write(temp folder)``, then a rename.
 
+    The folder gets the permissions of any new folder (``0o777`` less the umask).
+
     Raises:
         OSError: the folder could not be written, or ``path`` appeared meanwhile (another
             process got there first); the temp folder is removed either way.
@@ -76,6 +104,7 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
+        temp.chmod(0o777 & ~current_umask())  # as a new folder, not mkdtemp's private 0o700
         write(temp)
         temp.rename(path)
     except BaseException:
