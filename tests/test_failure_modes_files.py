@@ -10,9 +10,13 @@ import types
 import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
+from safetensors import SafetensorError
 
 import memrecall as mr
+from memrecall import cache, lenses
 from memrecall._io import (
     CacheWarning,
     atomic_write_bytes,
@@ -20,9 +24,12 @@ from memrecall._io import (
     atomic_write_text,
     current_umask,
 )
-from memrecall.models import packaged
+from memrecall.lenses import affine
+from memrecall.models import loading, packaged
 from memrecall.models.loading import ModelFolderError
 from memrecall.models.packaged import PACKAGED_GGUF, ChecksumMismatchError, ModelCacheError
+from memrecall.models.tiny import build_tiny
+from memrecall.pipeline import lenses as pipeline_lenses
 
 
 @pytest.fixture
@@ -190,3 +197,42 @@ def test_an_empty_or_foreign_gguf_file_is_named(tmp_path, content, says):
     path.write_bytes(content)
     with pytest.raises(ModelFolderError, match=f"{path}.*{says}"):
         mr.load(path, device="cpu")
+
+
+# --- a full disk while saving a fitted lens or a converted model ---------------------------
+
+
+def _no_space(*args, **kwargs):
+    raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: "
+                          "StorageFull, message: \"No space left on device\" })")
+
+
+def test_a_full_disk_while_saving_a_lens_keeps_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(affine, "save_file", _no_space)
+    lens = lenses.LinearShortcut(torch.zeros(2, 4, 4), torch.zeros(2, 4),
+                                 {"model": "tiny", "revision": "r"})
+    key = {"model": "tiny", "kind": "lens_linear_shortcut"}
+    with pytest.warns(CacheWarning, match="cannot be written.*No space left"):
+        kept = pipeline_lenses.cached_lens(tmp_path / "cache", key, None, lambda: lens)
+    assert kept is lens
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.suffix != ".json"]
+
+
+def test_a_full_disk_while_saving_a_converted_model_keeps_it(tmp_path):
+    def convert():
+        model, tokenizer = build_tiny("tiny-gpt2")
+        model.save_pretrained = _no_space
+        return model, tokenizer
+
+    with pytest.warns(CacheWarning, match="cannot keep the converted model.*No space left"):
+        model, tokenizer = loading.converted_model(tmp_path / "m", convert, torch.float32)
+    assert model.config.model_type == "gpt2" and len(tokenizer) > 0
+    assert not (tmp_path / "m").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_saving_a_frame_keeps_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "save_frame", _no_space)
+    frame = pd.DataFrame({"x": [1, 2]})
+    with pytest.warns(CacheWarning, match="No space left"):
+        got = cache.cached(tmp_path, {"model": "m", "kind": "k"}, lambda: frame)
+    assert got is frame

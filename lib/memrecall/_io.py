@@ -18,7 +18,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 __all__ = [
+    "WRITE_ERRORS",
     "CacheWarning",
     "LockedError",
     "atomic_write",
@@ -27,6 +30,7 @@ __all__ = [
     "atomic_write_text",
     "code_fingerprint",
     "current_umask",
+    "error_text",
     "exclusive_lock",
     "is_hub_id",
     "repo_root",
@@ -119,6 +123,16 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+WRITE_ERRORS: tuple[type[Exception], ...] = (OSError, SafetensorError)
+"""What a failed save of a cache entry raises: the system's errors (read-only folder, full disk)
+and safetensors' own (it reports a full disk as ``SafetensorError``, not an ``OSError``)."""
+
+
+def error_text(error: BaseException) -> str:
+    """An error for a one-line message: its ``strerror`` when it has one, else its text."""
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 class CacheWarning(UserWarning):

@@ -23,10 +23,12 @@ import numpy as np
 import pandas as pd
 
 from ._io import (
+    WRITE_ERRORS,
     CacheWarning,
     atomic_write,
     atomic_write_text,
     code_fingerprint,
+    error_text,
     sha256_file,
     slug,
 )
@@ -172,8 +174,8 @@ def cached(cache_dir: str | Path | None, key: Mapping,
     frame = compute()
     try:
         save_frame(frame, path, provenance=key)
-    except OSError as error:
-        warnings.warn(f"results cache {cache_dir} cannot be written ({error.strerror or error}); "
+    except WRITE_ERRORS as error:
+        warnings.warn(f"results cache {cache_dir} cannot be written ({error_text(error)}); "
                       "continuing without it: this result will be recomputed next time",
                       CacheWarning, stacklevel=2)
     return frame

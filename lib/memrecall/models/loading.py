@@ -26,7 +26,15 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-from .._io import CacheWarning, atomic_write_dir, is_hub_id, sha256_file, slug
+from .._io import (
+    WRITE_ERRORS,
+    CacheWarning,
+    atomic_write_dir,
+    error_text,
+    is_hub_id,
+    sha256_file,
+    slug,
+)
 from ..runmode import plain_progress
 from .architectures import UnsupportedArchitectureError, supported_model_types
 from .lm import LM, state_fingerprint
@@ -228,10 +236,10 @@ def converted_model(folder: str | Path, convert: Callable[[], tuple], dtype: tor
 
     try:
         atomic_write_dir(folder, save)
-    except OSError as error:  # another process got there first, or a read-only disk: usable
+    except WRITE_ERRORS as error:  # another process was first, a read-only or full disk: usable
         if not folder.exists():
-            warnings.warn(f"cannot keep the converted model in {folder} ({error}); it will be "
-                          "converted again next time", CacheWarning, stacklevel=2)
+            warnings.warn(f"cannot keep the converted model in {folder} ({error_text(error)}); "
+                          "it will be converted again next time", CacheWarning, stacklevel=2)
     return model.to(dtype), tokenizer
 
 
