@@ -3,11 +3,14 @@ while saving, sidecars and manifests that are not plain JSON files."""
 
 import errno
 import hashlib
+import json
 import os
+import signal
 import stat
 import sys
 import types
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -236,3 +239,129 @@ def test_a_full_disk_while_saving_a_frame_keeps_it(tmp_path, monkeypatch):
     with pytest.warns(CacheWarning, match="No space left"):
         got = cache.cached(tmp_path, {"model": "m", "kind": "k"}, lambda: frame)
     assert got is frame
+
+
+# --- sidecars and manifests that are not small JSON files ----------------------------------
+
+
+@contextmanager
+def _within(seconds: int):
+    """Fail (instead of hanging the run) if the block takes longer than ``seconds``."""
+    def alarm(signum, frame):
+        raise TimeoutError(f"still reading after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _make_fifo(path):
+    os.mkfifo(path)
+
+
+def _link_dev_zero(path):
+    path.symlink_to("/dev/zero")
+
+
+def _write(text):
+    return lambda path: path.write_text(text)
+
+
+NOT_JSON_FILES = {
+    "fifo": _make_fifo,
+    "dev-zero": _link_dev_zero,
+    "deeply-nested": _write("[" * 100000),
+    "deeply-nested-object": _write('{"files": ' * 100000),
+    "too-large": lambda path: path.write_text(" " * (17 << 20) + "{}"),
+    "not-utf8": lambda path: path.write_bytes(b'{"key": "\xff"}'),
+}
+
+
+@pytest.mark.parametrize("make", NOT_JSON_FILES.values(), ids=NOT_JSON_FILES.keys())
+def test_a_sidecar_that_is_not_a_small_json_file_is_unreadable(tmp_path, make):
+    entry = tmp_path / "entry.parquet"
+    entry.write_bytes(b"PAR1 data")
+    make(tmp_path / "entry.json")
+    with _within(20):
+        reason = cache.verify_entry(entry, {"model": "m"})
+    assert reason == "its sidecar entry.json is unreadable or incomplete"
+
+
+WRONG_SHAPES = {
+    "a list": [],
+    "no files": {"key": {"model": "m"}},
+    "files a list": {"key": {"model": "m"}, "files": ["entry.parquet"]},
+    "entry a string": {"key": {"model": "m"}, "files": {"entry.parquet": "abc"}},
+    "bytes a string": {"key": {"model": "m"},
+                       "files": {"entry.parquet": {"bytes": "9", "sha256": 1}}},
+    "key a list": {"key": [1, 2], "files": {}},
+}
+
+
+@pytest.mark.parametrize("record", WRONG_SHAPES.values(), ids=WRONG_SHAPES.keys())
+def test_a_sidecar_of_the_wrong_shape_is_not_vouching(tmp_path, record):
+    entry = tmp_path / "entry.parquet"
+    entry.write_bytes(b"PAR1 data")
+    (tmp_path / "entry.json").write_text(json.dumps(record))
+    reason = cache.verify_entry(entry, {"model": "m"})
+    assert reason is not None  # recomputed, never served
+
+
+def test_a_fifo_sidecar_is_recomputed_not_waited_on(tmp_path):
+    key = {"model": "m", "kind": "k"}
+    frame = pd.DataFrame({"x": [1, 2]})
+    path = cache.cache_path(tmp_path, key)
+    cache.cached(tmp_path, key, lambda: frame)
+    path.with_suffix(".json").unlink()
+    os.mkfifo(path.with_suffix(".json"))
+    with _within(20), pytest.warns(CacheWarning, match="unreadable"):
+        cache.cached(tmp_path, key, lambda: frame)
+    assert cache.verify_entry(path, key) is None  # replaced by a sound entry
+
+
+@pytest.fixture
+def converted(tmp_path):
+    """A converted tiny model's folder, and a counter of conversions."""
+    calls = []
+
+    def convert():
+        calls.append(1)
+        return build_tiny("tiny-gpt2")
+
+    folder = tmp_path / "converted"
+    loading.converted_model(folder, convert, torch.float32)
+    return folder, convert, calls
+
+
+@pytest.mark.parametrize("make", NOT_JSON_FILES.values(), ids=NOT_JSON_FILES.keys())
+def test_a_manifest_that_is_not_a_small_json_file_reconverts(converted, make):
+    folder, convert, calls = converted
+    (folder / loading.MANIFEST).unlink()
+    make(folder / loading.MANIFEST)
+    with _within(20), pytest.warns(CacheWarning, match="reconverting.*unreadable"):
+        loading.converted_model(folder, convert, torch.float32)
+    assert len(calls) == 2 and loading._manifest_problem(folder) is None
+
+
+MANIFEST_SHAPES = {
+    "a list": [],
+    "files a list": {"files": ["model.safetensors"]},
+    "entry a string": {"files": {"model.safetensors": "abc"}},
+    "entry without bytes": {"files": {"model.safetensors": {"sha256": "0" * 64}}},
+    "bytes a string": {"files": {"config.json": {"bytes": "12", "sha256": "0" * 64}}},
+    "outside the folder": {"files": {"../../etc/passwd": {"bytes": 1, "sha256": "0" * 64}}},
+    "absolute": {"files": {"/etc/passwd": {"bytes": 1, "sha256": "0" * 64}}},
+}
+
+
+@pytest.mark.parametrize("manifest", MANIFEST_SHAPES.values(), ids=MANIFEST_SHAPES.keys())
+def test_a_manifest_of_the_wrong_shape_reconverts(converted, manifest):
+    folder, convert, calls = converted
+    (folder / loading.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.warns(CacheWarning, match="reconverting.*memrecall-manifest.json is"):
+        loading.converted_model(folder, convert, torch.float32)
+    assert len(calls) == 2 and loading._manifest_problem(folder) is None

@@ -9,9 +9,11 @@ import errno
 import fcntl
 import functools
 import hashlib
+import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -24,6 +26,7 @@ __all__ = [
     "WRITE_ERRORS",
     "CacheWarning",
     "LockedError",
+    "UnreadableFileError",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_dir",
@@ -33,6 +36,7 @@ __all__ = [
     "error_text",
     "exclusive_lock",
     "is_hub_id",
+    "read_json_file",
     "repo_root",
     "sha256_file",
     "slug",
@@ -133,6 +137,46 @@ and safetensors' own (it reports a full disk as ``SafetensorError``, not an ``OS
 def error_text(error: BaseException) -> str:
     """An error for a one-line message: its ``strerror`` when it has one, else its text."""
     return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+class UnreadableFileError(ValueError):
+    """A file that is not what it should be: not a regular file, too large, or not JSON."""
+
+
+JSON_MAX_BYTES = 16 << 20
+"""The largest sidecar or manifest :func:`read_json_file` reads (16 MiB)."""
+
+
+def read_json_file(path: str | Path, max_bytes: int = JSON_MAX_BYTES):
+    """Parse a small JSON file (a sidecar, a manifest), refusing anything else quickly.
+
+    Only a regular file (a symlink to one is fine) of at most ``max_bytes`` is read: a FIFO is
+    not waited on, a symlink to ``/dev/zero`` is not read without end, and JSON nested too deep
+    for the parser is refused instead of raising ``RecursionError``.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        UnreadableFileError: not a regular file, larger than ``max_bytes``, not UTF-8 JSON, or
+            nested too deep (a ``ValueError``).
+        OSError: it cannot be opened or read (permissions...).
+    """
+    path = Path(path)
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(handle, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFileError(f"{path} is not a regular file")
+        if info.st_size > max_bytes:
+            raise UnreadableFileError(f"{path} is {info.st_size} bytes, over {max_bytes}")
+        raw = fh.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise UnreadableFileError(f"{path} is over {max_bytes} bytes")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise UnreadableFileError(f"{path}: JSON nested too deep") from None
+    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise UnreadableFileError(f"{path}: not JSON ({error})") from error
 
 
 class CacheWarning(UserWarning):

@@ -32,6 +32,7 @@ from .._io import (
     atomic_write_dir,
     error_text,
     is_hub_id,
+    read_json_file,
     sha256_file,
     slug,
 )
@@ -159,7 +160,7 @@ def safetensors_problem(file: Path) -> str | None:
             header = json.loads(fh.read(header_len))
         end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
                   default=0)
-    except (struct.error, ValueError, KeyError, TypeError, IndexError):
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, RecursionError):
         return f"{file}: not a readable safetensors file (bad header)"
     if size != 8 + header_len + end:
         return f"{file}: {size} bytes where its header says {8 + header_len + end} (truncated?)"
@@ -167,12 +168,23 @@ def safetensors_problem(file: Path) -> str | None:
 
 
 def _manifest_problem(folder: Path) -> str | None:
+    """What is wrong with a converted folder against its manifest, or None when it is sound.
+
+    A manifest that is not a regular JSON file of at most 16 MiB, or whose entries are not
+    ``{relative name: {"bytes": int, "sha256": str}}``, counts as unreadable (reconverted).
+    """
     try:
-        files = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+        files = read_json_file(folder / MANIFEST)["files"]
     except FileNotFoundError:
         return f"{folder / MANIFEST} is missing (an old or interrupted conversion)"
     except (OSError, ValueError, KeyError, TypeError):
         return f"{folder / MANIFEST} is unreadable"
+    if not isinstance(files, dict):
+        return f"{folder / MANIFEST} is malformed (its files are not a mapping)"
+    for name, entry in files.items():
+        if (not _inside(name) or not isinstance(entry, dict)
+                or type(entry.get("bytes")) is not int or not isinstance(entry.get("sha256"), str)):
+            return f"{folder / MANIFEST} is malformed (entry {str(name)[:80]!r})"
     for name, entry in sorted(files.items()):
         file = folder / name
         if not file.is_file():
@@ -182,6 +194,14 @@ def _manifest_problem(folder: Path) -> str | None:
         if sha256_file(file) != entry["sha256"]:
             return f"{file} differs from the converted one (sha256 mismatch)"
     return None
+
+
+def _inside(name: str) -> bool:
+    """Whether a manifest's file name is a plain relative path (no ``..``, not absolute)."""
+    if not isinstance(name, str) or not name:
+        return False
+    path = Path(name)
+    return not path.is_absolute() and ".." not in path.parts
 
 
 def _write_manifest(folder: Path) -> None:
