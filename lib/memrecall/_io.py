@@ -9,24 +9,34 @@ import errno
 import fcntl
 import functools
 import hashlib
+import json
 import os
 import re
 import shutil
+import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 __all__ = [
+    "WRITE_ERRORS",
     "CacheWarning",
     "LockedError",
+    "UnreadableFileError",
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_dir",
     "atomic_write_text",
     "code_fingerprint",
+    "current_umask",
+    "error_text",
     "exclusive_lock",
     "is_hub_id",
+    "read_json_file",
     "repo_root",
     "sha256_file",
     "slug",
@@ -39,7 +49,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Write ``path`` all or nothing: ``write(temp)`` in the same folder, then a rename.
 
     An interrupted write leaves the old file (or none), never a truncated one; the temp file
-    is flushed to disk before the rename and removed if ``write`` raises.
+    is flushed to disk before the rename and removed if ``write`` raises. The file gets the
+    permissions of any new file (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -49,10 +60,33 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         write(Path(temp))
         with open(temp, "rb+") as fh:
             os.fsync(fh.fileno())
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it for other threads when the system allows.
+
+    Linux shows it in ``/proc/self/status``; elsewhere it is read by setting it and setting it
+    back at once (a lock keeps two of our threads from racing on it).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -68,6 +102,8 @@ def atomic_write_bytes(path: str | Path, raw: bytes) -> None:
 def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> None:
     """Create the folder ``path`` all or nothing: ``write(temp folder)``, then a rename.
 
+    The folder gets the permissions of any new folder (``0o777`` less the umask).
+
     Raises:
         OSError: the folder could not be written, or ``path`` appeared meanwhile (another
             process got there first); the temp folder is removed either way.
@@ -76,6 +112,7 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
+        temp.chmod(0o777 & ~current_umask())  # as a new folder, not mkdtemp's private 0o700
         write(temp)
         temp.rename(path)
     except BaseException:
@@ -90,6 +127,56 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+WRITE_ERRORS: tuple[type[Exception], ...] = (OSError, SafetensorError)
+"""What a failed save of a cache entry raises: the system's errors (read-only folder, full disk)
+and safetensors' own (it reports a full disk as ``SafetensorError``, not an ``OSError``)."""
+
+
+def error_text(error: BaseException) -> str:
+    """An error for a one-line message: its ``strerror`` when it has one, else its text."""
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+class UnreadableFileError(ValueError):
+    """A file that is not what it should be: not a regular file, too large, or not JSON."""
+
+
+JSON_MAX_BYTES = 16 << 20
+"""The largest sidecar or manifest :func:`read_json_file` reads (16 MiB)."""
+
+
+def read_json_file(path: str | Path, max_bytes: int = JSON_MAX_BYTES):
+    """Parse a small JSON file (a sidecar, a manifest), refusing anything else quickly.
+
+    Only a regular file (a symlink to one is fine) of at most ``max_bytes`` is read: a FIFO is
+    not waited on, a symlink to ``/dev/zero`` is not read without end, and JSON nested too deep
+    for the parser is refused instead of raising ``RecursionError``.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        UnreadableFileError: not a regular file, larger than ``max_bytes``, not UTF-8 JSON, or
+            nested too deep (a ``ValueError``).
+        OSError: it cannot be opened or read (permissions...).
+    """
+    path = Path(path)
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(handle, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFileError(f"{path} is not a regular file")
+        if info.st_size > max_bytes:
+            raise UnreadableFileError(f"{path} is {info.st_size} bytes, over {max_bytes}")
+        raw = fh.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise UnreadableFileError(f"{path} is over {max_bytes} bytes")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise UnreadableFileError(f"{path}: JSON nested too deep") from None
+    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise UnreadableFileError(f"{path}: not JSON ({error})") from error
 
 
 class CacheWarning(UserWarning):

@@ -23,10 +23,13 @@ import numpy as np
 import pandas as pd
 
 from ._io import (
+    WRITE_ERRORS,
     CacheWarning,
     atomic_write,
     atomic_write_text,
     code_fingerprint,
+    error_text,
+    read_json_file,
     sha256_file,
     slug,
 )
@@ -112,7 +115,8 @@ def verify_entry(path: str | Path, key: Mapping, files: list[Path] | None = None
                  sidecar: str | Path | None = None) -> str | None:
     """Why a cache entry must not be used for ``key``; None when it is sound.
 
-    Checks, in order: the files and the sidecar exist, the sidecar parses, its key is ``key``
+    Checks, in order: the files and the sidecar exist, the sidecar is a regular file (not a FIFO
+    or a device, at most 16 MiB) that parses, its key is ``key``
     (the whole key, not only the hash in the file name), and each file's size and sha256 are
     the ones recorded when it was written.
 
@@ -128,13 +132,14 @@ def verify_entry(path: str | Path, key: Mapping, files: list[Path] | None = None
     if missing:
         return f"{', '.join(missing)} missing"
     try:
-        record = json.loads(sidecar.read_text(encoding="utf-8"))
+        record = read_json_file(sidecar)  # a regular file of at most 16 MiB, else unreadable
         recorded_key, recorded = record["key"], record["files"]
+        same_key = _canonical(recorded_key) == _canonical(key)
     except FileNotFoundError:
         return f"its sidecar {sidecar.name} is missing"
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
         return f"its sidecar {sidecar.name} is unreadable or incomplete"
-    if _canonical(recorded_key) != _canonical(key):
+    if not same_key:
         return "it was computed for another key (other model, inputs, parameters or code)"
     for file in files:
         entry = recorded.get(file.name) if isinstance(recorded, dict) else None
@@ -172,8 +177,8 @@ def cached(cache_dir: str | Path | None, key: Mapping,
     frame = compute()
     try:
         save_frame(frame, path, provenance=key)
-    except OSError as error:
-        warnings.warn(f"results cache {cache_dir} cannot be written ({error.strerror or error}); "
+    except WRITE_ERRORS as error:
+        warnings.warn(f"results cache {cache_dir} cannot be written ({error_text(error)}); "
                       "continuing without it: this result will be recomputed next time",
                       CacheWarning, stacklevel=2)
     return frame

@@ -26,11 +26,25 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-from .._io import CacheWarning, atomic_write_dir, is_hub_id, sha256_file, slug
+from .._io import (
+    WRITE_ERRORS,
+    CacheWarning,
+    atomic_write_dir,
+    error_text,
+    is_hub_id,
+    read_json_file,
+    sha256_file,
+    slug,
+)
 from ..runmode import plain_progress
 from .architectures import UnsupportedArchitectureError, supported_model_types
 from .lm import LM, state_fingerprint
-from .packaged import ChecksumMismatchError, PackagedGGUF, converted_models_dir
+from .packaged import (
+    ChecksumMismatchError,
+    PackagedGGUF,
+    converted_models_dir,
+    reinstall_command,
+)
 from .placement import DeviceMap, place, resolve_dtype
 from .registry import REGISTRY, package_version
 from .tiny import build_tiny
@@ -146,7 +160,7 @@ def safetensors_problem(file: Path) -> str | None:
             header = json.loads(fh.read(header_len))
         end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
                   default=0)
-    except (struct.error, ValueError, KeyError, TypeError, IndexError):
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, RecursionError):
         return f"{file}: not a readable safetensors file (bad header)"
     if size != 8 + header_len + end:
         return f"{file}: {size} bytes where its header says {8 + header_len + end} (truncated?)"
@@ -154,12 +168,23 @@ def safetensors_problem(file: Path) -> str | None:
 
 
 def _manifest_problem(folder: Path) -> str | None:
+    """What is wrong with a converted folder against its manifest, or None when it is sound.
+
+    A manifest that is not a regular JSON file of at most 16 MiB, or whose entries are not
+    ``{relative name: {"bytes": int, "sha256": str}}``, counts as unreadable (reconverted).
+    """
     try:
-        files = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+        files = read_json_file(folder / MANIFEST)["files"]
     except FileNotFoundError:
         return f"{folder / MANIFEST} is missing (an old or interrupted conversion)"
     except (OSError, ValueError, KeyError, TypeError):
         return f"{folder / MANIFEST} is unreadable"
+    if not isinstance(files, dict):
+        return f"{folder / MANIFEST} is malformed (its files are not a mapping)"
+    for name, entry in files.items():
+        if (not _inside(name) or not isinstance(entry, dict)
+                or type(entry.get("bytes")) is not int or not isinstance(entry.get("sha256"), str)):
+            return f"{folder / MANIFEST} is malformed (entry {str(name)[:80]!r})"
     for name, entry in sorted(files.items()):
         file = folder / name
         if not file.is_file():
@@ -169,6 +194,14 @@ def _manifest_problem(folder: Path) -> str | None:
         if sha256_file(file) != entry["sha256"]:
             return f"{file} differs from the converted one (sha256 mismatch)"
     return None
+
+
+def _inside(name: str) -> bool:
+    """Whether a manifest's file name is a plain relative path (no ``..``, not absolute)."""
+    if not isinstance(name, str) or not name:
+        return False
+    path = Path(name)
+    return not path.is_absolute() and ".." not in path.parts
 
 
 def _write_manifest(folder: Path) -> None:
@@ -223,10 +256,10 @@ def converted_model(folder: str | Path, convert: Callable[[], tuple], dtype: tor
 
     try:
         atomic_write_dir(folder, save)
-    except OSError as error:  # another process got there first, or a read-only disk: usable
+    except WRITE_ERRORS as error:  # another process was first, a read-only or full disk: usable
         if not folder.exists():
-            warnings.warn(f"cannot keep the converted model in {folder} ({error}); it will be "
-                          "converted again next time", CacheWarning, stacklevel=2)
+            warnings.warn(f"cannot keep the converted model in {folder} ({error_text(error)}); "
+                          "it will be converted again next time", CacheWarning, stacklevel=2)
     return model.to(dtype), tokenizer
 
 
@@ -246,8 +279,8 @@ def _load_packaged_gguf(name: str, packaged: PackagedGGUF, dtype: torch.dtype):
         actual = sha256_file(gguf)
         if actual != packaged.sha256:
             raise ChecksumMismatchError(
-                f"{name}: {gguf} has sha256 {actual}, not the pinned {packaged.sha256}; install "
-                f"the pinned {packaged.distribution} (`make env`)"
+                f"{name}: {gguf} has sha256 {actual}, not the pinned {packaged.sha256}; "
+                f"reinstall the package: `{reinstall_command([packaged.distribution])}`"
             )
         model, tokenizer = _from_pretrained(gguf.parent, torch.float32, gguf_file=gguf.name,
                                             local_only=True)
@@ -286,6 +319,24 @@ def _check_model_folder(path: Path) -> None:
         problem = safetensors_problem(file)
         if problem:
             raise ModelFolderError(problem)
+
+
+def _check_gguf_file(path: Path) -> None:
+    """Fail at once, naming the file, when ``path`` is not a GGUF file (missing, empty...)."""
+    if not path.is_file():
+        raise ModelFolderError(f"{path}: no such .gguf file" + (
+            " (it is a folder)" if path.is_dir() else ""))
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as error:
+        raise ModelFolderError(f"{path}: cannot read it ({error.strerror or error})") from error
+    if not magic:
+        raise ModelFolderError(f"{path} is empty (0 bytes), not a GGUF model (an interrupted "
+                               "download or copy?)")
+    if magic != b"GGUF":
+        raise ModelFolderError(f"{path} is not a GGUF file (it does not start with 'GGUF'; "
+                               f"{path.stat().st_size} bytes)")
 
 
 def _load_local_dir(path: Path, dtype: torch.dtype):
@@ -415,9 +466,7 @@ def _load(name: str, dtype: torch.dtype, revision: str | None):
         model, tokenizer = _load_hub(entry.hub_id, dtype, revision)
         pinned = revision or getattr(model.config, "_commit_hash", None) or "main"
     elif path.suffix.lower() == ".gguf":
-        if not path.is_file():
-            raise ModelFolderError(f"{path}: no such .gguf file" + (
-                " (it is a folder)" if path.is_dir() else ""))
+        _check_gguf_file(path)
         model, tokenizer = _from_pretrained(path.parent, dtype, gguf_file=path.name,
                                             local_only=True)
         pinned = f"file:{path.name}"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import lenses
-from .._io import CacheWarning
+from .._io import WRITE_ERRORS, CacheWarning, error_text
 from ..analysis import projection
 from ..cache import cache_path, cached, result_key, verify_entry, write_sidecar
 from ..lenses import Lens, LogitLens
@@ -111,8 +111,8 @@ def cached_lens(cache_dir: str | Path | None, key: Mapping, lm: LM,
     try:
         fitted.save(stem)
         write_sidecar(record, key, files)
-    except OSError as error:
-        warnings.warn(f"results cache {cache_dir} cannot be written ({error.strerror or error}); "
+    except WRITE_ERRORS as error:  # read-only, or a full disk (OSError or SafetensorError)
+        warnings.warn(f"results cache {cache_dir} cannot be written ({error_text(error)}); "
                       "continuing without it: this lens will be fitted again next time",
                       CacheWarning, stacklevel=2)
     return fitted
