@@ -11,6 +11,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .architectures import Architecture, resolve
+from .finite import check_finite_weights
 from .head import Head
 
 __all__ = ["LM", "state_fingerprint", "wrap"]
@@ -152,7 +153,11 @@ def wrap(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str |
 
     The weights are identified by :func:`state_fingerprint`, taken now; ``revision`` defaults to
     the hub commit recorded in the config, else ``"unknown"``.
+
+    Raises:
+        NonFiniteError: a weight holds a NaN or inf (the message names the tensor).
     """
     name = name or getattr(model.config, "name_or_path", "") or type(model).__name__
+    check_finite_weights(model, name)
     revision = revision or getattr(model.config, "_commit_hash", None) or "unknown"
     return LM(model=model, tokenizer=tokenizer, name=name, revision=revision)

@@ -29,6 +29,7 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 from .._io import CacheWarning, atomic_write_dir, is_hub_id, sha256_file, slug
 from ..runmode import plain_progress
 from .architectures import UnsupportedArchitectureError, supported_model_types
+from .finite import NonFiniteError, check_finite_weights
 from .lm import LM, state_fingerprint
 from .packaged import ChecksumMismatchError, PackagedGGUF, converted_models_dir
 from .placement import DeviceMap, place, resolve_dtype
@@ -41,6 +42,7 @@ __all__ = [
     "DeviceUnavailableError",
     "HubUnreachableError",
     "ModelFolderError",
+    "NonFiniteError",
     "UnknownModelError",
     "check_device",
     "converted_model",
@@ -385,12 +387,15 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None,
         DeviceUnavailableError: ``device="cuda"`` on a machine without a CUDA GPU.
         HubUnreachableError: a hub model that cannot be fetched (the message names
             ``PROFILE=offline``).
+        NonFiniteError: a weight holds a NaN or inf (e.g. overflowed in float16; names the
+            tensor).
     """
     dtype = resolve_dtype(dtype)
     device = check_device(device) if device_map is None else default_device()
     name = str(name_or_path)
     with _quiet_loading():
         model, tokenizer, pinned, weights = _load(name, dtype, revision)
+    check_finite_weights(model, name)
     # identify the weights while they are all in memory: a device map may offload some
     weights = weights or state_fingerprint(model)
     model = place(model, device, device_map, offload_folder)

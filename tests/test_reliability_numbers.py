@@ -1,0 +1,137 @@
+"""Reliability, second pass: silent wrong numbers.
+
+NaN and inf are refused (weights, lenses, hidden states, logits) instead of reading as rank 0;
+model folders with missing or surplus tensors are refused instead of loading random weights; the
+tokenizer is part of every cache key; a converted model's manifest must vouch for every file.
+"""
+
+from contextlib import contextmanager
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import memrecall as mr
+from memrecall import interventions as iv
+from memrecall.lenses import layer_logits
+from memrecall.lenses.affine import load_lens
+from memrecall.lenses.shortcut import LinearShortcut
+from memrecall.models.finite import NonFiniteError
+from memrecall.models.tiny import build_tiny
+
+PROMPTS = ["break the ice", "the cat sat on the mat and", "once upon a"]
+POISON = 1  # the prompt whose hidden states are made infinite
+
+
+# --------------------------------------------------------------------------- NaN and inf
+
+
+@contextmanager
+def infinite_after_block(lm, block: int, prompt: str):
+    """Block ``block``'s output (0-based) set to inf in every batch row holding ``prompt``."""
+    marker = lm.tokenizer(prompt, add_special_tokens=False)["input_ids"][-1]
+    rows = {}
+
+    def embedded(module, args, kwargs, output):
+        ids = args[0] if args else kwargs["input_ids"]
+        rows["poison"] = (ids == marker).any(1)
+
+    def block_out(module, args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        poison = rows["poison"]
+        if len(poison) == len(hidden):  # a resumed forward of some rows: leave it
+            hidden[poison] = torch.inf
+
+    embedding = lm.model.get_input_embeddings()
+    handles = [embedding.register_forward_hook(embedded, with_kwargs=True),
+               lm.arch.blocks[block].register_forward_hook(block_out)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def test_a_nan_weight_is_refused_by_wrap_and_load_naming_the_tensor(tmp_path):
+    model, tokenizer = build_tiny("tiny-llama")
+    with torch.no_grad():
+        model.model.layers[2].mlp.down_proj.weight[3, 5] = torch.nan
+    with pytest.raises(NonFiniteError, match=r"model\.layers\.2\.mlp\.down_proj\.weight.*NaN"):
+        mr.wrap(model, tokenizer, name="broken")
+    model.save_pretrained(tmp_path / "m")
+    tokenizer.save_pretrained(tmp_path / "m")
+    with pytest.raises(NonFiniteError, match=r"model\.layers\.2\.mlp\.down_proj\.weight"):
+        mr.load(tmp_path / "m", device="cpu")
+
+
+def test_an_inf_hidden_state_stops_project_naming_model_layer_and_prompt():
+    lm = mr.load("tiny-llama", device="cpu")
+    clean = mr.project(lm, PROMPTS)
+    with infinite_after_block(lm, 2, PROMPTS[POISON]), pytest.raises(
+            NonFiniteError, match=r"tiny-llama \(float32\): NaN normed hidden state at layer 3 "
+                                  r"\(1-based, of 4; 2 of 4 layers affected\), first at "
+                                  r"prompt 1 \('the cat"):
+        mr.project(lm, PROMPTS, batch_size=2)
+    with infinite_after_block(lm, 2, PROMPTS[POISON]), pytest.raises(
+            NonFiniteError, match=r"layer 3 \(1-based.*prompt 0 \('the cat"):
+        layer_logits(lm, PROMPTS[POISON])
+    # the hooks are gone: the same numbers as before
+    again = mr.project(lm, PROMPTS)
+    assert all((a == b).all() for a, b in zip(again["pred_rank"], clean["pred_rank"]))
+
+
+def test_infinite_logits_stop_project_even_when_the_normed_states_are_finite():
+    lm = mr.load("tiny-llama", device="cpu")
+    with torch.no_grad():
+        lm.arch.unembed_weight[7] = 3e38  # finite weights; token 7's logit overflows
+    with pytest.raises(NonFiniteError, match=r"(inf|NaN) logit at layer 1 \(1-based, of 4; "
+                                             r"\d of 4 layers affected\), first at prompt \d"):
+        mr.project(lm, PROMPTS)
+
+
+def test_float16_overflow_suggests_float32_or_bfloat16():
+    lm = mr.load("tiny-llama", device="cpu", dtype="float16")
+    with infinite_after_block(lm, 0, PROMPTS[POISON]), pytest.raises(
+            NonFiniteError, match=r"\(float16\).*layer 1 .*float16 overflows.*Gemma.*"
+                                  r"'float32' or 'bfloat16'"):
+        mr.project(lm, PROMPTS)
+
+
+def test_an_inf_hidden_state_stops_the_knockout_sweep_naming_the_prompt():
+    lm = mr.load("tiny-llama", device="cpu")
+    with infinite_after_block(lm, 1, PROMPTS[POISON]), pytest.raises(
+            NonFiniteError, match=r"tiny-llama \(float32\): NaN normed hidden state at layer 4 "
+                                  r"\(1-based.*prompt 1 \('the cat"):
+        iv.knockout_sweep(lm, PROMPTS, ks=(2,), max_window=1, progress=False)
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_infinite_logits_after_a_knockout_stop_the_sweep(monkeypatch, resume):
+    lm = mr.load("tiny-gpt2", device="cpu")
+    real = iv.sweep._Head.flush
+
+    def overflowing(self):
+        for _, _, normed in self.pending:
+            normed[0] = torch.inf
+        real(self)
+
+    monkeypatch.setattr(iv.sweep._Head, "flush", overflowing)
+    with pytest.raises(NonFiniteError, match=r"logit at layer 4 \(1-based.*after a knockout.*"
+                                             r"prompt \d \('"):
+        iv.knockout_sweep(lm, PROMPTS, ks=(2,), max_window=1, progress=False, resume=resume)
+
+
+def test_a_lens_file_with_a_nan_is_refused_naming_the_file(tmp_path):
+    lm = mr.load("tiny-llama", device="cpu")
+    d = lm.arch.unembed_weight.shape[1]
+    meta = {"model": lm.name, "revision": lm.revision, "n_layers": lm.n_layers, "d_model": d}
+    path = LinearShortcut(torch.zeros(lm.n_layers - 1, d, d), torch.zeros(lm.n_layers - 1, d),
+                      meta).save(tmp_path / "lens")
+    assert load_lens(path, lm).n_layers == lm.n_layers
+    tensors = load_file(str(path))
+    tensors["bias"][1, 0] = torch.nan
+    save_file(tensors, str(path))
+    with pytest.raises(NonFiniteError, match=rf"{path}: the lens's bias .*layer 2 \(1-based\)"):
+        load_lens(path, lm)
+    with pytest.raises(NonFiniteError, match="bias"):
+        LinearShortcut(tensors["weight"], tensors["bias"], meta)
