@@ -135,3 +135,56 @@ def test_a_lens_file_with_a_nan_is_refused_naming_the_file(tmp_path):
         load_lens(path, lm)
     with pytest.raises(NonFiniteError, match="bias"):
         LinearShortcut(tensors["weight"], tensors["bias"], meta)
+
+
+# --------------------------------------------------------------------------- tokenizer in the key
+
+
+def _key_and_path(lm, tmp_path):
+    from memrecall.cache import cache_path, result_key
+
+    key = result_key(lm, "inputs", "projection", batch=1)
+    return key, cache_path(tmp_path, key)
+
+
+def test_the_tokenizer_is_part_of_every_cache_key(tmp_path):
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    model, tokenizer = build_tiny("tiny-llama")
+    plain = mr.wrap(model, tokenizer, name="m")
+    same = mr.wrap(model, build_tiny("tiny-llama")[1], name="m")
+    assert _key_and_path(plain, tmp_path) == _key_and_path(same, tmp_path)
+
+    bos = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    bos_id = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else 1
+    bos_token = tokenizer.convert_ids_to_tokens(bos_id)
+    bos.post_processor = TemplateProcessing(single=f"{bos_token} $A", pair=f"{bos_token} $A $B",
+                                            special_tokens=[(bos_token, bos_id)])
+    with_bos = PreTrainedTokenizerFast(tokenizer_object=bos, **tokenizer.special_tokens_map)
+    assert with_bos("a b")["input_ids"] != tokenizer("a b")["input_ids"]
+    other = mr.wrap(model, with_bos, name="m")
+    assert other.weights == plain.weights  # the same weights...
+    key, path = _key_and_path(other, tmp_path)
+    plain_key, plain_path = _key_and_path(plain, tmp_path)
+    assert key["tokenizer"] != plain_key["tokenizer"]  # ... another tokenizer, another key
+    assert key != plain_key and path != plain_path
+
+
+def test_an_edited_tokenizer_json_changes_the_key(tmp_path):
+    import json
+
+    model, tokenizer = build_tiny("tiny-gpt2")
+    folder = tmp_path / "m"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    before = mr.load(folder, device="cpu").provenance()
+    assert mr.load(folder, device="cpu").provenance() == before
+    raw = json.loads((folder / "tokenizer.json").read_text())
+    vocab = raw["model"]["vocab"]
+    first, second = sorted(vocab, key=vocab.get)[10:12]
+    vocab[first], vocab[second] = vocab[second], vocab[first]
+    (folder / "tokenizer.json").write_text(json.dumps(raw))
+    after = mr.load(folder, device="cpu").provenance()
+    assert after["weights"] == before["weights"] and after["tokenizer"] != before["tokenizer"]
