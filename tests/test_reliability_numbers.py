@@ -188,3 +188,69 @@ def test_an_edited_tokenizer_json_changes_the_key(tmp_path):
     (folder / "tokenizer.json").write_text(json.dumps(raw))
     after = mr.load(folder, device="cpu").provenance()
     assert after["weights"] == before["weights"] and after["tokenizer"] != before["tokenizer"]
+
+
+# --------------------------------------------------------------------------- incomplete folders
+
+
+@pytest.fixture
+def saved_llama(tmp_path):
+    model, tokenizer = build_tiny("tiny-llama")
+    folder = tmp_path / "llama"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder, mr.wrap(model, tokenizer, name="tiny-llama")
+
+
+def test_an_intact_folder_loads_with_the_same_ranks(saved_llama):
+    folder, memory = saved_llama
+    loaded = mr.load(folder, device="cpu")
+    a, b = mr.project(loaded, PROMPTS), mr.project(memory, PROMPTS)
+    assert (a["pred_token"] == b["pred_token"]).all()
+    assert all((x == y).all() for x, y in zip(a["pred_rank"], b["pred_rank"]))
+
+
+def test_a_tied_head_is_not_taken_for_a_missing_tensor(tmp_path):
+    model, tokenizer = build_tiny("tiny-gpt2")  # lm_head tied to the embeddings, not saved
+    model.save_pretrained(tmp_path / "g")
+    tokenizer.save_pretrained(tmp_path / "g")
+    assert mr.load(tmp_path / "g", device="cpu").n_layers == 4
+
+
+def test_a_folder_missing_a_layers_tensors_is_refused(saved_llama):
+    from memrecall.models import ModelFolderError
+
+    folder, _ = saved_llama
+    weights = folder / "model.safetensors"
+    tensors = {k: v for k, v in load_file(str(weights)).items() if ".layers.1." not in k}
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ModelFolderError, match=rf"{folder}: .* 9 missing \(would be initialised "
+                                               r"at random\): model\.layers\.1\."):
+        mr.load(folder, device="cpu")
+
+
+def test_a_config_with_more_layers_than_the_weights_is_refused(saved_llama):
+    import json
+
+    from memrecall.models import ModelFolderError
+
+    folder, _ = saved_llama
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] = 99
+    config.pop("layer_types", None)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFolderError, match=r"\d+ missing .*model\.layers\.(4|10)\..*"
+                                               r"num_hidden_layers"):
+        mr.load(folder, device="cpu")
+
+
+def test_surplus_tensors_are_refused(saved_llama):
+    from memrecall.models import ModelFolderError
+
+    folder, _ = saved_llama
+    weights = folder / "model.safetensors"
+    tensors = load_file(str(weights))
+    tensors["model.layers.7.mlp.up_proj.weight"] = torch.zeros(2, 2)
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ModelFolderError, match=r"1 unexpected .*model\.layers\.7\.mlp\.up_proj"):
+        mr.load(folder, device="cpu")

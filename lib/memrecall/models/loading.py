@@ -6,8 +6,10 @@ file's sha256, verified on each load (a tampered or truncated file is reconverte
 naming it); hub models come from the local Hugging Face cache when they are there, and a hub that
 cannot be reached fails in seconds with a message naming the offline profile. A local folder that
 is not a complete model (no config, no tokenizer, no or truncated weights) fails at once with a
-message naming the file. A model read from a GGUF file is identified by the file's sha256
-(:attr:`LM.weights`), any other by a sampled hash of its state dict.
+message naming the file; one whose files lack a tensor the config calls for (or hold one it
+does not) is refused, never completed with random weights. A model read from a GGUF file is
+identified by the file's sha256 (:attr:`LM.weights`), any other by a sampled hash of its state
+dict.
 """
 
 from __future__ import annotations
@@ -116,7 +118,14 @@ def _auto_class(config) -> type:
 
 
 def _from_pretrained(source: str | Path, dtype: torch.dtype, revision: str | None = None,
-                     gguf_file: str | None = None, local_only: bool = False):
+                     gguf_file: str | None = None, local_only: bool = False,
+                     strict: bool = False):
+    """Model and tokenizer; ``strict``: every tensor of the model read from the files.
+
+    Raises:
+        ModelFolderError: with ``strict``, a tensor the model needs is not in the files, a tensor
+            of the files is not in the model, or its shape differs (:func:`_check_loading_info`).
+    """
     from transformers import AutoConfig
 
     common = dict(revision=revision, trust_remote_code=False, local_files_only=local_only)
@@ -125,8 +134,48 @@ def _from_pretrained(source: str | Path, dtype: torch.dtype, revision: str | Non
     config = AutoConfig.from_pretrained(source, **common)
     tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, **common)
     weights = {} if gguf_file else {"use_safetensors": True}  # never unpickle a checkpoint
-    model = _auto_class(config).from_pretrained(source, dtype=dtype, **weights, **common)
+    if not strict:
+        model = _auto_class(config).from_pretrained(source, dtype=dtype, **weights, **common)
+        return model, tokenizer
+    model, info = _auto_class(config).from_pretrained(source, dtype=dtype, **weights, **common,
+                                                      output_loading_info=True)
+    _check_loading_info(model, info, source)
     return model, tokenizer
+
+
+def _tied_keys(model) -> set[str]:
+    """Parameters legitimately absent from the files: tied to another one (lm_head to wte)."""
+    tied = getattr(model, "all_tied_weights_keys", None)
+    if tied is None:  # older transformers: the class's list, when the config ties them
+        config = model.config.get_text_config()
+        tied = (getattr(model, "_tied_weights_keys", None) or []
+                if getattr(config, "tie_word_embeddings", False) else [])
+    return set(tied)
+
+
+def _check_loading_info(model, info: dict, source: str | Path) -> None:
+    """Refuse a model some of whose tensors were not read from the files (no random weights).
+
+    Raises:
+        ModelFolderError: names ``source``, how many tensors are missing (they would be
+            initialised at random), unexpected (ignored) or mis-shaped, and the first few.
+    """
+    tied = _tied_keys(model)
+    problems = {
+        "missing (would be initialised at random)":
+            sorted(k for k in info.get("missing_keys", ()) if k not in tied),
+        "unexpected (in the files but not in the model)": sorted(info.get("unexpected_keys", ())),
+        "of the wrong shape": sorted(str(k[0] if isinstance(k, tuple | list) else k)
+                                     for k in info.get("mismatched_keys", ())),
+    }
+    found = [f"{len(keys)} {what}: {', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}"
+             for what, keys in problems.items() if keys]
+    if found:
+        raise ModelFolderError(
+            f"{source}: the weights do not match the model its config.json describes; tensors "
+            + "; ".join(found) + ". memrecall loads a model only when every tensor comes from "
+            "its files: check num_hidden_layers in config.json, or save the model again with "
+            "save_pretrained")
 
 
 MANIFEST = "memrecall-manifest.json"
@@ -211,7 +260,7 @@ def converted_model(folder: str | Path, convert: Callable[[], tuple], dtype: tor
         problem = _manifest_problem(folder)
         if problem is None:
             try:
-                return _from_pretrained(folder, dtype, local_only=True)
+                return _from_pretrained(folder, dtype, local_only=True, strict=True)
             except Exception as error:  # files as written, yet unreadable: convert again
                 problem = f"{folder} cannot be loaded ({type(error).__name__}: {error})"
         warnings.warn(f"reconverting {folder.name}: {problem}", CacheWarning, stacklevel=2)
@@ -293,7 +342,9 @@ def _check_model_folder(path: Path) -> None:
 def _load_local_dir(path: Path, dtype: torch.dtype):
     _check_model_folder(path)
     try:
-        return _from_pretrained(path, dtype, local_only=True)
+        return _from_pretrained(path, dtype, local_only=True, strict=True)
+    except ModelFolderError:
+        raise
     except (OSError, ValueError, RuntimeError) as error:
         raise ModelFolderError(f"cannot load the model in {path}: {type(error).__name__}: "
                                f"{error}") from error
