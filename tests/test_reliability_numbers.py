@@ -254,3 +254,87 @@ def test_surplus_tensors_are_refused(saved_llama):
     save_file(tensors, str(weights), metadata={"format": "pt"})
     with pytest.raises(ModelFolderError, match=r"1 unexpected .*model\.layers\.7\.mlp\.up_proj"):
         mr.load(folder, device="cpu")
+
+
+# --------------------------------------------------------------------------- converted manifests
+
+
+def _converted(tmp_path):
+    from memrecall.models import loading
+
+    calls = []
+
+    def convert():
+        calls.append(1)
+        return build_tiny("tiny-gpt2")
+
+    folder = tmp_path / "tiny-gpt2-v1"
+    model, _ = loading.converted_model(folder, convert, torch.float32)
+    with torch.inference_mode():
+        expected = model(torch.tensor([[1, 2, 3, 4]])).logits
+    return folder, convert, calls, expected
+
+
+def _reconverts(folder, convert, calls, expected, match):
+    from memrecall._io import CacheWarning
+    from memrecall.models import loading
+
+    before = len(calls)
+    with pytest.warns(CacheWarning, match=match):
+        model, _ = loading.converted_model(folder, convert, torch.float32)
+    assert len(calls) == before + 1
+    with torch.inference_mode():
+        torch.testing.assert_close(model(torch.tensor([[1, 2, 3, 4]])).logits, expected)
+
+
+def _zero_some_weights(folder):
+    weights = folder / "model.safetensors"
+    tensors = load_file(str(weights))
+    name = sorted(tensors)[0]
+    tensors[name] = torch.zeros_like(tensors[name])
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+
+
+def test_an_empty_manifest_vouches_for_nothing(tmp_path):
+    import json
+
+    from memrecall.models import loading
+
+    folder, convert, calls, expected = _converted(tmp_path)
+    _zero_some_weights(folder)
+    (folder / loading.MANIFEST).write_text(json.dumps({"files": {}}))
+    _reconverts(folder, convert, calls, expected, r"reconverting.*lists no files")
+
+
+def test_a_manifest_missing_a_file_or_with_a_malformed_entry_is_refused(tmp_path):
+    import json
+
+    from memrecall.models import loading
+
+    folder, convert, calls, expected = _converted(tmp_path)
+    manifest = folder / loading.MANIFEST
+    written = json.loads(manifest.read_text())
+    files = dict(written["files"])
+    del files["model.safetensors"]  # tampered weights, no longer listed
+    _zero_some_weights(folder)
+    manifest.write_text(json.dumps({"files": files}))
+    _reconverts(folder, convert, calls, expected, r"model\.safetensors is not in")
+
+    written = json.loads(manifest.read_text())
+    written["files"]["config.json"] = {"bytes": "many"}
+    manifest.write_text(json.dumps(written))
+    _reconverts(folder, convert, calls, expected, r"malformed entry for 'config\.json'")
+
+    (folder / "extra.safetensors").write_bytes(b"")  # a file nobody vouches for
+    _reconverts(folder, convert, calls, expected, r"extra\.safetensors is not in")
+
+
+def test_a_converted_folder_missing_tensors_is_reconverted(tmp_path):
+    from memrecall.models import loading
+
+    folder, convert, calls, expected = _converted(tmp_path)
+    weights = folder / "model.safetensors"
+    tensors = {k: v for k, v in load_file(str(weights)).items() if ".h.1." not in k}
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    loading._write_manifest(folder)  # a manifest that vouches for the incomplete weights
+    _reconverts(folder, convert, calls, expected, r"missing \(would be initialised at random\)")

@@ -204,13 +204,43 @@ def safetensors_problem(file: Path) -> str | None:
     return None
 
 
+def _entry_ok(name: object, entry: object) -> bool:
+    """Whether one manifest entry has the shape ``_write_manifest`` gives it."""
+    return (isinstance(name, str) and bool(name) and not Path(name).is_absolute()
+            and ".." not in Path(name).parts and isinstance(entry, dict)
+            and isinstance(entry.get("bytes"), int) and not isinstance(entry["bytes"], bool)
+            and entry["bytes"] >= 0 and isinstance(entry.get("sha256"), str)
+            and len(entry["sha256"]) == 64
+            and all(c in "0123456789abcdef" for c in entry["sha256"]))
+
+
 def _manifest_problem(folder: Path) -> str | None:
+    """What keeps ``folder``'s manifest from vouching for every file in it, or None.
+
+    The manifest must list every file of the folder (weights, config, tokenizer) with its size
+    and sha256, and each must match: an empty manifest, a file it does not list, or an entry of
+    another shape vouches for nothing.
+    """
+    manifest = folder / MANIFEST
     try:
-        files = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["files"]
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
     except FileNotFoundError:
-        return f"{folder / MANIFEST} is missing (an old or interrupted conversion)"
+        return f"{manifest} is missing (an old or interrupted conversion)"
     except (OSError, ValueError, KeyError, TypeError):
-        return f"{folder / MANIFEST} is unreadable"
+        return f"{manifest} is unreadable"
+    if not isinstance(files, dict) or not files:
+        return f"{manifest} lists no files, so it vouches for none"
+    for name, entry in sorted(files.items(), key=lambda item: str(item[0])):
+        if not _entry_ok(name, entry):
+            return f"{manifest} has a malformed entry for {name!r}: {entry!r}"
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
+               if p.is_file() and p.name != MANIFEST}
+    unlisted = sorted(present - set(files))
+    if unlisted:
+        return (f"{folder / unlisted[0]} is not in {MANIFEST}"
+                + (f" (nor {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""))
+    if not any(name.endswith(".safetensors") for name in files) or "config.json" not in files:
+        return f"{manifest} lists no weights or no config.json"
     for name, entry in sorted(files.items()):
         file = folder / name
         if not file.is_file():
