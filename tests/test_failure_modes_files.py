@@ -29,6 +29,7 @@ from memrecall._io import (
 )
 from memrecall.lenses import affine
 from memrecall.models import loading, packaged
+from memrecall.models.converted import manifest_problem
 from memrecall.models.loading import ModelFolderError
 from memrecall.models.packaged import PACKAGED_GGUF, ChecksumMismatchError, ModelCacheError
 from memrecall.models.tiny import build_tiny
@@ -344,7 +345,7 @@ def test_a_manifest_that_is_not_a_small_json_file_reconverts(converted, make):
     make(folder / loading.MANIFEST)
     with _within(20), pytest.warns(CacheWarning, match="reconverting.*unreadable"):
         loading.converted_model(folder, convert, torch.float32)
-    assert len(calls) == 2 and loading._manifest_problem(folder) is None
+    assert len(calls) == 2 and manifest_problem(folder) is None
 
 
 MANIFEST_SHAPES = {
@@ -364,4 +365,4 @@ def test_a_manifest_of_the_wrong_shape_reconverts(converted, manifest):
     (folder / loading.MANIFEST).write_text(json.dumps(manifest))
     with pytest.warns(CacheWarning, match="reconverting.*memrecall-manifest.json is"):
         loading.converted_model(folder, convert, torch.float32)
-    assert len(calls) == 2 and loading._manifest_problem(folder) is None
+    assert len(calls) == 2 and manifest_problem(folder) is None

@@ -128,7 +128,7 @@ def test_a_missing_qwen_part_names_the_package_to_install(monkeypatch):
 
 def test_a_gguf_file_is_identified_by_its_sha256(tmp_path, monkeypatch):
     """Two GGUF files of the same name but different bytes get different cache keys."""
-    monkeypatch.setattr(loading, "_from_pretrained",
+    monkeypatch.setattr(loading, "from_pretrained",
                         lambda *args, **kwargs: build_tiny("tiny-qwen2"))
     keys = []
     for content in (b"GGUF one", b"GGUF two"):

@@ -22,8 +22,17 @@ import torch
 from torch import nn
 
 from ..models import LM
+from ..models.finite import check_finite
 from ..runmode import progress_bar
-from .resume import ProbeBatch, forward, map_batches, probe_batches, probe_frame, target_tokens
+from .resume import (
+    ProbeBatch,
+    forward,
+    map_batches,
+    naming_prompts,
+    probe_batches,
+    probe_frame,
+    target_tokens,
+)
 
 __all__ = [
     "TopNeurons",
@@ -193,7 +202,10 @@ def score_batches(lm: LM, batches: list[ProbeBatch], n_probes: int,
         normed, acts = forward(lm, batch, activations=True)
         acts = acts.float().transpose(0, 1)  # (batch, n_layers, d_ff)
         score = acts.abs() * norms
-        pred, _ = lm.head.predict(normed)
+        pred, pred_prob = lm.head.predict(normed)
+        # a NaN or inf logit makes the normaliser, so this probability, non-finite
+        check_finite(lm, pred_prob.view(1, -1), "logit", layers=[lm.n_layers - 1],
+                     rows=batch.rows)
         tokens = prediction_and_target(pred, None if targets is None else targets[batch.rows])
         rank, prob = lm.head.rank_and_prob(normed, tokens)
         if k is None:
@@ -227,8 +239,10 @@ def neuron_scores(lm: LM, probes: pd.DataFrame | Sequence[str], *,
         :func:`top_neurons` for the top ones only).
     """
     frame = probe_frame(probes)
-    batches = probe_batches(lm, frame["prompt"].astype(str).tolist(), batch_size)
-    return score_batches(lm, batches, len(frame), None, None).cpu()
+    prompts = frame["prompt"].astype(str).tolist()
+    batches = probe_batches(lm, prompts, batch_size)
+    with naming_prompts(prompts):
+        return score_batches(lm, batches, len(frame), None, None).cpu()
 
 
 def top_neurons(lm: LM, probes: pd.DataFrame | Sequence[str], k: int = 10, *,
@@ -243,9 +257,12 @@ def top_neurons(lm: LM, probes: pd.DataFrame | Sequence[str], k: int = 10, *,
         progress: show a progress bar (default: more than 64 probes).
     """
     frame = probe_frame(probes)
-    batches = probe_batches(lm, frame["prompt"].astype(str).tolist(), batch_size)
+    prompts = frame["prompt"].astype(str).tolist()
+    batches = probe_batches(lm, prompts, batch_size)
     show = progress if progress is not None else len(frame) > 64
-    return score_batches(lm, batches, len(frame), target_tokens(lm, frame), k, show).to("cpu")
+    with naming_prompts(prompts):
+        return score_batches(lm, batches, len(frame), target_tokens(lm, frame), k,
+                             show).to("cpu")
 
 
 # --- random neurons ---------------------------------------------------------------------------

@@ -14,7 +14,8 @@ forward, for about half the work on average over a sweep's windows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +35,10 @@ from ..forward.batching import (
 )
 from ..forward.hooks import Call, capture_at_positions, capture_inputs_at_positions, record_calls
 from ..models import LM
+from ..models.finite import NonFiniteError, check_finite
 
-__all__ = ["CleanRun", "ProbeBatch", "forward", "map_batches", "probe_batches", "probe_frame",
-           "target_tokens"]
+__all__ = ["CleanRun", "ProbeBatch", "forward", "map_batches", "naming_prompts", "probe_batches",
+           "probe_frame", "read_out", "target_tokens"]
 
 
 # --- probes -----------------------------------------------------------------------------------
@@ -126,6 +128,35 @@ def map_batches(lm: LM, batches: list[ProbeBatch],
 
 # --- forwards ---------------------------------------------------------------------------------
 
+def read_out(lm: LM, hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """The last block's output ``(rows, d)`` through the final norm, checked to be finite.
+
+    Args:
+        lm: the model.
+        hidden: ``(rows, d)`` last-block outputs at the prediction positions.
+        rows: ``(rows,)`` the probe index of each row (named in the error).
+
+    Raises:
+        NonFiniteError: a NaN or inf normed state (names the model, its dtype and the probe).
+    """
+    normed = lm.head.normalize(hidden)
+    check_finite(lm, normed.unsqueeze(0), "normed hidden state", layers=[lm.n_layers - 1],
+                 rows=rows)
+    return normed
+
+
+@contextmanager
+def naming_prompts(prompts: Sequence[str]) -> Iterator[None]:
+    """Re-raise a :class:`NonFiniteError` with the text of its probe from ``prompts``."""
+    try:
+        yield
+    except NonFiniteError as error:
+        named = error.with_prompt(prompts)
+        if named is error:
+            raise
+        raise named from None
+
+
 def forward(lm: LM, batch: ProbeBatch,
             activations: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run the backbone on a batch (under whatever hooks are active).
@@ -140,7 +171,7 @@ def forward(lm: LM, batch: ProbeBatch,
             capture_inputs_at_positions(modules, batch.positions) as acts:
         lm.arch.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                          **backbone_kwargs(lm))
-    normed = lm.head.normalize(last[0])
+    normed = read_out(lm, last[0], batch.rows)
     return normed, (torch.stack(acts) if activations else None)
 
 
@@ -232,7 +263,7 @@ class CleanRun:
             hidden = _hidden(output)
         where = self.batch.positions.to(hidden.device)
         rows = torch.arange(len(where), device=hidden.device)
-        return lm.head.normalize(hidden[rows, where])
+        return read_out(lm, hidden[rows, where], self.batch.rows)
 
     def block_input(self, layer: int, index: torch.Tensor) -> torch.Tensor:
         """The recorded input of block ``layer`` for rows ``index`` of the batch (may repeat).
@@ -272,7 +303,7 @@ class CleanRun:
         """
         rows = torch.arange(len(index), device=hidden.device)
         where = self.batch.positions.index_select(0, index).to(hidden.device)
-        return self.lm.head.normalize(hidden[rows, where])
+        return read_out(self.lm, hidden[rows, where], self.batch.rows.index_select(0, index))
 
     def forward_rows(self, start: int, index: torch.Tensor) -> torch.Tensor:
         """Blocks ``start..`` for a batch made of rows ``index`` of this one (rows may repeat).

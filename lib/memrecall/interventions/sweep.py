@@ -42,11 +42,20 @@ import torch
 
 from ..forward.batching import activation_bytes, activation_token_budget, halve_on_oom
 from ..models import LM
+from ..models.finite import check_finite
 from ..runmode import progress_bar
 from .controls import CONTROLS, control
 from .knockout import Scope, neuron_mask, neuron_masks
 from .neurons import mlp_width, prediction_and_target, random_neurons, score_batches
-from .resume import CleanRun, ProbeBatch, map_batches, probe_batches, probe_frame, target_tokens
+from .resume import (
+    CleanRun,
+    ProbeBatch,
+    map_batches,
+    naming_prompts,
+    probe_batches,
+    probe_frame,
+    target_tokens,
+)
 
 __all__ = ["PAPER_KS", "PAPER_MAX_WINDOW", "RELEASED_KS", "RELEASED_MAX_WINDOW",
            "SWEEP_KEYS", "SweepConfig", "knockout_configs", "knockout_sweep", "summarize_sweep"]
@@ -200,6 +209,8 @@ class _Head:
         configs, probes, normed = (torch.cat(parts) for parts in zip(*self.pending))
         self.pending, self.count = [], 0
         scan = self.lm.head.scan(normed, self.tokens[probes], argmax=True)
+        check_finite(self.lm, scan.log_norm.unsqueeze(0), "logit",
+                     layers=[self.lm.n_layers - 1], rows=probes, where=" after a knockout")
         self.pred[configs, probes] = scan.pred
         self.rank[configs, probes] = scan.larger
         self.prob[configs, probes] = torch.exp(scan.own - scan.log_norm.unsqueeze(1))
@@ -335,9 +346,20 @@ def knockout_sweep(lm: LM, probes: pd.DataFrame | Sequence[str],
         targets, ``target_token, is_memorized, base_target_rank, target_rank, base_target_prob,
         target_prob, target_rank_change`` (after - before) and ``target_prob_change`` (after -
         before, in **percentage points** of absolute probability).
+
+    Raises:
+        NonFiniteError: a NaN or inf normed state or logit, clean or after a knockout (names
+            the model, its dtype, the 1-based layer and the first affected probe).
     """
     config = replace(config or SweepConfig(), **fields)
     frame = probe_frame(probes)
+    with naming_prompts(frame["prompt"].astype(str).tolist()):
+        return _sweep(lm, frame, config, batch_size, max_rows, progress, resume)
+
+
+def _sweep(lm: LM, frame: pd.DataFrame, config: SweepConfig, batch_size: int | None,
+           max_rows: int | None, progress: bool | None, resume: bool) -> pd.DataFrame:
+    """:func:`knockout_sweep` on a checked probe frame."""
     n = len(frame)
     d_ff = mlp_width(lm)
     configs = knockout_configs(lm.n_layers, d_ff, config.ks, config.max_window, config.controls)

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from .._io import atomic_write, atomic_write_text, code_fingerprint
 from ..models import LM
+from ..models.finite import NonFiniteError
 from .text import TextChunks
 
 __all__ = [
@@ -46,6 +47,20 @@ def translate(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) ->
         ``(layers, rows, d)`` translated states (differentiable in ``weight`` and ``bias``).
     """
     return hidden + torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))
+
+
+def _check_finite(weight: torch.Tensor, bias: torch.Tensor, source: str) -> None:
+    """Refuse translators holding a NaN or inf, naming ``source``, the tensor and the layer."""
+    for name, tensor in (("weight", weight), ("bias", bias)):
+        finite = torch.isfinite(tensor)
+        if bool(finite.all()):
+            continue
+        bad = (~finite).reshape(len(tensor), -1).any(1)
+        layer = int(torch.nonzero(bad)[0, 0]) + 1
+        raise NonFiniteError(
+            f"{source}: the lens's {name} holds {int((~finite).sum())} NaN or inf value(s), "
+            f"first in the translator of layer {layer} (1-based); refit the lens",
+            layer=layer)
 
 
 class AffineLens:
@@ -73,6 +88,7 @@ class AffineLens:
             raise ValueError(f"weight must be (layers, d, d), got {tuple(weight.shape)}")
         if bias.shape != weight.shape[:2]:
             raise ValueError(f"bias must be {tuple(weight.shape[:2])}, got {tuple(bias.shape)}")
+        _check_finite(weight, bias, f"{type(self).__name__} for {meta.get('model')!r}")
         self.weight = weight.float().contiguous()
         self.bias = bias.float().contiguous()
         self.meta = {**meta, "kind": self.kind}
@@ -158,10 +174,12 @@ def load_lens(path: str | Path, lm: LM | None = None) -> AffineLens:
 
     Raises:
         LensMismatchError: ``lm`` is not the model (or revision) the lens was fitted for.
+        NonFiniteError: the file holds a NaN or inf (names the file, the tensor, the layer).
     """
     tensors_path, meta_path = lens_files(path)
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     tensors = load_file(str(tensors_path))
+    _check_finite(tensors["weight"], tensors["bias"], str(tensors_path))
     cls = AffineLens.kinds.get(meta.get("kind"))
     if cls is None:
         raise ValueError(f"{meta_path}: unknown lens kind {meta.get('kind')!r}; "

@@ -43,6 +43,7 @@ from ..forward.batching import (
 )
 from ..forward.blocks import block_outputs
 from ..models import LM
+from ..models.finite import check_finite
 from ..models.head import Head
 from ..runmode import progress_bar
 from .base import Lens
@@ -63,7 +64,8 @@ class LensStats:
 
 
 def lens_stats(lm: LM, hidden: torch.Tensor, targets: torch.Tensor | None = None,
-               head: Head | None = None) -> LensStats:
+               head: Head | None = None, *, rows: Sequence[int] | None = None,
+               prompts: Sequence[str] | None = None) -> LensStats:
     """Project per-layer hidden states of a batch and score the prediction and the target.
 
     Two passes over the vocabulary, each layer's rows read once: the last layer (argmax, its
@@ -74,14 +76,26 @@ def lens_stats(lm: LM, hidden: torch.Tensor, targets: torch.Tensor | None = None
         hidden: ``(n_layers, batch, d)`` block outputs at the prediction positions.
         targets: ``(batch,)`` target token ids, or None for plain prompts.
         head: the read-out to use (default ``lm.head``; tile sizes are its parameters).
+        rows: the prompt index of each row of the batch (for error messages only).
+        prompts: every prompt, indexed by ``rows`` (for error messages only).
+
+    Raises:
+        NonFiniteError: a NaN or inf normed hidden state or logit (names the model, its
+            dtype, the 1-based layer and the first affected prompt).
     """
     head = head or lm.head
     n_layers, batch, _ = hidden.shape
     normed = head.normalize(hidden)
+    # NaN would read as rank 0 (nothing is larger than NaN): one check per batch, on tensors
+    # already computed (the normed states; each layer's log-normaliser, which any NaN or inf
+    # logit turns non-finite), never another pass over the vocabulary.
+    check_finite(lm, normed, "normed hidden state", layers=range(n_layers), rows=rows,
+                 prompts=prompts)
     has_target = targets is not None
     no_tokens = torch.empty(batch, 0, dtype=torch.int64, device=hidden.device)
     last = head.scan(normed[-1], targets.view(batch, 1) if has_target else no_tokens,
                      argmax=True)
+    log_norms = [last.log_norm.view(1, batch)]
     pred = last.pred
     # At the last layer the prediction is the argmax by definition: its rank is 0 and its
     # probability comes from the logit that chose it, not from a recomputed, rounded one.
@@ -95,13 +109,16 @@ def lens_stats(lm: LM, hidden: torch.Tensor, targets: torch.Tensor | None = None
         target_prob[-1] = torch.exp(last.own[:, 0] - last.log_norm)
     if n_layers > 1:
         tokens = pred.view(batch, 1) if not has_target else torch.stack([pred, targets], 1)
-        ranks, probs = head.rank_and_prob(normed[:-1].reshape(-1, normed.shape[-1]),
-                                          tokens.repeat(n_layers - 1, 1))
-        ranks = ranks.view(n_layers - 1, batch, -1)
-        probs = probs.view(n_layers - 1, batch, -1)
+        scan = head.scan(normed[:-1].reshape(-1, normed.shape[-1]),
+                         tokens.repeat(n_layers - 1, 1))
+        log_norms.insert(0, scan.log_norm.view(n_layers - 1, batch))
+        ranks = scan.larger.view(n_layers - 1, batch, -1)
+        probs = torch.exp(scan.own - scan.log_norm.unsqueeze(1)).view(n_layers - 1, batch, -1)
         pred_rank[:-1], pred_prob[:-1] = ranks[..., 0], probs[..., 0]
         if has_target:
             target_rank[:-1], target_prob[:-1] = ranks[..., 1], probs[..., 1]
+    check_finite(lm, torch.cat(log_norms), "logit", layers=range(n_layers), rows=rows,
+                 prompts=prompts)
     return LensStats(
         pred_token=pred,
         pred_rank=pred_rank,
@@ -141,6 +158,9 @@ def layer_logits(lm: LM, prompt: str, lens: Lens | None = None) -> torch.Tensor:
         prompt: one prompt (e.g. an idiom without its last word).
         lens: None for the logit lens, or a fitted lens (checked against ``lm`` first, as
             :func:`project` checks it).
+
+    Raises:
+        NonFiniteError: a NaN or inf logit (names the 1-based layer).
     """
     if lens is not None:
         lens.check(lm)
@@ -149,7 +169,9 @@ def layer_logits(lm: LM, prompt: str, lens: Lens | None = None) -> torch.Tensor:
         hidden = block_outputs(lm, ids, positions)  # (n_layers, 1, d)
         if lens is not None:
             hidden = lens.transform(hidden)
-        return lm.head.logits(lm.head.normalize(hidden[:, 0])).float()
+        logits = lm.head.logits(lm.head.normalize(hidden[:, 0])).float()
+    check_finite(lm, logits.unsqueeze(1), "logit", layers=range(lm.n_layers), prompts=[prompt])
+    return logits
 
 
 def layer_top_k(lm: LM, prompt: str, k: int = 5,
@@ -204,6 +226,9 @@ def project(lm: LM, probes: pd.DataFrame | Sequence[str], *, batch_size: int | N
     Raises:
         ValueError: a bad ``batch_size``, or a prompt longer than the model's context window
             (names the row, its length and the limit).
+        NonFiniteError: a NaN or inf in a layer's normed hidden state or logits (names the
+            model, its dtype, the 1-based layer and the first affected prompt; float16
+            overflow in Gemma 3 is the usual cause).
     """
     batch_size = check_batch_size(batch_size)
     if isinstance(probes, str):
@@ -238,7 +263,7 @@ def project(lm: LM, probes: pd.DataFrame | Sequence[str], *, batch_size: int | N
         if lens is not None:
             hidden = lens.transform(hidden)
         stats = lens_stats(lm, hidden, None if targets is None else targets[rows].to(lm.device),
-                           head=head)
+                           head=head, rows=rows, prompts=prompts)
         out["pred_token"][rows] = stats.pred_token.cpu().numpy()
         out["pred_rank"][rows] = stats.pred_rank.T.cpu().numpy()
         out["pred_prob"][rows] = stats.pred_prob.T.cpu().numpy()

@@ -12,6 +12,7 @@ cache.
 """
 
 from .architectures import UnsupportedArchitectureError, supported_model_types
+from .finite import NonFiniteError
 from .lm import LM, wrap
 from .loading import (
     DeviceUnavailableError,
@@ -32,6 +33,7 @@ __all__ = [
     "DeviceUnavailableError",
     "HubUnreachableError",
     "ModelFolderError",
+    "NonFiniteError",
     "RegisteredModel",
     "UnknownModelError",
     "UnsupportedArchitectureError",

@@ -11,9 +11,10 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .architectures import Architecture, resolve
+from .finite import check_finite_weights
 from .head import Head
 
-__all__ = ["LM", "state_fingerprint", "wrap"]
+__all__ = ["LM", "state_fingerprint", "tokenizer_fingerprint", "wrap"]
 
 FINGERPRINT_SAMPLE = 1024  # elements hashed per tensor by state_fingerprint
 
@@ -109,12 +110,22 @@ class LM:
         """Rows of the unembedding."""
         return self.head.vocab_size
 
+    @cached_property
+    def tokenizer_fingerprint(self) -> str:
+        """What identifies the tokenizer (:func:`tokenizer_fingerprint`), taken once."""
+        return tokenizer_fingerprint(self.tokenizer)
+
     def provenance(self) -> dict[str, str | int]:
-        """What identifies these weights, for the results cache and figure captions."""
+        """What identifies these weights and this tokenizer, for the results cache and captions.
+
+        The tokenizer is part of it: the same weights read through a tokenizer that adds BOS,
+        or through an edited ``tokenizer.json``, give other ranks.
+        """
         return {
             "model": self.name,
             "revision": self.revision,
             "weights": self.weights,
+            "tokenizer": self.tokenizer_fingerprint,
             "model_type": self.arch.model_type,
             "dtype": str(self.dtype).removeprefix("torch."),
             "n_layers": self.n_layers,
@@ -146,13 +157,40 @@ def state_fingerprint(model: PreTrainedModel, sample: int = FINGERPRINT_SAMPLE) 
     return f"state-sample-sha256:{digest.hexdigest()}"
 
 
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
+    """What identifies a tokenizer's behaviour: ``"tokenizer-sha256:<hex>"``.
+
+    The sha256 of its whole serialised definition (``backend_tokenizer.to_str()`` for a fast
+    tokenizer: vocabulary, merges, normaliser, pre-tokeniser, the post-processor that adds BOS or
+    EOS) plus its special tokens and ``add_bos_token`` / ``add_eos_token`` settings; for a slow
+    tokenizer its vocabulary instead of the serialised definition.
+    """
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest.update(backend.to_str().encode())
+    else:
+        digest.update(json.dumps(tokenizer.get_vocab(), sort_keys=True).encode())
+    settings = {
+        "special": {key: str(value) for key, value in tokenizer.special_tokens_map.items()},
+        "add_bos_token": getattr(tokenizer, "add_bos_token", None),
+        "add_eos_token": getattr(tokenizer, "add_eos_token", None),
+    }
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    return f"tokenizer-sha256:{digest.hexdigest()}"
+
+
 def wrap(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str | None = None,
          revision: str | None = None) -> LM:
     """Wrap an already-loaded Hugging Face causal LM or masked LM (BERT-style).
 
     The weights are identified by :func:`state_fingerprint`, taken now; ``revision`` defaults to
     the hub commit recorded in the config, else ``"unknown"``.
+
+    Raises:
+        NonFiniteError: a weight holds a NaN or inf (the message names the tensor).
     """
     name = name or getattr(model.config, "name_or_path", "") or type(model).__name__
+    check_finite_weights(model, name)
     revision = revision or getattr(model.config, "_commit_hash", None) or "unknown"
     return LM(model=model, tokenizer=tokenizer, name=name, revision=revision)

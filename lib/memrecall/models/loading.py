@@ -6,38 +6,30 @@ file's sha256, verified on each load (a tampered or truncated file is reconverte
 naming it); hub models come from the local Hugging Face cache when they are there, and a hub that
 cannot be reached fails in seconds with a message naming the offline profile. A local folder that
 is not a complete model (no config, no tokenizer, no or truncated weights) fails at once with a
-message naming the file. A model read from a GGUF file is identified by the file's sha256
-(:attr:`LM.weights`), any other by a sampled hash of its state dict.
+message naming the file; one whose files lack a tensor the config calls for (or hold one it
+does not) is refused, never completed with random weights. A model read from a GGUF file is
+identified by the file's sha256 (:attr:`LM.weights`), any other by a sampled hash of its state
+dict.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import socket
-import struct
-import tempfile
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
 from .._io import (
-    WRITE_ERRORS,
-    CacheWarning,
-    atomic_write_dir,
-    error_text,
     is_hub_id,
-    read_json_file,
     sha256_file,
     slug,
 )
 from ..runmode import plain_progress
-from .architectures import UnsupportedArchitectureError, supported_model_types
+from .converted import MANIFEST, converted_model, safetensors_problem
+from .finite import NonFiniteError, check_finite_weights
 from .lm import LM, state_fingerprint
 from .packaged import (
     ChecksumMismatchError,
@@ -46,6 +38,7 @@ from .packaged import (
     reinstall_command,
 )
 from .placement import DeviceMap, place, resolve_dtype
+from .pretrained import ModelFolderError, from_pretrained
 from .registry import REGISTRY, package_version
 from .tiny import build_tiny
 
@@ -55,6 +48,7 @@ __all__ = [
     "DeviceUnavailableError",
     "HubUnreachableError",
     "ModelFolderError",
+    "NonFiniteError",
     "UnknownModelError",
     "check_device",
     "converted_model",
@@ -74,10 +68,6 @@ class UnknownModelError(ValueError):
 
 class HubUnreachableError(OSError):
     """A hub model was asked for but the Hugging Face hub cannot be reached."""
-
-
-class ModelFolderError(OSError):
-    """A local model folder (or ``.gguf`` path) is missing, incomplete or unreadable."""
 
 
 class DeviceUnavailableError(RuntimeError):
@@ -116,153 +106,6 @@ def check_device(device: str | torch.device | None) -> torch.device:
     return device
 
 
-def _auto_class(config) -> type:
-    model_type = getattr(config, "model_type", "")
-    if model_type not in supported_model_types():
-        raise UnsupportedArchitectureError(
-            f"model_type {model_type!r} is not supported; supported: "
-            f"{', '.join(supported_model_types())}"
-        )
-    masked = model_type == "bert"
-    return AutoModelForMaskedLM if masked else AutoModelForCausalLM
-
-
-def _from_pretrained(source: str | Path, dtype: torch.dtype, revision: str | None = None,
-                     gguf_file: str | None = None, local_only: bool = False):
-    from transformers import AutoConfig
-
-    common = dict(revision=revision, trust_remote_code=False, local_files_only=local_only)
-    if gguf_file:
-        common["gguf_file"] = gguf_file
-    config = AutoConfig.from_pretrained(source, **common)
-    tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True, **common)
-    weights = {} if gguf_file else {"use_safetensors": True}  # never unpickle a checkpoint
-    model = _auto_class(config).from_pretrained(source, dtype=dtype, **weights, **common)
-    return model, tokenizer
-
-
-MANIFEST = "memrecall-manifest.json"
-"""In a converted model's folder: every other file's size and sha256, written at conversion."""
-
-
-def safetensors_problem(file: Path) -> str | None:
-    """What is wrong with a ``.safetensors`` file's framing (truncated, bad header), or None.
-
-    Reads only the header: 8 bytes of header length, the JSON header, then the data, whose
-    length the header's offsets fix exactly.
-    """
-    size = file.stat().st_size
-    try:
-        with open(file, "rb") as fh:
-            (header_len,) = struct.unpack("<Q", fh.read(8))
-            if header_len > size - 8:
-                return f"{file}: truncated or not safetensors ({size} bytes, header says more)"
-            header = json.loads(fh.read(header_len))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
-                  default=0)
-    except (struct.error, ValueError, KeyError, TypeError, IndexError, RecursionError):
-        return f"{file}: not a readable safetensors file (bad header)"
-    if size != 8 + header_len + end:
-        return f"{file}: {size} bytes where its header says {8 + header_len + end} (truncated?)"
-    return None
-
-
-def _manifest_problem(folder: Path) -> str | None:
-    """What is wrong with a converted folder against its manifest, or None when it is sound.
-
-    A manifest that is not a regular JSON file of at most 16 MiB, or whose entries are not
-    ``{relative name: {"bytes": int, "sha256": str}}``, counts as unreadable (reconverted).
-    """
-    try:
-        files = read_json_file(folder / MANIFEST)["files"]
-    except FileNotFoundError:
-        return f"{folder / MANIFEST} is missing (an old or interrupted conversion)"
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"{folder / MANIFEST} is unreadable"
-    if not isinstance(files, dict):
-        return f"{folder / MANIFEST} is malformed (its files are not a mapping)"
-    for name, entry in files.items():
-        if (not _inside(name) or not isinstance(entry, dict)
-                or type(entry.get("bytes")) is not int or not isinstance(entry.get("sha256"), str)):
-            return f"{folder / MANIFEST} is malformed (entry {str(name)[:80]!r})"
-    for name, entry in sorted(files.items()):
-        file = folder / name
-        if not file.is_file():
-            return f"{file} is missing"
-        if file.stat().st_size != entry["bytes"]:
-            return f"{file} is {file.stat().st_size} bytes, {entry['bytes']} were written"
-        if sha256_file(file) != entry["sha256"]:
-            return f"{file} differs from the converted one (sha256 mismatch)"
-    return None
-
-
-def _inside(name: str) -> bool:
-    """Whether a manifest's file name is a plain relative path (no ``..``, not absolute)."""
-    if not isinstance(name, str) or not name:
-        return False
-    path = Path(name)
-    return not path.is_absolute() and ".." not in path.parts
-
-
-def _write_manifest(folder: Path) -> None:
-    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size,
-                                                "sha256": sha256_file(p)}
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
-    (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=2, sort_keys=True))
-
-
-def _discard(folder: Path) -> None:
-    """Move ``folder`` aside and delete it (a concurrent reader keeps its open files)."""
-    aside = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
-    try:
-        folder.rename(aside / folder.name)
-    except OSError:
-        pass
-    shutil.rmtree(aside, ignore_errors=True)
-
-
-def converted_model(folder: str | Path, convert: Callable[[], tuple], dtype: torch.dtype):
-    """A model kept converted in ``folder``: verified and loaded, or converted and saved.
-
-    The folder is used only when every file matches the manifest written at conversion
-    (size and sha256); otherwise a :class:`~memrecall._io.CacheWarning` names the file and
-    the model is converted again and the folder replaced (atomically: a temp folder renamed
-    into place). A cache folder that cannot be written still gives the converted model.
-
-    Args:
-        folder: where the converted model lives.
-        convert: returns ``(model, tokenizer)`` in float32 (e.g. a dequantised GGUF).
-        dtype: the dtype of the returned model.
-
-    Returns:
-        ``(model, tokenizer)``.
-    """
-    folder = Path(folder)
-    if folder.exists():
-        problem = _manifest_problem(folder)
-        if problem is None:
-            try:
-                return _from_pretrained(folder, dtype, local_only=True)
-            except Exception as error:  # files as written, yet unreadable: convert again
-                problem = f"{folder} cannot be loaded ({type(error).__name__}: {error})"
-        warnings.warn(f"reconverting {folder.name}: {problem}", CacheWarning, stacklevel=2)
-        _discard(folder)
-    model, tokenizer = convert()
-
-    def save(temp: Path) -> None:
-        model.save_pretrained(temp)
-        tokenizer.save_pretrained(temp)
-        _write_manifest(temp)
-
-    try:
-        atomic_write_dir(folder, save)
-    except WRITE_ERRORS as error:  # another process was first, a read-only or full disk: usable
-        if not folder.exists():
-            warnings.warn(f"cannot keep the converted model in {folder} ({error_text(error)}); "
-                          "it will be converted again next time", CacheWarning, stacklevel=2)
-    return model.to(dtype), tokenizer
-
-
 def _load_packaged_gguf(name: str, packaged: PackagedGGUF, dtype: torch.dtype):
     """Load a packaged GGUF model, dequantising it only the first time.
 
@@ -282,7 +125,7 @@ def _load_packaged_gguf(name: str, packaged: PackagedGGUF, dtype: torch.dtype):
                 f"{name}: {gguf} has sha256 {actual}, not the pinned {packaged.sha256}; "
                 f"reinstall the package: `{reinstall_command([packaged.distribution])}`"
             )
-        model, tokenizer = _from_pretrained(gguf.parent, torch.float32, gguf_file=gguf.name,
+        model, tokenizer = from_pretrained(gguf.parent, torch.float32, gguf_file=gguf.name,
                                             local_only=True)
         # The weights are plain float tensors now; drop the GGUF marker that blocks saving.
         model.hf_quantizer = None
@@ -342,7 +185,9 @@ def _check_gguf_file(path: Path) -> None:
 def _load_local_dir(path: Path, dtype: torch.dtype):
     _check_model_folder(path)
     try:
-        return _from_pretrained(path, dtype, local_only=True)
+        return from_pretrained(path, dtype, local_only=True, strict=True)
+    except ModelFolderError:
+        raise
     except (OSError, ValueError, RuntimeError) as error:
         raise ModelFolderError(f"cannot load the model in {path}: {type(error).__name__}: "
                                f"{error}") from error
@@ -385,14 +230,14 @@ def _hub_unreachable_error(hub_id: str, reason: str) -> HubUnreachableError:
 
 def _load_hub(hub_id: str, dtype: torch.dtype, revision: str | None):
     try:  # a model already in the local Hugging Face cache needs no network
-        return _from_pretrained(hub_id, dtype, revision, local_only=True)
+        return from_pretrained(hub_id, dtype, revision, local_only=True)
     except OSError:
         pass
     if _hub_offline():
         raise _hub_unreachable_error(hub_id, "HF_HUB_OFFLINE is set and it is not in the cache")
     if not _hub_reachable():  # fail in seconds instead of waiting on retries
         raise _hub_unreachable_error(hub_id, f"{HUB_HOST} is unreachable from this machine")
-    return _from_pretrained(hub_id, dtype, revision)
+    return from_pretrained(hub_id, dtype, revision)
 
 
 @contextmanager
@@ -436,12 +281,15 @@ def load(name_or_path: str | Path, device: str | torch.device | None = None,
         DeviceUnavailableError: ``device="cuda"`` on a machine without a CUDA GPU.
         HubUnreachableError: a hub model that cannot be fetched (the message names
             ``PROFILE=offline``).
+        NonFiniteError: a weight holds a NaN or inf (e.g. overflowed in float16; names the
+            tensor).
     """
     dtype = resolve_dtype(dtype)
     device = check_device(device) if device_map is None else default_device()
     name = str(name_or_path)
     with _quiet_loading():
         model, tokenizer, pinned, weights = _load(name, dtype, revision)
+    check_finite_weights(model, name)
     # identify the weights while they are all in memory: a device map may offload some
     weights = weights or state_fingerprint(model)
     model = place(model, device, device_map, offload_folder)
@@ -467,7 +315,7 @@ def _load(name: str, dtype: torch.dtype, revision: str | None):
         pinned = revision or getattr(model.config, "_commit_hash", None) or "main"
     elif path.suffix.lower() == ".gguf":
         _check_gguf_file(path)
-        model, tokenizer = _from_pretrained(path.parent, dtype, gguf_file=path.name,
+        model, tokenizer = from_pretrained(path.parent, dtype, gguf_file=path.name,
                                             local_only=True)
         pinned = f"file:{path.name}"
         weights = f"gguf-sha256:{sha256_file(path)}"
