@@ -281,6 +281,31 @@ def test_figures_are_written_atomically(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]
 
 
+def test_a_failed_png_keeps_the_old_pdf_and_png_together(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    old = plt.figure()
+    old.gca().plot([0, 1], [0, 1])
+    saved = figures.save_figure(old, tmp_path / "f")
+    pair = saved.pdf.read_bytes(), saved.png.read_bytes()
+    plt.close(old)
+    new = plt.figure()
+    new.gca().plot([0, 1], [1, 0])
+    real = new.savefig
+
+    def png_fails(path, **kwargs):
+        if kwargs.get("format") == "png":
+            raise OSError(28, "No space left on device")
+        real(path, **kwargs)
+
+    monkeypatch.setattr(new, "savefig", png_fails)
+    with pytest.raises(OSError, match="No space left"):
+        figures.save_figure(new, tmp_path / "f")
+    plt.close(new)
+    assert (saved.pdf.read_bytes(), saved.png.read_bytes()) == pair  # one run's pair, both old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]
+
+
 def test_csv_round_trip_with_a_bare_carriage_return(tmp_path):
     frame = pd.DataFrame({"pred_piece": ["a\rb", "\r", "plain"], "rank": [1, 2, 3],
                           "is_memorized": [True, False, True]})
