@@ -370,6 +370,25 @@ def test_make_passes_variables_as_text_never_as_commands(tmp_path):
     assert args[args.index("--batch-size") + 1] == f"`touch {injected}`"
 
 
+@pytest.mark.parametrize("variable", ["MODELS", "PROFILE", "DEVICE", "BATCH_SIZE", "DTYPE"])
+@pytest.mark.parametrize("how", ["command line", "environment"])
+def test_make_never_expands_a_make_function_in_a_variable(tmp_path, variable, how):
+    injected = tmp_path / "injected"
+    value = f"$(shell touch {injected})"
+    stamp = tmp_path / "no-stamp"
+    command = ["make", "-n", "-C", str(repo_root()), f"STAMP={stamp}", "-o", str(stamp),
+               "-o", "git-filter", "reproduce"]
+    env = dict(os.environ)
+    if how == "command line":
+        command.append(f"{variable}={value}")
+    else:
+        env[variable] = value
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env,
+                         check=True)
+    assert not injected.exists()
+    assert f"'{value}'" in out.stdout  # passed on as one quoted word, unexpanded
+
+
 
 @pytest.mark.slow
 def test_corrupting_every_cache_file_gives_the_same_summary(tmp_path, data_dir, monkeypatch):
