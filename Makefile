@@ -20,6 +20,15 @@ ifneq ($(wildcard $(SHARED_DATA)/README.md),)
 export MEMRECALL_DATA_DIR ?= $(SHARED_DATA)
 endif
 
+# The user's variables as plain text: `$(value ...)` into simply-expanded variables, so make never
+# expands a value such as MODELS='$(shell touch f)' (not in a recipe, nor when it exports it to
+# the recipes' environment, which it does to every command-line variable).
+override PROFILE    := $(value PROFILE)
+override MODELS     := $(value MODELS)
+override DEVICE     := $(value DEVICE)
+override BATCH_SIZE := $(value BATCH_SIZE)
+override DTYPE      := $(value DTYPE)
+
 # A make variable as ONE shell word: single-quoted, inner quotes escaped, so a value such as
 # MODELS='x; touch f' reaches the program as text and is never run as a command.
 shell_quote = '$(subst ','\'',$(1))'

@@ -281,6 +281,31 @@ def test_figures_are_written_atomically(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]
 
 
+def test_a_failed_png_keeps_the_old_pdf_and_png_together(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    old = plt.figure()
+    old.gca().plot([0, 1], [0, 1])
+    saved = figures.save_figure(old, tmp_path / "f")
+    pair = saved.pdf.read_bytes(), saved.png.read_bytes()
+    plt.close(old)
+    new = plt.figure()
+    new.gca().plot([0, 1], [1, 0])
+    real = new.savefig
+
+    def png_fails(path, **kwargs):
+        if kwargs.get("format") == "png":
+            raise OSError(28, "No space left on device")
+        real(path, **kwargs)
+
+    monkeypatch.setattr(new, "savefig", png_fails)
+    with pytest.raises(OSError, match="No space left"):
+        figures.save_figure(new, tmp_path / "f")
+    plt.close(new)
+    assert (saved.pdf.read_bytes(), saved.png.read_bytes()) == pair  # one run's pair, both old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.pdf", "f.png"]
+
+
 def test_csv_round_trip_with_a_bare_carriage_return(tmp_path):
     frame = pd.DataFrame({"pred_piece": ["a\rb", "\r", "plain"], "rank": [1, 2, 3],
                           "is_memorized": [True, False, True]})
@@ -343,6 +368,25 @@ def test_make_passes_variables_as_text_never_as_commands(tmp_path):
     assert args[args.index("--models") + 1] == f"x; touch {injected}"
     assert args[args.index("--profile") + 1] == f"smoke';touch {injected}'"
     assert args[args.index("--batch-size") + 1] == f"`touch {injected}`"
+
+
+@pytest.mark.parametrize("variable", ["MODELS", "PROFILE", "DEVICE", "BATCH_SIZE", "DTYPE"])
+@pytest.mark.parametrize("how", ["command line", "environment"])
+def test_make_never_expands_a_make_function_in_a_variable(tmp_path, variable, how):
+    injected = tmp_path / "injected"
+    value = f"$(shell touch {injected})"
+    stamp = tmp_path / "no-stamp"
+    command = ["make", "-n", "-C", str(repo_root()), f"STAMP={stamp}", "-o", str(stamp),
+               "-o", "git-filter", "reproduce"]
+    env = dict(os.environ)
+    if how == "command line":
+        command.append(f"{variable}={value}")
+    else:
+        env[variable] = value
+    out = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env,
+                         check=True)
+    assert not injected.exists()
+    assert f"'{value}'" in out.stdout  # passed on as one quoted word, unexpanded
 
 
 

@@ -131,7 +131,9 @@ def test_notebooks_folder_is_the_repository_one():
 
 def test_reproduce_in_bfloat16_keeps_the_float32_outputs_apart(monkeypatch):
     ran = []
-    monkeypatch.setattr("memrecall.reproduce.write_fingerprint", ran.append)
+    monkeypatch.setattr("memrecall.reproduce.write_fingerprint",
+                        lambda results, *args, **kwargs: ran.append(results))
+    monkeypatch.setattr("memrecall.reproduce.commit_fingerprint", lambda results: None)
     monkeypatch.setattr("memrecall.reproduce.run_notebook",
                         lambda notebook, output, parameters: ran.append((output, parameters)))
     assert main(["--profile", "smoke", "--dtype", "bfloat16"]) == 0

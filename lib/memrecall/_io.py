@@ -26,8 +26,10 @@ __all__ = [
     "WRITE_ERRORS",
     "CacheWarning",
     "LockedError",
+    "TEMP_NAME",
     "UnreadableFileError",
     "atomic_write",
+    "atomic_write_all",
     "atomic_write_bytes",
     "atomic_write_dir",
     "atomic_write_text",
@@ -44,6 +46,16 @@ __all__ = [
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
+TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+"""The name of an :func:`atomic_write` temp file (``.<name>.<8 random characters>.tmp``): one
+left behind by a killed process is removed by the next ``make reproduce``."""
+
+
+def _temp_for(path: Path) -> Path:
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    return Path(temp)
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Write ``path`` all or nothing: ``write(temp)`` in the same folder, then a rename.
@@ -52,18 +64,31 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     is flushed to disk before the rename and removed if ``write`` raises. The file gets the
     permissions of any new file (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    atomic_write_all({path: write})
+
+
+def atomic_write_all(writes: dict[str | Path, Callable[[Path], None]]) -> None:
+    """Write several files all or nothing: each to a temp file first, then every rename.
+
+    If any ``write`` raises, no file is replaced (every old file is kept) and the temp files are
+    removed; the renames come only after every write succeeded, one right after the other (a
+    kill in that instant, microseconds wide, is the only way to get a mixed set).
+    """
+    temps: dict[Path, Path] = {}
     try:
-        write(Path(temp))
-        with open(temp, "rb+") as fh:
-            os.fsync(fh.fileno())
-            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
-        os.replace(temp, path)
+        for path, write in writes.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temps[path] = temp = _temp_for(path)
+            write(temp)
+            with open(temp, "rb+") as fh:
+                os.fsync(fh.fileno())
+                os.fchmod(fh.fileno(), 0o666 & ~current_umask())
+        for path, temp in temps.items():
+            os.replace(temp, path)
     except BaseException:
-        Path(temp).unlink(missing_ok=True)
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
         raise
 
 

@@ -3,17 +3,25 @@
 Writes executed notebooks to ``notebooks/rendered/<profile>/`` and figures to
 ``figures/<profile>/``; prints one progress line per notebook and, at the end, the summary table
 that notebook 03 writes to ``results/<profile>/summary.csv``. Every notebook gets the papermill
-parameter ``interactive=False`` (plain output, no widgets). The code that made the results is
-recorded: ``results/<profile>/fingerprint.json`` (the package's source fingerprint, the git
-revision and whether the source differs from it) and each rendered notebook's metadata
-(``metadata.memrecall.code_fingerprint``).
+parameter ``interactive=False`` (plain output, no widgets). The code and models that made the
+results are recorded: ``results/<profile>/fingerprint.json`` (the package's source fingerprint,
+the git revision, whether the source differs from it, the profile, dtype and models), written
+only when every notebook succeeded (a failed run leaves the previous one as it was, and its own
+record in ``fingerprint.incomplete.json``), and each rendered notebook's metadata
+(``metadata.memrecall.code_fingerprint`` and ``.models``).
+
+Models other than the profile's (``--models``, ``make reproduce MODELS=...``) write to their own
+folders, ``<profile>-<models>`` (:func:`output_name`), so a subset never rewrites the profile's
+multi-model tables. Names are checked before any work (:func:`check_models`).
 
 One run per profile at a time: a second ``make reproduce`` of the same profile stops at once
 with a message naming the running one (a lock on ``results/<profile>/.reproduce.lock``, released
 by the operating system however the first run ends). A notebook whose cell raises, or whose
 kernel dies, leaves ``<name>.failed.ipynb`` (the cells run so far) and a non-zero exit status.
 Rendered notebooks are stored tidy (:func:`tidy_rendered`): no progress bars, each figure once,
-so a re-render's diff shows what changed in the results.
+so a re-render's diff shows what changed in the results. SIGTERM ends a run like Ctrl-C (the
+partial notebook is removed); what a SIGKILLed run leaves (``.partial.ipynb``, atomic-write temp
+files) is removed at the start of the next run of the same outputs (:func:`remove_stale`).
 
 Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--device cpu]``
 
@@ -28,12 +36,16 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,12 +53,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ._io import (
+    TEMP_NAME,
     LockedError,
     atomic_write_text,
     code_fingerprint,
     exclusive_lock,
     is_hub_id,
     repo_root,
+    slug,
 )
 from .forward.batching import check_batch_size
 from .models import (
@@ -72,9 +86,70 @@ PROGRESS_UPDATE = re.compile(rf"\r[^\r\n]*?\[{_CLOCK}(?:<(?:\?|{_CLOCK}))?, [^\]
 r"""One update of a plain tqdm bar: ``\r``, a status line ending in its timing bracket, padding."""
 
 
-def output_name(profile: str, dtype: str | None = None) -> str:
-    """The folder name of a run's outputs: the profile, plus the dtype when not float32."""
-    return profile if dtype in (None, "float32") else f"{profile}-{dtype}"
+FINGERPRINT = "fingerprint.json"
+INCOMPLETE = "fingerprint.incomplete.json"
+STALE_AFTER_S = 600
+"""An atomic-write temp file older than this (seconds since its last write) is left over."""
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,119}")
+"""A ``--name``: one path component, no ``/``, never ``.`` or ``..``, not hidden."""
+
+
+class UnknownModelError(ValueError):
+    """``--models`` names no model, or a name that is not a model."""
+
+
+def output_name(profile: str, dtype: str | None = None,
+                models: list[str] | tuple[str, ...] | None = None) -> str:
+    """The folder name of a run's outputs.
+
+    The profile; plus ``-<dtype>`` when not float32; plus ``-<models>`` (:func:`models_slug`)
+    when ``models`` are not the profile's own (in any order), so a subset or another model never
+    rewrites the profile's tables.
+    """
+    name = profile if dtype in (None, "float32") else f"{profile}-{dtype}"
+    if models is not None and sorted(models) != sorted(profile_models(profile)):
+        name = f"{name}-{models_slug(models)}"
+    return name
+
+
+def models_slug(models: list[str] | tuple[str, ...]) -> str:
+    """The models as one file-name part: slugs joined by ``+`` (long lists: cut, plus a hash)."""
+    joined = "+".join(slug(m, None) for m in models)
+    if len(joined) > 80:
+        joined = f"{joined[:63]}-{hashlib.sha256(joined.encode()).hexdigest()[:16]}"
+    return joined
+
+
+def parse_models(text: str | None, profile: str) -> list[str]:
+    """``--models`` as a list (duplicates dropped); None: the profile's models.
+
+    Raises:
+        UnknownModelError: a value that names no model (``","``, blanks).
+    """
+    if text is None:
+        return profile_models(profile)
+    models = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    if not models:
+        raise UnknownModelError(
+            f"--models {text!r} names no model; give comma-separated names "
+            f"({', '.join(REGISTRY)}, or hub ids org/name), or leave it out (MODELS unset) "
+            f"for the {profile} profile's models")
+    return models
+
+
+def check_models(models: list[str]) -> None:
+    """Every name is a registry name, a hub id ``org/name`` or an existing model folder/.gguf.
+
+    Raises:
+        UnknownModelError: naming the unknown models and the registry's names.
+    """
+    unknown = [m for m in models
+               if m not in REGISTRY and not is_hub_id(m) and not Path(m).expanduser().exists()]
+    if unknown:
+        raise UnknownModelError(
+            f"unknown model{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}: "
+            f"not a registry name ({', '.join(REGISTRY)}), a hub id (org/name) or an existing "
+            "model folder or .gguf file")
 
 
 def numbered_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
@@ -83,7 +158,13 @@ def numbered_notebooks(folder: Path = NOTEBOOKS) -> list[Path]:
 
 
 def preflight(models: list[str]) -> None:
-    """Fail in seconds, before any work, when a hub model can't be fetched."""
+    """Fail in seconds, before any work: an unknown model name, a hub model that can't be fetched.
+
+    Raises:
+        UnknownModelError: see :func:`check_models`.
+        HubUnreachableError: the hub does not answer and a hub model is not cached.
+    """
+    check_models(models)
     hub = [m for m in models if m in REGISTRY and REGISTRY[m].hub_id] + \
         [m for m in models if m not in REGISTRY and is_hub_id(m)]
     missing = unavailable_hub_models(hub)
@@ -109,21 +190,60 @@ def git_revision(root: Path = ROOT) -> dict[str, str | bool | None]:
     return {"git_revision": revision, "git_dirty": dirty}
 
 
-def write_fingerprint(results_dir: Path) -> dict:
-    """Record the code this run uses in ``results_dir/fingerprint.json``, next to summary.csv."""
-    record = {"code_fingerprint": code_fingerprint(), **git_revision()}
-    atomic_write_text(results_dir / "fingerprint.json",
-                      json.dumps(record, indent=2, sort_keys=True) + "\n")
+def write_fingerprint(results_dir: Path, models: list[str] | None = None,
+                      name: str = FINGERPRINT, **details: str | None) -> dict:
+    """Record the code (and models, profile, dtype: ``details``) of a run in ``results_dir/name``.
+
+    A run writes it as :data:`INCOMPLETE` first and renames it to :data:`FINGERPRINT` only
+    when every notebook succeeded (:func:`commit_fingerprint`).
+    """
+    record = {"code_fingerprint": code_fingerprint(), **git_revision(), **details}
+    if models is not None:
+        record["models"] = list(models)
+    atomic_write_text(results_dir / name, json.dumps(record, indent=2, sort_keys=True) + "\n")
     return record
 
 
-def stamp_notebook(path: Path, fingerprint: str) -> None:
-    """Store ``fingerprint`` in the notebook's ``metadata.memrecall.code_fingerprint``."""
+def commit_fingerprint(results_dir: Path) -> None:
+    """The finished run's record (:data:`INCOMPLETE`) becomes ``fingerprint.json``."""
+    os.replace(results_dir / INCOMPLETE, results_dir / FINGERPRINT)
+
+
+def stamp_notebook(path: Path, fingerprint: str, models: list[str] | None = None) -> None:
+    """Store ``fingerprint`` (and ``models``) in the notebook's ``metadata.memrecall``."""
     import nbformat
 
     notebook = nbformat.read(path, as_version=nbformat.NO_CONVERT)
-    notebook.metadata.setdefault("memrecall", {})["code_fingerprint"] = fingerprint
+    record = notebook.metadata.setdefault("memrecall", {})
+    record["code_fingerprint"] = fingerprint
+    if models is not None:
+        record["models"] = list(models)
     nbformat.write(notebook, path)
+
+
+def remove_stale(folders: list[Path], rendered: Path, now: float | None = None) -> list[Path]:
+    """Remove what a killed run left; call it holding the outputs' lock. Returns what went.
+
+    ``rendered``'s ``.*.partial.ipynb`` (only ``make reproduce`` writes there, and the lock says
+    no other run is live); under ``folders``, atomic-write temp files (:data:`TEMP_NAME`)
+    untouched for :data:`STALE_AFTER_S` (a JupyterLab session may be writing to a shared cache:
+    a live write is never that old). Nothing else is touched.
+    """
+    now = time.time() if now is None else now
+    stale = sorted(rendered.glob(".*.partial.ipynb")) if rendered.is_dir() else []
+    for folder in folders:
+        if folder.is_dir():
+            stale += sorted(p for p in folder.rglob(".*.tmp")
+                            if TEMP_NAME.fullmatch(p.name) and p.is_file()
+                            and now - p.stat().st_mtime > STALE_AFTER_S)
+    removed = []
+    for path in stale:
+        try:
+            path.unlink()
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def run_notebook(notebook: Path, output: Path, parameters: dict) -> None:
@@ -158,7 +278,9 @@ def run_notebook(notebook: Path, output: Path, parameters: dict) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    stamp_notebook(partial, code_fingerprint())
+    models = parameters.get("models")
+    stamp_notebook(partial, code_fingerprint(),
+                   models.split(",") if isinstance(models, str) else models)
     tidy_file(partial)
     partial.replace(output)
 
@@ -277,8 +399,52 @@ def _batch_size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _safe_name(text: str) -> str:
+    if not SAFE_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a folder name: use one path component of letters, digits and "
+            "_ . + - (no /, not starting with . or -)")
+    return text
+
+
+def unwritable(folders: list[Path]) -> str | None:
+    """The first of ``folders`` (created if needed) where a file can't be written: a message."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as error:
+            return (f"{_shown(folder)} is not writable ({error.strerror or error}): make it "
+                    "writable, or write elsewhere with --name")
+    return None
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the checkout when it is inside it."""
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
+    """Command-line entry point; returns the exit status.
+
+    SIGTERM ends it as Ctrl-C does (exit status 143): the partial notebook is removed and the
+    lock released.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if in_main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="paper", choices=list(PROFILES))
     parser.add_argument("--models", help="comma-separated registry names (default: profile's)")
@@ -287,22 +453,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=list(DTYPES),
                         help="weights' dtype (default float32); other dtypes write to "
                         "<profile>-<dtype> folders, beside the float32 results")
-    parser.add_argument("--name", help="folder name of the outputs under results/, figures/ "
-                        "and notebooks/rendered/ (default: the profile, plus -<dtype>)")
+    parser.add_argument("--name", type=_safe_name,
+                        help="folder name of the outputs under results/, figures/ and "
+                        "notebooks/rendered/ (default: the profile, plus -<dtype>, plus "
+                        "-<models> when not the profile's)")
     args = parser.parse_args(argv)
 
-    models = args.models.split(",") if args.models else profile_models(args.profile)
     try:
+        models = parse_models(args.models, args.profile)
         check_device(args.device)
         preflight(models)
-    except (DeviceUnavailableError, HubUnreachableError) as error:
+    except (UnknownModelError, DeviceUnavailableError, HubUnreachableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    name = args.name or output_name(args.profile, args.dtype)
+    name = args.name or output_name(args.profile, args.dtype, models)
+    folders = [ROOT / "results" / name, ROOT / "figures" / name, NOTEBOOKS / "rendered" / name]
+    problem = unwritable(folders)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         with exclusive_lock(ROOT / "results" / name / ".reproduce.lock",
                             f"the outputs of {name} (results/{name}, figures/{name}, "
                             f"notebooks/rendered/{name})"):
+            removed = remove_stale(folders[:2], folders[2])
+            if removed:
+                print(f"removed {len(removed)} file(s) left by an interrupted run: "
+                      + ", ".join(map(_shown, removed)), flush=True)
             return _run(args, models, name)
     except LockedError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -320,7 +497,9 @@ def _run(args: argparse.Namespace, models: list[str], name: str) -> int:
     rendered = NOTEBOOKS / "rendered" / name
     notebooks = numbered_notebooks()
     os.environ[PLAIN_ENV] = "1"  # text progress bars, readable in both places
-    write_fingerprint(ROOT / "results" / name)
+    results = ROOT / "results" / name
+    write_fingerprint(results, models, INCOMPLETE, profile=args.profile,
+                      dtype=args.dtype or "float32")
     start = time.monotonic()
     for index, notebook in enumerate(notebooks, 1):
         began = time.monotonic()
@@ -329,13 +508,16 @@ def _run(args: argparse.Namespace, models: list[str], name: str) -> int:
         try:
             run_notebook(notebook, rendered / notebook.name, parameters)
         except NotebookFailed as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {error}\n  {_shown(results / FINGERPRINT)} still records "
+                  f"the last complete run; this one's is {INCOMPLETE} (outputs written before "
+                  "the failure are from it)", file=sys.stderr)
             return 1
         print(f"      done in {time.monotonic() - began:.0f} s -> {rendered / notebook.name}",
               flush=True)
 
+    commit_fingerprint(results)
     print(f"\nall {len(notebooks)} notebooks in {time.monotonic() - start:.0f} s; "
-          f"figures in figures/{name}/")
+          f"figures in figures/{name}/, tables in results/{name}/")
     summary = ROOT / "results" / name / "summary.csv"
     if summary.is_file():
         print(f"\nsummary ({summary.relative_to(ROOT)}):")

@@ -32,7 +32,7 @@ from matplotlib.ticker import (
     NullLocator,
 )
 
-from .._io import atomic_write
+from .._io import atomic_write_all
 from ..analysis.projection import group_order
 
 __all__ = [
@@ -107,8 +107,10 @@ class SavedFigure:
 def save_figure(fig: Figure, path: str | Path) -> SavedFigure:
     """Write ``path`` as ``.pdf`` and ``.png`` (a ``.pdf``/``.png`` suffix is replaced).
 
-    Each file is written atomically (a temp file renamed into place), so a reader or a
-    concurrent run never sees half a figure.
+    The pair is written all or nothing (:func:`~memrecall._io.atomic_write_all`): both go to
+    temp files first and are renamed into place only when both were written, so a reader or a
+    concurrent run never sees half a figure, and a failed or interrupted save keeps the old PDF
+    and PNG together (never a PDF of one run beside the PNG of another).
     """
     base = Path(path)
     if base.suffix.lower() in (".pdf", ".png"):
@@ -116,10 +118,11 @@ def save_figure(fig: Figure, path: str | Path) -> SavedFigure:
     base.parent.mkdir(parents=True, exist_ok=True)
     pdf, png = base.with_name(base.name + ".pdf"), base.with_name(base.name + ".png")
     # No timestamps in the files: a rerun that draws the same figure writes the same bytes.
-    atomic_write(pdf, lambda temp: fig.savefig(temp, format="pdf",
-                                              metadata={"CreationDate": None}))
-    atomic_write(png, lambda temp: fig.savefig(temp, format="png", dpi=PNG_DPI,
-                                              metadata={"Software": None}))
+    atomic_write_all({
+        pdf: lambda temp: fig.savefig(temp, format="pdf", metadata={"CreationDate": None}),
+        png: lambda temp: fig.savefig(temp, format="png", dpi=PNG_DPI,
+                                      metadata={"Software": None}),
+    })
     return SavedFigure(fig, pdf, png)
 
 

@@ -83,6 +83,22 @@ INTERACTIVE_DIR = "interactive"
 ``make reproduce``."""
 
 
+def _model_names(models: object) -> list[str] | None:
+    """``models`` as a list of names (None: the profile's), or a clear error."""
+    if models is None:
+        return None
+    if isinstance(models, str):
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        if models.strip() and not names:
+            raise ValueError(f"models={models!r} names no model: give comma-separated names, "
+                             "or None for the profile's models")
+        return names
+    if isinstance(models, (list, tuple)) and all(isinstance(m, str) for m in models):
+        return list(models)
+    raise TypeError(f"models must be a comma-separated string, a list of names or None, not "
+                    f"{type(models).__name__} {models!r} (papermill: -p models 'a,b')")
+
+
 def settings(profile: str, models: list[str] | str | None = None, root: str | Path = "..",
              results_dir: str | Path | None = None, figures_dir: str | Path | None = None,
              *, interactive: bool = False, **overrides) -> Settings:
@@ -107,11 +123,13 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
             ``dtype`` (``"bfloat16"``...); ``None`` values keep the profile's defaults.
 
     Raises:
-        ValueError: a ``batch_size`` that is not a positive whole number.
+        TypeError: ``models`` that is not a string, a list of strings or None (papermill's
+            ``-p models 5`` gives an int).
+        ValueError: a ``models`` string that names no model (``","``); a ``batch_size`` that
+            is not a positive whole number.
         DeviceUnavailableError: ``device="cuda"`` on a machine without a CUDA GPU.
     """
-    if isinstance(models, str):
-        models = [m.strip() for m in models.split(",") if m.strip()]
+    models = _model_names(models)
     root = Path(root)
     defaults = get_profile(profile)
     outputs = Path(INTERACTIVE_DIR, profile) if interactive else Path(profile)
