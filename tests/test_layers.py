@@ -29,6 +29,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("figures",),
     ("jupyter",),
     ("pipeline",),
+    ("rendered",),
     ("reproduce",),
 )
 """Units (a folder or a top-level module) by floor, lowest first."""

@@ -12,7 +12,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from PIL import Image
 
 from memrecall.figures import PNG_DPI
-from memrecall.reproduce import NOTEBOOKS, palette_png, run_notebook, tidy_rendered
+from memrecall.rendered import palette_png, tidy_rendered
+from memrecall.reproduce import NOTEBOOKS, run_notebook
 
 RENDERED = sorted((NOTEBOOKS / "rendered").glob("*/*.ipynb"))
 WARNING = "/x/lens.py:12: UserWarning: 3 prompts are longer than the context\n  warn(msg)\n"

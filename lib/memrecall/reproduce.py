@@ -18,10 +18,11 @@ One run per profile at a time: a second ``make reproduce`` of the same profile s
 with a message naming the running one (a lock on ``results/<profile>/.reproduce.lock``, released
 by the operating system however the first run ends). A notebook whose cell raises, or whose
 kernel dies, leaves ``<name>.failed.ipynb`` (the cells run so far) and a non-zero exit status.
-Rendered notebooks are stored tidy (:func:`tidy_rendered`): no progress bars, each figure once,
-so a re-render's diff shows what changed in the results. SIGTERM ends a run like Ctrl-C (the
-partial notebook is removed); what a SIGKILLed run leaves (``.partial.ipynb``, atomic-write temp
-files) is removed at the start of the next run of the same outputs (:func:`remove_stale`).
+Rendered notebooks are stored tidy (:func:`memrecall.rendered.tidy_rendered`): no progress
+bars, each figure once, so a re-render's diff shows what changed in the results. SIGTERM ends
+a run like Ctrl-C (the partial notebook is removed); what a SIGKILLed run leaves
+(``.partial.ipynb``, atomic-write temp files) is removed at the start of the next run of the
+same outputs (:func:`remove_stale`).
 
 Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--device cpu]``
 
@@ -35,9 +36,7 @@ Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--devic
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
-import io
 import json
 import os
 import re
@@ -73,17 +72,14 @@ from .models import (
 )
 from .models.placement import DTYPES
 from .profiles import PROFILES
+from .rendered import tidy_file
 from .runmode import PLAIN_ENV
 
 if TYPE_CHECKING:
-    from nbformat import NotebookNode
-    from PIL.Image import Image
+    pass
 
 ROOT = repo_root()
 NOTEBOOKS = ROOT / "notebooks"
-_CLOCK = r"-?(?:\d+:)?\d{2}:\d{2}"  # tqdm's [H:]MM:SS
-PROGRESS_UPDATE = re.compile(rf"\r[^\r\n]*?\[{_CLOCK}(?:<(?:\?|{_CLOCK}))?, [^\]\r\n]*\] *\n?")
-r"""One update of a plain tqdm bar: ``\r``, a status line ending in its timing bracket, padding."""
 
 
 FINGERPRINT = "fingerprint.json"
@@ -283,103 +279,6 @@ def run_notebook(notebook: Path, output: Path, parameters: dict) -> None:
                    models.split(",") if isinstance(models, str) else models)
     tidy_file(partial)
     partial.replace(output)
-
-
-def tidy_file(path: Path) -> None:
-    """Rewrite the notebook at ``path`` as :func:`tidy_rendered` makes it."""
-    import nbformat
-
-    nbformat.write(tidy_rendered(nbformat.read(path, as_version=nbformat.NO_CONVERT)), path)
-
-
-def tidy_rendered(notebook: NotebookNode) -> NotebookNode:
-    r"""Strip the noise from an executed notebook's outputs, in place; returns ``notebook``.
-
-    Per code cell, and applying it again changes nothing:
-
-    - Progress bars go: every :data:`PROGRESS_UPDATE` (what plain tqdm writes: ``\r``, a status
-      line ending in its ``[elapsed<remaining, rate]`` or ``[elapsed, rate]`` bracket, padding
-      spaces, and the newline that ends a closed bar) is cut from the stderr text; anything else
-      on stderr (warnings, log lines, tracebacks) stays verbatim, and an stderr output left with
-      only whitespace is dropped.
-    - Consecutive stream outputs of the same name become one (stdout's text is kept as is).
-    - Each figure is stored once: an output whose PNG repeats an earlier one of the cell is
-      dropped, and an output with a PNG keeps no ``text/plain`` (``SavedFigure(...)``,
-      ``<Figure size ...>``).
-    - An opaque PNG is re-encoded as a 256-colour palette PNG of the same pixel size
-      (:func:`palette_png`), about a third of the bytes; the files in ``figures/`` are untouched.
-    """
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            cell.outputs = _coalesced(_figures_once(_without_progress(_coalesced(cell.outputs))))
-    return notebook
-
-
-def _coalesced(outputs: list[NotebookNode]) -> list[NotebookNode]:
-    """Consecutive stream outputs of the same name joined into one."""
-    from nbformat.v4 import new_output
-
-    joined: list[NotebookNode] = []
-    for output in outputs:
-        previous = joined[-1] if joined else None
-        if (output.output_type == "stream" and previous is not None
-                and previous.output_type == "stream" and previous.name == output.name):
-            joined[-1] = new_output("stream", name=output.name, text=previous.text + output.text)
-        else:
-            joined.append(output)
-    return joined
-
-
-def _without_progress(outputs: list[NotebookNode]) -> list[NotebookNode]:
-    """The outputs with progress-bar updates cut from stderr, and emptied stderr dropped."""
-    kept = []
-    for output in outputs:
-        if output.output_type == "stream" and output.name == "stderr":
-            output.text = PROGRESS_UPDATE.sub("", output.text)
-            if not output.text.strip():
-                continue
-        kept.append(output)
-    return kept
-
-
-def _figures_once(outputs: list[NotebookNode]) -> list[NotebookNode]:
-    """The outputs without repeated PNGs; PNGs as palette PNGs, without a ``text/plain`` twin."""
-    kept, seen = [], set()
-    for output in outputs:
-        png = output.get("data", {}).get("image/png")
-        if png is not None:
-            if png in seen:
-                continue
-            seen.add(png)
-            output.data.pop("text/plain", None)
-            output.data["image/png"] = palette_png(png)
-        kept.append(output)
-    return kept
-
-
-def palette_png(encoded: str) -> str:
-    """A base64 PNG as a 256-colour palette PNG of the same size; other than opaque RGB(A): as is.
-
-    Median-cut palette, no dithering, maximal compression: the same input gives the same bytes
-    (for a given Pillow). Only anti-aliased edges change visibly (in the offline figures, about
-    4 % of the pixels; the mean change is under 0.3 of 255 levels). A palette image is returned
-    unchanged, so this is idempotent.
-    """
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(base64.b64decode(encoded)))
-    if not _opaque_colour(image):
-        return encoded
-    buffer = io.BytesIO()
-    image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT,
-                                  dither=Image.Dither.NONE).save(buffer, "PNG", optimize=True)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _opaque_colour(image: Image) -> bool:
-    """Whether ``image`` is RGB, or RGBA with every pixel opaque."""
-    return image.mode == "RGB" or (image.mode == "RGBA"
-                                   and image.getchannel("A").getextrema() == (255, 255))
 
 
 class NotebookFailed(RuntimeError):

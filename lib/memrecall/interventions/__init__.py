@@ -39,16 +39,15 @@ from .readout import (
     window_panels,
 )
 from .resume import CleanRun
+from .summary import SWEEP_KEYS, summarize_sweep
 from .sweep import (
     PAPER_KS,
     PAPER_MAX_WINDOW,
     RELEASED_KS,
     RELEASED_MAX_WINDOW,
-    SWEEP_KEYS,
     SweepConfig,
     knockout_configs,
     knockout_sweep,
-    summarize_sweep,
 )
 
 __all__ = [

@@ -56,15 +56,15 @@ from .resume import (
     probe_frame,
     target_tokens,
 )
+from .summary import SWEEP_KEYS, summarize_sweep
 
 __all__ = ["PAPER_KS", "PAPER_MAX_WINDOW", "RELEASED_KS", "RELEASED_MAX_WINDOW",
-           "SWEEP_KEYS", "SweepConfig", "knockout_configs", "knockout_sweep", "summarize_sweep"]
+           "SweepConfig", "knockout_configs", "knockout_sweep"]
 
 PAPER_KS: tuple[int, ...] = (10,)
 PAPER_MAX_WINDOW = 3
 RELEASED_KS: tuple[int, ...] = (1, 10, 100, 1000)
 RELEASED_MAX_WINDOW = 5
-SWEEP_KEYS = ["control", "k_requested", "k", "start_layer", "end_layer", "window"]
 
 
 @dataclass(frozen=True)
@@ -436,30 +436,3 @@ def _detail(frame: pd.DataFrame, configs: pd.DataFrame, base, targets: torch.Ten
         detail["target_prob_change"] = 100 * (detail["target_prob"].astype(np.float64)
                                               - detail["base_target_prob"])
     return detail if config.per_probe else summarize_sweep(detail, group_column)
-
-
-def summarize_sweep(detail: pd.DataFrame, group_column: str | None = "group") -> pd.DataFrame:
-    """Means over probes, per ([group,] configuration).
-
-    Returns:
-        ``[group,]`` :data:`SWEEP_KEYS`, ``n_probes, changed_pct`` (% of predictions changed),
-        ``pred_prob_change`` (mean change of the clean prediction's probability, percentage
-        points) and, with targets, ``target_rank_change`` (mean, after - before) and
-        ``target_prob_change`` (mean, percentage points of absolute probability). Confidence
-        intervals: :func:`memrecall.analysis.knockout_table`.
-
-    Regroup differently by adding columns to ``detail`` first (e.g. group by ``is_memorized``
-    with ``group_column="is_memorized"``).
-    """
-    keys = ([group_column] if group_column and group_column in detail.columns else []) \
-        + SWEEP_KEYS
-    detail = detail.assign(
-        changed_pct=100 * detail["changed"].astype(np.float64),
-        pred_prob_change=100 * (detail["pred_prob"].astype(np.float64)
-                                - detail["base_pred_prob"]))
-    aggregations = {"n_probes": ("probe", "size"), "changed_pct": ("changed_pct", "mean"),
-                    "pred_prob_change": ("pred_prob_change", "mean")}
-    if "target_prob_change" in detail.columns:
-        aggregations["target_rank_change"] = ("target_rank_change", "mean")
-        aggregations["target_prob_change"] = ("target_prob_change", "mean")
-    return detail.groupby(keys, sort=False).agg(**aggregations).reset_index()
