@@ -1,5 +1,7 @@
 """The paper-vs-ours rows (memrecall.report.paper), the landmarks and the clusters they read."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -136,3 +138,31 @@ def test_table5_side_by_side_and_verdict_counts():
     rows = report.table5_rows(ours.fillna(80.0), "gpt2-medium")
     counts = report.verdict_counts(rows)
     assert counts.loc["table5", "m"] == "2 of 2 agree"
+
+
+def _one_row(analysis="table3", quantity="q"):
+    return report.comparison_frame([
+        {"analysis": analysis, "quantity": quantity, "model": "m", "ours": 1.0,
+         "paper_model": "gpt2-medium", "paper_value": 2.0, "verdict": "differs"}])
+
+
+@pytest.mark.parametrize("content", [
+    b"\xff\xfe garbage \x00\x81",  # not UTF-8: was a raw UnicodeDecodeError
+    b"<<<<<<< HEAD\nanalysis,quantity\n=======\nanalysis,q\n>>>>>>> other\n",  # a git conflict
+    b"analysis,quantity,ours\nfigure3,q,1.0\n",  # hand-edited: columns dropped
+    b"",  # empty
+], ids=["binary", "conflict", "columns", "empty"])
+def test_an_unusable_comparison_file_is_replaced_with_a_warning(tmp_path, content):
+    path = tmp_path / "paper_comparison.csv"
+    path.write_bytes(content)
+    with pytest.warns(UserWarning, match=r"paper_comparison\.csv.*not merged into") as caught:
+        merged = report.merge_comparison(path, _one_row())
+    assert "paper_comparison.csv.bak" in str(caught[0].message)
+    assert (tmp_path / "paper_comparison.csv.bak").read_bytes() == content
+    assert merged["quantity"].tolist() == ["q"]
+    assert list(pd.read_csv(path).columns) == COLUMNS
+    # once replaced, merges work again, without a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        again = report.merge_comparison(path, _one_row("figure3", "f"))
+    assert again["quantity"].tolist() == ["q", "f"]

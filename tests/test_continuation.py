@@ -1,7 +1,8 @@
 """Greedy whole-word continuation, and the token counting it relies on (memrecall.probes)."""
 
+import pandas as pd
 import pytest
-import torch
+from conftest import assert_tokens_match, greedy_reference, near_tie_on_greedy_path
 
 import memrecall as mr
 from memrecall.forward.batching import model_inputs
@@ -30,16 +31,6 @@ def test_multi_token_fraction_on_tiny_tokenizer():
     assert multi_token_fraction([f"x {rare}"], tokenizer) == 1.0
 
 
-def _greedy_one_at_a_time(lm, prompt: str, n: int) -> list[int]:
-    ids = model_inputs(lm, [prompt])[0][0]
-    out = []
-    with torch.inference_mode():
-        for _ in range(n):
-            logits = lm.model(input_ids=torch.tensor([ids + out])).logits[0, -1]
-            out.append(int(logits.argmax()))
-    return out
-
-
 def test_whole_word_continuation_matches_unpadded_greedy_decoding(tiny_causal):
     lm = tiny_causal
     probes = mr.make_probes(TEXTS, lm)
@@ -48,11 +39,12 @@ def test_whole_word_continuation_matches_unpadded_greedy_decoding(tiny_causal):
     assert result["n_target_tokens"].tolist() == counts.tolist()
     assert counts[3] > 1  # the nonsense word needs several pieces
     for i, prompt in enumerate(probes["prompt"]):
-        tokens = _greedy_one_at_a_time(lm, prompt, int(counts[i]))
-        assert result["first_token"].iloc[i] == tokens[0]
-        assert result["continuation"].iloc[i] == lm.tokenizer.decode(
-            tokens, skip_special_tokens=True).strip()
-    # Given project's output, the first token is its pred_token.
+        tokens, steps = greedy_reference(lm, prompt, int(counts[i]))
+        # padded batches of 2 against the prompt alone: equal up to float ties (conftest)
+        assert_tokens_match([result["first_token"].iloc[i]], tokens[:1], steps[:1])
+        expected = lm.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        assert result["continuation"].iloc[i] == expected or near_tie_on_greedy_path(steps)
+    # Given project's output, the first token is its pred_token (taken, not recomputed).
     projected = mr.project(lm, probes)
     again = whole_word_continuation(lm, projected)
     assert again["first_token"].tolist() == projected["pred_token"].tolist()
@@ -76,3 +68,25 @@ def test_whole_word_continuation_rejects_masked_lms():
     lm = mr.load("tiny-bert", device="cpu")
     with pytest.raises(ValueError, match="masked"):
         whole_word_continuation(lm, mr.make_probes(TEXTS[:1], lm))
+
+
+@pytest.mark.parametrize("bad", [0, -1, "abc", 1.5, True, [2]])
+def test_whole_word_continuation_refuses_bad_batch_sizes(bad):
+    lm = mr.load("tiny-gpt2", device="cpu")
+    with pytest.raises(ValueError, match="batch_size must be a positive whole number"):
+        whole_word_continuation(lm, mr.make_probes(TEXTS[:2], lm), batch_size=bad)
+
+
+def test_a_prompt_at_the_context_limit_is_refused_with_its_row():
+    lm = mr.load("tiny-gpt2", device="cpu")
+    limit = lm.max_length
+    # a prompt of exactly the window, then a target of several tokens: fits project, not this
+    for n in range(limit - 1, 0, -1):
+        probes = mr.make_probes(pd.DataFrame({"prompt": ["break the", " ".join(["the"] * n)],
+                                              "target": ["ice", "qzxjvkpw"]}), lm)
+        if len(model_inputs(lm, [probes.prompt[1]])[0][0]) == limit:
+            break
+    assert target_token_counts(probes, lm.tokenizer)[1] > 1
+    mr.project(lm, probes)  # the prompt itself fits
+    with pytest.raises(ValueError, match=r"row 1: .*context window of 128"):
+        whole_word_continuation(lm, probes)

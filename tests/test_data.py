@@ -475,3 +475,55 @@ def test_validate_texts_accepts_and_returns_list():
 def test_validate_texts_errors_name_the_row(texts, pattern):
     with pytest.raises(DataFormatError, match=pattern):
         validate_texts(texts)
+
+
+# --------------------------------------------------------------------------- special files, edits
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this system")
+def test_a_fifo_is_reported_as_a_fifo_not_a_directory(tmp_path):
+    fifo = tmp_path / "known_1000.json"
+    os.mkfifo(fifo)
+    with pytest.raises(DataNotFoundError, match=r"is not a regular file \(a FIFO"):
+        load_facts(fifo)
+    folder = tmp_path / "data"  # a data folder whose facts file is a FIFO
+    (folder / DATA_SOURCES["facts"].relpath).parent.mkdir(parents=True)
+    os.mkfifo(folder / DATA_SOURCES["facts"].relpath)
+    with pytest.raises(DataNotFoundError) as error:
+        load_facts(folder)
+    assert "not a regular file (a FIFO" in str(error.value)
+    assert "is a directory" not in str(error.value)
+
+
+def _rewrite_in_place_keeping_size_and_mtime(path: Path, old: bytes, new: bytes) -> None:
+    """An edit no (mtime, size) key can see: same length, written in place, mtime set back."""
+    assert len(old) == len(new)
+    before = path.stat()
+    content = path.read_bytes()
+    assert old in content
+    with open(path, "r+b") as handle:  # in place: the same inode
+        handle.write(content.replace(old, new, 1))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_an_in_place_edit_with_the_same_size_and_mtime_is_noticed(data_dir, tmp_path):
+    copy = _copy(data_dir, tmp_path, "idiomem")
+    first = load_idiomem(copy)
+    idiom = first.idiom[0]
+    edited = idiom[:-1] + ("x" if idiom[-1] != "x" else "y")
+    _rewrite_in_place_keeping_size_and_mtime(copy, json.dumps(idiom).encode(),
+                                             json.dumps(edited).encode())
+    # parsed again (the edited row), and checked again: not the pinned file any more
+    with pytest.raises(ChecksumError):
+        load_idiomem(copy)
+    assert parse_idiomem(copy)[0][0] == edited
+    # the checksum cache of resolve_data_file notices it too
+    other = _copy(data_dir, tmp_path / "other", "ef_idioms")
+    resolve_data_file("ef_idioms", other)
+    text = other.read_bytes()
+    line = text.splitlines()[0]
+    _rewrite_in_place_keeping_size_and_mtime(other, line, line[:-1] + (b"x" if line[-1:] != b"x"
+                                                                       else b"y"))
+    with pytest.raises(ChecksumError):
+        resolve_data_file("ef_idioms", other)

@@ -6,10 +6,12 @@ import weakref
 import numpy as np
 import pytest
 import torch
+from conftest import assert_tokens_match
 
 import memrecall as mr
 from memrecall import forward, interventions
 from memrecall.forward.batching import activation_bytes, activation_token_budget, halve_on_oom
+from memrecall.lenses.projection import reference_logits
 from memrecall.models.placement import OffloadedHeadError
 
 GIB = 2**30
@@ -76,6 +78,7 @@ def test_device_map_auto_on_a_cpu_only_machine():
     assert lm.devices == [torch.device("cpu")]
     plain = mr.load("tiny-gpt2", device="cpu")
     probes = mr.make_probes(["break the ice", "the early bird catches the worm"], plain)
+    # the same model on the same device, the same batches and kernels: exactly equal
     np.testing.assert_array_equal(np.stack(mr.project(lm, probes).target_rank),
                                   np.stack(mr.project(plain, probes).target_rank))
 
@@ -116,6 +119,7 @@ def test_blocks_offloaded_to_disk_give_the_same_lens(name, tmp_path, idiom_probe
     assert lm.devices == [torch.device("cpu")]
     probes = mr.make_probes(idiom_probes, plain)
     ours, theirs = mr.project(lm, probes), mr.project(plain, probes)
+    # the same weights (offloaded bit for bit), batches and CPU kernels: exactly equal
     np.testing.assert_array_equal(ours.pred_token, theirs.pred_token)
     for column in ("pred_rank", "target_rank"):
         np.testing.assert_array_equal(np.stack(ours[column]), np.stack(theirs[column]))
@@ -169,7 +173,10 @@ def test_blocks_split_between_cuda_and_cpu(name, idiom_probes):
     assert lm.device.type == "cuda"
     probes = mr.make_probes(idiom_probes, plain)
     ours, theirs = mr.project(lm, probes), mr.project(plain, probes)
-    np.testing.assert_array_equal(ours.pred_token, theirs.pred_token)
+    # CPU kernels for half the blocks against CUDA's: equal up to float ties (conftest)
+    logits = torch.stack([reference_logits(plain, prompt)[-1] for prompt in probes.prompt])
+    assert_tokens_match(ours.pred_token.to_numpy(), theirs.pred_token.to_numpy(),
+                        logits.float())
     np.testing.assert_allclose(np.stack(ours.target_prob), np.stack(theirs.target_prob),
                                atol=1e-5)
 

@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import assert_ranks_match
 
 import memrecall as mr
 from memrecall import pipeline, reproduce
 from memrecall._io import repo_root
 from memrecall.data import DATA_SOURCES, DataFormatError, DataNotFoundError, load_idiomem
+from memrecall.lenses.projection import reference_logits
 from memrecall.models import DeviceUnavailableError, ModelFolderError
 from memrecall.probes import PROBE_COLUMNS, SharedTargetWarning
 
@@ -56,7 +58,10 @@ def test_good_batch_sizes_give_the_same_numbers():
     lm = mr.load("tiny-gpt2", device="cpu")
     probes = mr.make_probes(["break the ice", "call it a day", "once in a blue moon"], lm)
     one, auto = mr.project(lm, probes, batch_size=1), mr.project(lm, probes, batch_size=None)
-    np.testing.assert_array_equal(np.stack(one.target_rank), np.stack(auto.target_rank))
+    # batches of one against one batch of three: equal up to float ties (conftest)
+    logits = torch.stack([reference_logits(lm, prompt) for prompt in probes.prompt])
+    assert_ranks_match(np.stack(one.target_rank), np.stack(auto.target_rank), logits,
+                       torch.tensor(probes.target_token.to_numpy()).view(-1, 1))
 
 
 @pytest.mark.parametrize("empty", [[], pd.Series([], dtype=object),

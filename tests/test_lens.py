@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import assert_ranks_match, assert_tokens_match
 
 import memrecall as mr
 from memrecall.forward.batching import model_inputs, plan_batches
@@ -28,6 +29,31 @@ def result(tiny):
     return probes, mr.project(tiny, probes)
 
 
+@pytest.fixture(scope="module")
+def naive(tiny, result):
+    """Each prompt's every-layer logits, one prompt at a time: ``(rows, layers, vocab)``."""
+    probes, _ = result
+    return torch.stack([reference_logits(tiny, prompt) for prompt in probes.prompt]).float()
+
+
+def assert_projections_match(res, reference, logits):
+    """Two projections of differently batched forwards (batch size, halves, vocabulary or row
+    tiles) agree: tokens and every layer's ranks up to float ties of the naive logits
+    (conftest.TIE_EPS), probabilities to 1e-6."""
+    assert_tokens_match(res.pred_token.to_numpy(), reference.pred_token.to_numpy(), logits[:, -1])
+    pred = reference.pred_token.to_numpy()
+    same = res.pred_token.to_numpy() == pred  # else the ranks of other tokens
+    assert_ranks_match(np.stack(res.pred_rank)[same], np.stack(reference.pred_rank)[same],
+                       logits[same], torch.tensor(pred[same]).view(-1, 1))
+    if "target_rank" in reference:
+        assert_ranks_match(np.stack(res.target_rank), np.stack(reference.target_rank), logits,
+                           torch.tensor(reference.target_token.to_numpy()).view(-1, 1))
+    for column in ("pred_prob", "target_prob"):
+        if column in reference:
+            np.testing.assert_allclose(np.stack(res[column]), np.stack(reference[column]),
+                                       atol=1e-6)
+
+
 def ranks_by_sorting(logits: torch.Tensor, token: int) -> np.ndarray:
     order = torch.argsort(logits, dim=-1, descending=True, stable=True)
     # position in the sorted order, moved back before any token with an equal logit
@@ -41,15 +67,17 @@ def ranks_by_sorting(logits: torch.Tensor, token: int) -> np.ndarray:
 
 def test_last_layer_is_the_models_own_distribution(tiny, result):
     probes, res = result
+    # project's batched forward against each prompt alone: equal up to float ties
     for row in range(len(probes)):
         logits = reference_logits(tiny, probes.prompt[row])[-1]
         probs = torch.softmax(logits.double(), -1)
-        assert res.pred_token[row] == int(logits.argmax())
+        assert_tokens_match([res.pred_token[row]], [int(logits.argmax())], logits[None])
         assert res.pred_rank[row][-1] == 0
         target = probes.target_token[row]
         assert abs(res.pred_prob[row][-1] - probs[res.pred_token[row]].item()) < 1e-5
         assert abs(res.target_prob[row][-1] - probs[target].item()) < 1e-5
-        assert res.target_rank[row][-1] == int((logits > logits[target]).sum())
+        assert_ranks_match([res.target_rank[row][-1]], [int((logits > logits[target]).sum())],
+                           logits[None], [target])
 
 
 def test_every_layer_matches_the_naive_reference(tiny, result):
@@ -58,8 +86,9 @@ def test_every_layer_matches_the_naive_reference(tiny, result):
         logits = reference_logits(tiny, probes.prompt[row])
         probs = torch.softmax(logits.double(), -1)
         for column, token in (("pred", res.pred_token[row]), ("target", probes.target_token[row])):
-            np.testing.assert_array_equal(res[f"{column}_rank"][row],
-                                          ranks_by_sorting(logits, token))
+            # project's batched forward against this prompt alone: equal up to float ties
+            assert_ranks_match(res[f"{column}_rank"][row], ranks_by_sorting(logits, token),
+                               logits, token)
             np.testing.assert_allclose(res[f"{column}_prob"][row], probs[:, token].numpy(),
                                        atol=1e-6, rtol=1e-4)
 
@@ -75,27 +104,19 @@ def test_output_columns_and_memorized_flag(tiny, result):
     assert res.is_memorized.dtype == bool
 
 
-def test_batched_equals_one_at_a_time(tiny, result):
+def test_batched_equals_one_at_a_time(tiny, result, naive):
     probes, res = result
-    single = mr.project(tiny, probes, batch_size=1)
-    np.testing.assert_array_equal(single.pred_token, res.pred_token)
-    for column in ("pred_rank", "target_rank"):
-        np.testing.assert_array_equal(np.stack(single[column]), np.stack(res[column]))
-    for column in ("pred_prob", "target_prob"):
-        np.testing.assert_allclose(np.stack(single[column]), np.stack(res[column]), atol=1e-6)
+    assert_projections_match(mr.project(tiny, probes, batch_size=1), res, naive)
 
 
-def test_vocabulary_chunking_changes_nothing(tiny, result):
+def test_vocabulary_chunking_changes_nothing(tiny, result, naive):
     probes, res = result
-    # odd size: chunk edges fall anywhere, several chunks per vocabulary
+    # odd size: chunk edges fall anywhere, several chunks per vocabulary (other matmul shapes)
     chunked = mr.project(tiny, probes, head=Head(tiny.arch, tile_ids=97))
-    for column in ("pred_rank", "target_rank"):
-        np.testing.assert_array_equal(np.stack(chunked[column]), np.stack(res[column]))
-    np.testing.assert_allclose(np.stack(chunked.target_prob), np.stack(res.target_prob),
-                               atol=1e-6)
+    assert_projections_match(chunked, res, naive)
 
 
-def test_out_of_memory_halves_the_batch(tiny, result, monkeypatch):
+def test_out_of_memory_halves_the_batch(tiny, result, naive, monkeypatch):
     probes, res = result
     real = lens_projection.block_outputs
     sizes = []
@@ -109,7 +130,7 @@ def test_out_of_memory_halves_the_batch(tiny, result, monkeypatch):
     monkeypatch.setattr(lens_projection, "block_outputs", flaky)
     retried = mr.project(tiny, probes)
     assert max(sizes) == len(probes) and sizes[-1] <= 2
-    np.testing.assert_array_equal(np.stack(retried.pred_rank), np.stack(res.pred_rank))
+    assert_projections_match(retried, res, naive)
 
 
 def test_other_errors_are_not_swallowed(tiny, monkeypatch):
@@ -157,15 +178,11 @@ def test_plan_batches_covers_every_row_once_under_the_budget():
     assert all(len(b) <= 2 for b in plan_batches(lengths, 10_000, max_rows=2))
 
 
-def test_row_tiles_change_nothing(tiny, result):
+def test_row_tiles_change_nothing(tiny, result, naive):
     probes, res = result
-    # several row tiles, a ragged last one
-    tiled = mr.project(tiny, probes, head=Head(tiny.arch, tile_rows=3))
-    np.testing.assert_array_equal(tiled.pred_token, res.pred_token)
-    for column in ("pred_rank", "target_rank"):
-        np.testing.assert_array_equal(np.stack(tiled[column]), np.stack(res[column]))
-    for column in ("pred_prob", "target_prob"):
-        np.testing.assert_allclose(np.stack(tiled[column]), np.stack(res[column]), atol=1e-6)
+    # several row tiles, a ragged last one (other matmul shapes)
+    assert_projections_match(mr.project(tiny, probes, head=Head(tiny.arch, tile_rows=3)), res,
+                             naive)
 
 
 def test_plan_batches_trades_padding_against_batch_overhead():
@@ -193,9 +210,11 @@ def test_head_is_the_models_own_read_out(tiny, result):
     for row, prompt in enumerate(probes.prompt):
         torch.testing.assert_close(logits[row], reference_logits(tiny, prompt)[-1],
                                    atol=1e-4, rtol=1e-4)
-    np.testing.assert_array_equal(pred.numpy(), res.pred_token.to_numpy())
+    # one padded batch of every prompt against project's own batches: equal up to float ties
+    assert_tokens_match(pred, res.pred_token.to_numpy(), logits.float())
     torch.testing.assert_close(prob, torch.softmax(logits, -1).max(-1).values)
-    np.testing.assert_array_equal(ranks[:, 0].numpy(), [r[-1] for r in res.target_rank])
+    assert_ranks_match(ranks[:, 0], [r[-1] for r in res.target_rank], logits.float(),
+                       tokens[:, 0])
     torch.testing.assert_close(own, logits.gather(1, tokens)[:, 0])
 
 
@@ -224,3 +243,15 @@ def test_halve_on_oom_splits_until_it_fits_and_raises_when_it_cannot():
     assert [result for _, result in done] == [3, 3, 9, 6]
     with pytest.raises(torch.OutOfMemoryError):
         halve_on_oom([[1, 2, 3]], fn, lambda item: [item], "cpu")
+
+
+def test_tie_helpers_allow_float_ties_only():
+    logits = torch.tensor([[3.0, 2.0, 2.0 + 5e-5, 1.0]])  # tokens 1 and 2 tied, 0 clear
+    assert_tokens_match([2], [1], logits)  # a swap within a tie
+    with pytest.raises(AssertionError, match="float tie"):
+        assert_tokens_match([0], [1], logits)
+    assert_ranks_match([2], [1], logits, [1])  # rank 1 or 2: one token tied with it
+    with pytest.raises(AssertionError, match="float tie"):
+        assert_ranks_match([3], [1], logits, [1])
+    with pytest.raises(AssertionError, match="float tie"):
+        assert_ranks_match([1], [0], logits, [0])  # the top token has no tie

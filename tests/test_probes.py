@@ -210,3 +210,27 @@ def test_facts_with_a_number_for_target_keep_the_space(space_token_lm):
     assert probes.prompt[0] == "The river flooded the valley in "
     assert probes.text[0] == "The river flooded the valley in 1998"
     assert space_token_lm.tokenizer.decode([probes.target_token[0]]) == "1"
+
+
+def test_nfc_and_nfd_spellings_give_one_probe(lm):
+    import unicodedata
+
+    composed, decomposed = (unicodedata.normalize(form, "meet me at the café") for form in
+                            ("NFC", "NFD"))
+    assert composed != decomposed
+    one, other = mr.make_probes([composed], lm), mr.make_probes([decomposed], lm)
+    pd.testing.assert_frame_equal(one, other)
+    assert one.text[0] == composed and one.target[0] == "café"
+    facts = pd.DataFrame({"prompt": ["we met at the"] * 2, "target": [composed[-4:],
+                                                                      decomposed[-5:]]})
+    probes = mr.make_probes(facts, lm)
+    assert probes.target.tolist() == ["café", "café"] and probes.target_token.nunique() == 1
+
+
+def test_a_lone_surrogate_is_refused_with_its_row(lm):
+    with pytest.raises(DataFormatError, match=r"row 1: .*lone surrogate"):
+        mr.make_probes(["break the ice", "a b \ud800 c"], lm)
+    facts = pd.DataFrame({"prompt": ["fine", "we met \udc80 at the"], "target": ["x", "y"]},
+                         dtype=object)
+    with pytest.raises(DataFormatError, match=r"row 1 .*prompt.*lone surrogate"):
+        mr.make_probes(facts, lm)

@@ -3,12 +3,17 @@
 import numpy as np
 import pytest
 import torch
+from conftest import assert_tokens_match
 
 import memrecall as mr
 from memrecall.forward.batching import model_inputs
 from memrecall.models.packaged import PACKAGED_GGUF
 
 pytestmark = pytest.mark.slow
+
+REAL_TIE_EPS = 1e-3
+"""conftest.TIE_EPS for the real models: logits of magnitude ~10-30 from hidden sizes of 576-896
+round to ~1e-5 between float32 forwards of other shapes; ten times the tiny models' allowance."""
 
 # name -> plausible range of the memorized fraction on IdioMem. For reference, independent
 # one-prompt-at-a-time runs measured about 49% for Gemma 3 270M, 16% for SmolLM2 135M and 11.9%
@@ -49,18 +54,23 @@ def test_last_layer_is_the_models_own_output(run):
     sample = probes.iloc[rows].reset_index(drop=True)
     single = mr.project(lm, sample, batch_size=1)  # same shapes as the model's own forward
     ids, positions = model_inputs(lm, sample.prompt.tolist())
+    own = []
     for row, (tokens, position) in enumerate(zip(ids, positions)):
         with torch.inference_mode():
-            logits = lm.model(input_ids=torch.tensor([tokens])).logits[0, position]
+            logits = lm.model(input_ids=torch.tensor([tokens])).logits[0, position].float()
+        own.append(logits)
         # float64: a float32 softmax over 262k logits is itself off by ~1e-5
         probs = torch.softmax(logits.double(), -1)
-        assert single.pred_token[row] == int(logits.argmax())
+        # the lens's head against the model's own: equal up to float ties (REAL_TIE_EPS)
+        assert_tokens_match([single.pred_token[row]], [int(logits.argmax())], logits[None],
+                            REAL_TIE_EPS)
         assert abs(single.pred_prob[row][-1] - probs[single.pred_token[row]].item()) < 1e-5
         target = sample.target_token[row]
         assert abs(single.target_prob[row][-1] - probs[target].item()) < 1e-5
-    # Batching changes matmul shapes, hence float rounding, and nothing else.
+    # Batching changes matmul shapes, hence float rounding (ties within REAL_TIE_EPS), nothing else.
     batched = res.iloc[rows].reset_index(drop=True)
-    np.testing.assert_array_equal(batched.pred_token, single.pred_token)
+    assert_tokens_match(batched.pred_token.to_numpy(), single.pred_token.to_numpy(),
+                        torch.stack(own), REAL_TIE_EPS)
     for column in ("pred_prob", "target_prob"):
         np.testing.assert_allclose(np.stack(batched[column]), np.stack(single[column]), atol=1e-4)
 

@@ -17,6 +17,7 @@ target in the whole text, so the lens predicts at the right position (:func:`spl
 from __future__ import annotations
 
 import re
+import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .data import DataFormatError, validate_texts
+from .data import DataFormatError, unicode_problem, validate_texts
 from .models import LM
 
 __all__ = [
@@ -159,20 +160,22 @@ def _split(texts: list[str], boundaries: list[int], lm: LM) -> pd.DataFrame:
 
 
 def _collapse(text: str) -> str:
-    """``text`` stripped, every run of whitespace inside it made one space."""
-    return " ".join(text.split())
+    """``text`` in Unicode NFC, stripped, every run of whitespace inside it made one space."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
 
 
 def make_probes(texts: Iterable[str] | pd.DataFrame, lm: LM) -> pd.DataFrame:
     """Split texts into prompt and target for ``lm``'s tokenizer.
 
-    Whitespace is normalised first: texts (and a frame's prompts and targets) are stripped and
-    every run of whitespace inside them (double spaces, tabs, newlines) becomes one space, so
-    ``text`` holds the collapsed text. The target token is the first sub-token that carries a
-    character of the target; a token holding only the space before it (Qwen2 before a digit:
-    ``"catch 22"`` -> ``catch``, ``Ġ``, ``2``, ``2``) belongs to the prompt, whose text then
-    ends with that space (``"catch "``), so the model reads exactly the tokens that precede the
-    target in the whole text (:func:`split_point`). Otherwise the prompt has no trailing space.
+    Texts are normalised first: to Unicode NFC (composed characters, so ``"café"`` typed as
+    ``e`` plus a combining accent and as one ``é`` give the same tokens, hence the same probe),
+    then stripped, every run of whitespace inside them (double spaces, tabs, newlines) made one
+    space; ``text`` holds the normalised text (and a frame's prompts and targets likewise).
+    The target token is the first sub-token that carries a character of the target; a token
+    holding only the space before it (Qwen2 before a digit: ``"catch 22"`` -> ``catch``, ``Ġ``,
+    ``2``, ``2``) belongs to the prompt, whose text then ends with that space (``"catch "``),
+    so the model reads exactly the tokens that precede the target in the whole text
+    (:func:`split_point`). Otherwise the prompt has no trailing space.
 
     Args:
         texts: plain texts (idioms, sentences): the target is the last word. Or a DataFrame with
@@ -188,8 +191,9 @@ def make_probes(texts: Iterable[str] | pd.DataFrame, lm: LM) -> pd.DataFrame:
         gets ``0..n-1``. No texts give an empty frame with these columns.
 
     Raises:
-        DataFormatError: an empty or one-word text, a missing (None/NaN) or non-text value, or
-            an empty prompt/target (names the row).
+        DataFormatError: an empty or one-word text, a missing (None/NaN) or non-text value, a
+            text holding a lone surrogate (not valid Unicode), or an empty prompt/target (names
+            the row).
 
     Warns:
         SharedTargetWarning: targets whose first token is ``[UNK]``, bare whitespace or a lone
@@ -204,6 +208,10 @@ def make_probes(texts: Iterable[str] | pd.DataFrame, lm: LM) -> pd.DataFrame:
                     raise DataFormatError(
                         f"row {row} (index {label!r}): {column} is {value!r}, expected a text"
                         + (" (a missing value)" if value is None or pd.isna(value) else ""))
+                problem = unicode_problem(value)
+                if problem:
+                    raise DataFormatError(f"row {row} (index {label!r}): {column} {value!r} "
+                                          f"{problem}")
         prompts = [_collapse(p) for p in frame["prompt"]]
         targets = [_collapse(t) for t in frame["target"]]
         for row, (prompt, target) in enumerate(zip(prompts, targets)):

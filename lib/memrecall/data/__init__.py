@@ -13,7 +13,7 @@
 
 from .facts import FACTS_FIELDS, load_facts
 from .idiomem import IDIOMEM_COLUMNS, IDIOMEM_FLAGS, load_idiomem
-from .records import DataFormatError, validate_texts
+from .records import DataFormatError, unicode_problem, validate_texts
 from .sources import (
     DATA_DIR_ENV,
     DATA_SOURCES,
@@ -58,6 +58,7 @@ __all__ = [
     "resolve_data_file",
     "sha256_file",
     "split_sentences",
+    "unicode_problem",
     "validate_texts",
     "verify_data_file",
     "wiki_sentences",

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from .records import DataFormatError, check_record, decode_utf8, parse_json
-from .sources import file_key, resolve_data_file, verify_data_file
+from .sources import FileKey, file_key, resolve_data_file, verify_data_file
 
 __all__ = ["IDIOMEM_COLUMNS", "IDIOMEM_FLAGS", "load_idiomem", "parse_idiomem"]
 
@@ -25,7 +25,7 @@ IDIOMEM_COLUMNS = (
 IDIOMEM_FLAGS = IDIOMEM_COLUMNS[3:]
 _IDIOMEM_BOOLS = IDIOMEM_FLAGS
 
-_IDIOMEM_CACHE: dict[tuple[str, int, int, str], tuple[tuple[Any, ...], ...]] = {}
+_IDIOMEM_CACHE: dict[FileKey, tuple[tuple[Any, ...], ...]] = {}
 
 
 def parse_idiomem(path: Path) -> tuple[tuple[Any, ...], ...]:

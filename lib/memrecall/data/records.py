@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["DataFormatError", "check_record", "content_sha256", "decode_utf8", "parse_json",
-           "parse_records", "read_utf8", "validate_texts"]
+           "parse_records", "read_utf8", "unicode_problem", "validate_texts"]
 
 
 class DataFormatError(ValueError):
@@ -94,6 +94,20 @@ def check_record(record: Any, fields: Sequence[str], where: str) -> dict[str, An
     return record
 
 
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode (a lone surrogate: no tokenizer reads it), or None.
+
+    A lone surrogate (U+D800 to U+DFFF outside a pair) comes from text decoded with
+    ``surrogateescape`` or ``surrogatepass``, or from JSON's escapes; it has no UTF-8 form.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return (f"holds a lone surrogate {text[error.start]!r} at character {error.start}, not "
+                f"valid Unicode (no tokenizer can read it)")
+    return None
+
+
 def validate_texts(texts: Iterable[str]) -> list[str]:
     """Check texts for probing: each needs a prompt and a final target word.
 
@@ -104,8 +118,9 @@ def validate_texts(texts: Iterable[str]) -> list[str]:
         The texts as a list, unchanged.
 
     Raises:
-        DataFormatError: A text is not a string, is empty/whitespace-only or has one word;
-            the message names its row (0-based position).
+        DataFormatError: A text is not a string, holds a lone surrogate (not valid Unicode),
+            is empty/whitespace-only or has one word; the message names its row (0-based
+            position).
 
     """
     out = list(texts)
@@ -116,6 +131,9 @@ def validate_texts(texts: Iterable[str]) -> list[str]:
             raise DataFormatError(f"row {i}: expected a string, got "
                                   + (f"a missing value ({text!r})" if missing
                                      else type(text).__name__))
+        problem = unicode_problem(text)
+        if problem:
+            raise DataFormatError(f"row {i}: text {text!r} {problem}")
         n_words = len(text.split())
         if n_words == 0:
             raise DataFormatError(f"row {i}: text {text!r} is empty or whitespace-only; {hint}")

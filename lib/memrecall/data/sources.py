@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -168,20 +169,29 @@ def _actual_checksum(source: DataSource, raw: bytes, where: str) -> str:
     return hashlib.sha256(raw).hexdigest()
 
 
-# (resolved path, mtime_ns, size, checksum kind) -> actual checksum
-_VERIFIED: dict[tuple[str, int, int, str], str] = {}
+FileKey = tuple[str, int, int, int, int, str]
+
+# file_key(path, checksum kind) -> actual checksum
+_VERIFIED: dict[FileKey, str] = {}
 
 
-def file_key(path: Path, kind: str) -> tuple[str, int, int, str]:
-    """``(resolved path, mtime_ns, size, kind)``: an in-process cache key for a file's contents."""
+def file_key(path: Path, kind: str) -> FileKey:
+    """An in-process cache key for a file's contents: path, mtime, size, inode, ctime, kind.
+
+    The inode and the status-change time are in it because mtime and size alone miss an edit in
+    place that keeps the size and restores the mtime (``os.utime``, ``cp -p``, ``rsync -t``, an
+    editor's save within the filesystem's mtime granularity): writing a file always moves its
+    ctime, which no user call can set back, and replacing it (a rename) changes its inode.
+    """
     st = path.stat()
-    return (str(path.resolve()), st.st_mtime_ns, st.st_size, kind)
+    return (str(path.resolve()), st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns, kind)
 
 
 def verify_data_file(key: str, path: str | Path) -> Path:
     """Check a file against the pinned checksum of ``DATA_SOURCES[key]``.
 
-    The result is cached in-process per (path, mtime, size), so repeated loads do not re-hash.
+    The result is cached in-process per :func:`file_key` (path, mtime, size, inode, ctime), so
+    repeated loads do not re-hash and an edit in place is hashed again.
 
     Args:
         key: A key of :data:`DATA_SOURCES`.
@@ -265,13 +275,24 @@ def _env_candidates(value: str, relpath: str) -> list[Path]:
     return list(dict.fromkeys(out))
 
 
+_SPECIAL_FILES = ((stat.S_ISFIFO, "a FIFO, a named pipe"), (stat.S_ISSOCK, "a socket"),
+                  (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
 def _why_missing(path: Path) -> str:
-    """Why ``path`` is not a readable file: missing, a folder, or something else."""
-    if path.is_dir():
+    """Why ``path`` is not a readable file: missing, a folder, a FIFO, a socket, a device."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "does not exist" + (" (a broken symbolic link)" if path.is_symlink() else "")
+    except OSError as error:
+        return f"cannot be read ({error.strerror or error})"
+    if stat.S_ISDIR(mode):
         return "is a directory, not a file"
-    if path.exists():
-        return "is not a regular file"
-    return "does not exist"
+    for test, what in _SPECIAL_FILES:
+        if test(mode):
+            return f"is not a regular file ({what})"
+    return "is not a regular file"
 
 
 def resolve_data_file(key: str, path: str | Path | None = None, *, verify: bool = True) -> Path:
@@ -313,8 +334,10 @@ def resolve_data_file(key: str, path: str | Path | None = None, *, verify: bool 
         cand = p / source.relpath if p.is_dir() else p
         if cand.is_file():
             return found(cand)
-        why = (f"{p}, is a directory, not a file, and holds no {source.relpath}" if p.is_dir()
-               else f"{cand}, {_why_missing(cand)}")
+        if p.is_dir() and not (cand.exists() or cand.is_symlink()):
+            why = f"{p}, is a directory, not a file, and holds no {source.relpath}"
+        else:  # the file itself, or the folder's entry: a FIFO, a folder, a broken link...
+            why = f"{cand}, {_why_missing(cand)}"
         raise DataNotFoundError(
             f"data file '{source.relpath}' ({key}): the path given, {why}. Pass the file itself "
             f"or a folder laid out like the data dir, or leave path out to use "

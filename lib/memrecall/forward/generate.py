@@ -4,12 +4,8 @@ The memorization test scores only the target's *first* sub-token; for a target s
 sub-tokens, :func:`whole_word_continuation` checks whether greedy decoding produces the whole
 word. How many sub-tokens a target spans is :func:`memrecall.probes.target_token_counts` (the
 same first-token-after-the-prompt rule as :func:`memrecall.make_probes`); the padding is
-<<<<<<< HEAD
-:func:`memrecall.forward.pad_left`.
-=======
 :func:`memrecall.forward.batching.pad_left`, the batches follow the package's one rule (a memory
 budget, halved on out-of-memory: :func:`memrecall.forward.batching.halve_on_oom`).
->>>>>>> batch-rule
 """
 
 from __future__ import annotations
@@ -60,7 +56,10 @@ def whole_word_continuation(lm: LM, probes: pd.DataFrame,
         target``).
 
     Raises:
-        ValueError: ``lm`` is a masked LM, or a bad ``batch_size``.
+        ValueError: ``lm`` is a masked LM, a bad ``batch_size`` (see
+            :func:`memrecall.forward.batching.check_batch_size`), or a prompt that with its
+            target's tokens does not fit the model's context window (the last step reads the
+            prompt and all but the last target token; the message names the row).
 
     """
     if lm.is_masked:
@@ -69,6 +68,14 @@ def whole_word_continuation(lm: LM, probes: pd.DataFrame,
     frame = probes.reset_index(drop=True)
     counts = target_token_counts(frame, lm.tokenizer)
     ids, _ = model_inputs(lm, frame["prompt"].astype(str).tolist())
+    limit = lm.max_length
+    for row, (tokens, n_target) in enumerate(zip(ids, counts, strict=True)):
+        if limit is not None and len(tokens) + int(n_target) - 1 > limit:
+            raise ValueError(
+                f"row {row}: the prompt is {len(tokens)} tokens long (as {lm.name} reads it) and "
+                f"its target {int(n_target)} tokens, more than the context window of {limit} "
+                f"tokens that greedy continuation reads; shorten it or drop the row (it starts "
+                f"{str(frame['prompt'].iloc[row])[:60]!r})")
     pad = lm.tokenizer.pad_token_id
     pad = pad if pad is not None else (lm.tokenizer.eos_token_id or 0)
     known = frame["pred_token"].to_numpy(dtype=np.int64) if "pred_token" in frame else None
