@@ -1,6 +1,7 @@
 """Shared pytest fixtures."""
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +170,18 @@ def assert_continuations_match(frame, reference, lm: mr.LM, prompts,
         assert near_tie_on_greedy_path(steps, eps), (
             f"row {row}: {frame.iloc[row].to_dict()} vs {reference.iloc[row].to_dict()} "
             f"without a float tie of {eps} on the greedy path")
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder nothing can be written into: read-only (as root, whom modes don't stop: a
+    folder whose parent is a file)."""
+    if os.geteuid() == 0:
+        (tmp_path / "a-file").write_text("")
+        yield tmp_path / "a-file" / "cache"
+        return
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    yield folder
+    folder.chmod(stat.S_IRWXU)

@@ -8,7 +8,6 @@ are written atomically; one run per profile at a time.
 import errno
 import os
 import shutil
-import stat
 import subprocess
 import warnings
 from pathlib import Path
@@ -125,21 +124,6 @@ def test_a_replaced_file_under_an_intact_sidecar_is_not_used(lm, probes, referen
     frame, said = _cached(lm, probes, tmp_path)
     _assert_same(frame, reference)
     assert said and "recomputing" in said[0]
-
-
-@pytest.fixture
-def unwritable(tmp_path):
-    """A folder nothing can be written into: read-only (as root, whom modes don't stop: a
-    folder whose parent is a file)."""
-    if os.geteuid() == 0:
-        (tmp_path / "a-file").write_text("")
-        yield tmp_path / "a-file" / "cache"
-        return
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    yield folder
-    folder.chmod(stat.S_IRWXU)
 
 
 def test_read_only_cache_keeps_the_result_and_warns(lm, probes, reference, unwritable):

@@ -56,21 +56,6 @@ def test_atomic_writes_follow_the_umask(tmp_path, umask_022):
     assert stat.S_IMODE((tmp_path / "private.txt").stat().st_mode) == 0o600
 
 
-@pytest.fixture
-def unwritable(tmp_path):
-    """A folder nothing can be written into: read-only (as root, whom modes don't stop: a
-    folder whose parent is a file)."""
-    if os.geteuid() == 0:
-        (tmp_path / "a-file").write_text("")
-        yield tmp_path / "a-file" / "cache"
-        return
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
-    yield folder
-    folder.chmod(stat.S_IRWXU)
-
-
 # --- assembled GGUF files: repaired when damaged, kept under MEMRECALL_CACHE ---------------
 
 _CHUNKS = [b"GGUF" + bytes(range(256)) * 8, b"second chunk", b"third"]
