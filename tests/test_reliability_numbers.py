@@ -16,6 +16,7 @@ from memrecall import interventions as iv
 from memrecall.lenses import layer_logits
 from memrecall.lenses.affine import load_lens
 from memrecall.lenses.shortcut import LinearShortcut
+from memrecall.models.converted import write_manifest
 from memrecall.models.finite import NonFiniteError
 from memrecall.models.tiny import build_tiny
 
@@ -330,11 +331,10 @@ def test_a_manifest_missing_a_file_or_with_a_malformed_entry_is_refused(tmp_path
 
 
 def test_a_converted_folder_missing_tensors_is_reconverted(tmp_path):
-    from memrecall.models import loading
 
     folder, convert, calls, expected = _converted(tmp_path)
     weights = folder / "model.safetensors"
     tensors = {k: v for k, v in load_file(str(weights)).items() if ".h.1." not in k}
     save_file(tensors, str(weights), metadata={"format": "pt"})
-    loading._write_manifest(folder)  # a manifest that vouches for the incomplete weights
+    write_manifest(folder)  # a manifest that vouches for the incomplete weights
     _reconverts(folder, convert, calls, expected, r"missing \(would be initialised at random\)")

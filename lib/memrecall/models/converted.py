@@ -26,7 +26,8 @@ from .._io import (
 )
 from .pretrained import from_pretrained
 
-__all__ = ["MANIFEST", "converted_model", "manifest_problem", "safetensors_problem"]
+__all__ = ["MANIFEST", "converted_model", "manifest_problem", "safetensors_problem",
+           "write_manifest"]
 
 
 MANIFEST = "memrecall-manifest.json"
@@ -56,7 +57,7 @@ def safetensors_problem(file: Path) -> str | None:
 
 
 def _entry_ok(name: object, entry: object) -> bool:
-    """Whether one manifest entry has the shape ``_write_manifest`` gives it."""
+    """Whether one manifest entry has the shape ``write_manifest`` gives it."""
     return (isinstance(name, str) and bool(name) and not Path(name).is_absolute()
             and ".." not in Path(name).parts and isinstance(entry, dict)
             and isinstance(entry.get("bytes"), int) and not isinstance(entry["bytes"], bool)
@@ -80,11 +81,13 @@ def manifest_problem(folder: Path) -> str | None:
         return f"{manifest} is missing (an old or interrupted conversion)"
     except (OSError, ValueError, KeyError, TypeError):
         return f"{manifest} is unreadable"
-    if not isinstance(files, dict) or not files:
-        return f"{manifest} lists no files, so it vouches for none"
+    if not isinstance(files, dict):
+        return f"{manifest} is malformed (its files are not a mapping)"
+    if not files:
+        return f"{manifest} is empty: it lists no files, so it vouches for none"
     for name, entry in sorted(files.items(), key=lambda item: str(item[0])):
         if not _entry_ok(name, entry):
-            return f"{manifest} has a malformed entry for {name!r}: {entry!r}"
+            return f"{manifest} is malformed: a malformed entry for {name!r}: {entry!r:.80}"
     present = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
                if p.is_file() and p.name != MANIFEST}
     unlisted = sorted(present - set(files))
@@ -92,7 +95,7 @@ def manifest_problem(folder: Path) -> str | None:
         return (f"{folder / unlisted[0]} is not in {MANIFEST}"
                 + (f" (nor {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""))
     if not any(name.endswith(".safetensors") for name in files) or "config.json" not in files:
-        return f"{manifest} lists no weights or no config.json"
+        return f"{manifest} is incomplete: it lists no weights or no config.json"
     for name, entry in sorted(files.items()):
         file = folder / name
         if not file.is_file():
@@ -104,7 +107,8 @@ def manifest_problem(folder: Path) -> str | None:
     return None
 
 
-def _write_manifest(folder: Path) -> None:
+def write_manifest(folder: Path) -> None:
+    """Vouch for every file of ``folder`` (written before it): its size and sha256."""
     files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size,
                                                 "sha256": sha256_file(p)}
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
@@ -152,7 +156,7 @@ def converted_model(folder: str | Path, convert: Callable[[], tuple], dtype: tor
     def save(temp: Path) -> None:
         model.save_pretrained(temp)
         tokenizer.save_pretrained(temp)
-        _write_manifest(temp)
+        write_manifest(temp)
 
     try:
         atomic_write_dir(folder, save)
