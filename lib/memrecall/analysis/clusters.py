@@ -16,8 +16,8 @@ from sklearn.cluster import KMeans
 
 from .projection import confidence_boost, normalised_depth, promotion_layer, stack
 
-__all__ = ["CLUSTER_SUMMARY_COLUMNS", "K", "cluster_curves", "cluster_labels", "cluster_memorized",
-           "cluster_summary"]
+__all__ = ["CLUSTER_SUMMARY_COLUMNS", "K", "cluster_curves", "cluster_gains", "cluster_labels",
+           "cluster_memorized", "cluster_summary", "curve_gains", "gaining_share"]
 
 K = 7
 
@@ -105,3 +105,44 @@ def cluster_memorized(idiom_res: pd.DataFrame, k: int = K,
                 pd.DataFrame(columns=CLUSTER_SUMMARY_COLUMNS))
     labels = cluster_labels(memorized, k, seed)
     return cluster_curves(memorized, labels), cluster_summary(memorized, labels)
+
+
+def curve_gains(mean_rank: np.ndarray, mean_prob: np.ndarray) -> dict:
+    """Whether a mean curve gains confidence after its promotion point.
+
+    The rule for Figure 5, the same on our clusters and the paper's digitized ones (which have
+    only mean curves): the promotion point is the first layer (0-based) from which the mean rank
+    stays below 1; the gain is the final mean probability minus the probability there.
+
+    Returns:
+        ``promotion_layer`` (0-based) and ``gain`` (probability).
+    """
+    below = np.asarray(mean_rank, dtype=np.float64) < 1
+    start = len(below) - 1
+    while start > 0 and below[start - 1]:
+        start -= 1
+    probs = np.asarray(mean_prob, dtype=np.float64)
+    return {"promotion_layer": start, "gain": float(probs[-1] - probs[start])}
+
+
+def cluster_gains(curves: pd.DataFrame) -> pd.DataFrame:
+    """:func:`curve_gains` of each cluster's mean curve.
+
+    Args:
+        curves: one row per (cluster, layer) with ``cluster``, ``size``, ``layer``, ``rank``,
+            ``prob`` (:func:`cluster_curves`, or :func:`memrecall.data.paper.clusters`).
+
+    Returns:
+        One row per cluster: ``cluster, size, promotion_layer, gain, gains`` (gain > 0).
+    """
+    rows = []
+    for cluster, part in curves.sort_values(["cluster", "layer"]).groupby("cluster"):
+        found = curve_gains(part["rank"].to_numpy(), part["prob"].to_numpy())
+        rows.append({"cluster": int(cluster), "size": int(part["size"].iloc[0]), **found,
+                     "gains": found["gain"] > 0})
+    return pd.DataFrame(rows, columns=["cluster", "size", "promotion_layer", "gain", "gains"])
+
+
+def gaining_share(gains: pd.DataFrame) -> float:
+    """% of the clustered idioms that lie in clusters that gain (:func:`cluster_gains`)."""
+    return float(100 * gains.loc[gains["gains"], "size"].sum() / gains["size"].sum())

@@ -111,10 +111,10 @@ def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
                      n_examples: int = 3) -> KnockoutResults:
     """Notebook 05 for one model: probe groups, the cached sweep, its table, sub-update examples.
 
-    Reads the lens results of the idioms and the Wikipedia texts (cached), draws up to
-    ``run.n_knockout`` probes per group (seeded), runs the sweep (cached), and reads the top
-    sub-updates of ``n_examples`` memorized idioms (non-memorized ones if there are none) at four
-    layers spread over the depth.
+    Reads the lens results of the idioms (those of ``run.population``) and the Wikipedia texts
+    (cached), draws up to ``run.n_knockout`` probes per group (seeded), runs the sweep
+    (cached), and reads the top sub-updates of ``n_examples`` memorized idioms (non-memorized
+    ones if there are none) at four layers spread over the depth.
 
     Args:
         lm: the loaded model.
@@ -125,8 +125,9 @@ def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
     config = config or knockout_config(run)
     if not config.per_probe:
         raise ValueError("knockout_results needs a per-probe sweep (SweepConfig(per_probe=True))")
-    probes = knockout_stats.knockout_probe_groups(idiom_results(lm, run), wiki_results(lm, run),
-                                         run.n_knockout, seed=run.seed)
+    probes = knockout_stats.knockout_probe_groups(run.idioms_of(idiom_results(lm, run)),
+                                                  wiki_results(lm, run), run.n_knockout,
+                                                  seed=run.seed)
     d_ff = interventions.mlp_width(lm)
     n_configs = len(interventions.knockout_configs(lm.n_layers, d_ff, config.ks,
                                                    config.max_window, config.controls))

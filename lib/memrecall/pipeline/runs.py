@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .._io import slug
+from ..analysis.claims import POPULATIONS, select_population
 from ..forward.batching import check_batch_size
 from ..models import LM, check_device, load
 from ..profiles import Profile
@@ -23,6 +24,8 @@ class Settings(Profile):
 
     The profile's fields (models, sample sizes, knockout grid) come first; ``None`` sizes mean
     "all". ``cache_dir`` holds the cached per-model results (:mod:`memrecall.cache`).
+    ``population``: the idioms the headline analyses use, ``filtered`` (the paper's: those that
+    pass its filters, ``hard_to_guess``) or ``all`` (:data:`memrecall.analysis.POPULATIONS`).
     """
 
     seed: int
@@ -32,6 +35,7 @@ class Settings(Profile):
     device: str | None = None
     batch_size: int | None = None
     dtype: str | None = None
+    population: str = "filtered"
 
     def load(self, model: str) -> LM:
         """Load ``model`` on this run's device, in its dtype (default float32)."""
@@ -67,7 +71,17 @@ class Settings(Profile):
 
     def sizes(self) -> str:
         """The idiom and Wikipedia sample sizes, as a notebook's header says them."""
-        return f"idioms: {self.n_idioms or 'all'}, Wikipedia texts: {self.n_wiki}"
+        return (f"idioms: {self.n_idioms or 'all'} (analysed: {self.population_label}), "
+                f"Wikipedia texts: {self.n_wiki}")
+
+    @property
+    def population_label(self) -> str:
+        """The analysed idioms in words, for titles and headers."""
+        return POPULATIONS[self.population]
+
+    def idioms_of(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``frame`` in this run's population (:func:`select_population`)."""
+        return select_population(frame, self.population)
 
 
 def table_display(max_colwidth: int = 50) -> None:
@@ -120,7 +134,8 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
             is shared either way (``<root>/results/<profile>/cache``, or ``<results_dir>/cache``
             for an explicit ``results_dir``): a session reads what ``make reproduce`` computed.
         **overrides: sample sizes (``n_idioms``...), ``seed``, ``device``, ``batch_size``,
-            ``dtype`` (``"bfloat16"``...); ``None`` values keep the profile's defaults.
+            ``dtype`` (``"bfloat16"``...), ``population`` (``filtered``, the default, or
+            ``all``); ``None`` values keep the profile's defaults.
 
     Raises:
         TypeError: ``models`` that is not a string, a list of strings or None (papermill's
@@ -145,6 +160,9 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
         overrides["batch_size"] = check_batch_size(overrides["batch_size"])
     if "device" in overrides:
         check_device(overrides["device"])
+    if overrides.get("population", "filtered") not in POPULATIONS:
+        raise ValueError(f"population={overrides['population']!r}: expected one of "
+                         f"{list(POPULATIONS)}")
     result = replace(base, models=tuple(models or defaults.models), **overrides)
     result.results_dir.mkdir(parents=True, exist_ok=True)
     result.figures_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,440 @@
+"""The paper's claims, each a statistic with an interval and a verdict decided by a fixed rule.
+
+One place holds every claim we test (:data:`CLAIMS`): its id, the paper's sentence, the
+statistic that measures it, the sign the paper expects and the value of "no effect". The rule
+(:func:`claim_verdict`) was written before any data were looked at and is the same for every
+claim:
+
+* ``supported``: the statistic lies on the paper's side of "no effect" and its 95% interval
+  excludes "no effect";
+* ``contradicted``: the opposite side, with an interval that excludes "no effect";
+* ``inconclusive``: otherwise (an interval that covers "no effect", or no value).
+
+Rows have exactly :data:`CLAIM_COLUMNS` (``results/<profile>/claims.csv``). ``population`` is
+``filtered`` (the idioms that pass the paper's filters, :func:`select_population`) or ``all``
+(every idiom, a sensitivity check); ``lens`` is ``logit``, ``shortcut`` or ``tuned`` (a fitted
+lens only for claims about intermediate layers, :attr:`Claim.intermediate`).
+
+Statistics here: Cliff's delta ``P(a > b) - P(a < b)`` with a percentile bootstrap interval
+(each group resampled on its own) and the two-sided Mann-Whitney p; a ratio of means with a
+bootstrap interval; Pearson and Spearman r with Fisher-z intervals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from .clusters import cluster_labels, curve_gains
+from .frequency import token_word, word_frequencies
+from .projection import compare_groups, per_example_table, stack
+
+__all__ = [
+    "CLAIMS",
+    "CLAIM_COLUMNS",
+    "LENS_IDS",
+    "POPULATIONS",
+    "VERDICTS",
+    "Claim",
+    "claim_row",
+    "claim_verdict",
+    "claims_frame",
+    "cliffs_delta",
+    "clusters_claim",
+    "correlation",
+    "frequency_claim",
+    "group_claims",
+    "merge_claims",
+    "ratio_of_means",
+    "select_population",
+]
+
+CLAIM_COLUMNS = ["claim", "model", "population", "lens", "statistic", "value", "ci_low",
+                 "ci_high", "p_value", "n", "verdict"]
+VERDICTS = ("supported", "contradicted", "inconclusive")
+POPULATIONS = {
+    "filtered": "idioms that pass the paper's filters (hard_to_guess)",
+    "all": "all IdioMem idioms (sensitivity check)",
+}
+LENS_IDS = ("logit", "shortcut", "tuned")
+N_BOOT = 2000
+CI = 0.95
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of the paper and how we measure it.
+
+    Attributes:
+        id: the claim's id (``claims.csv``'s ``claim``).
+        sentence: what the paper says (our words where it only shows a figure).
+        statistic: what ``value`` is.
+        expected_sign: +1 or -1: the side of ``null`` the paper expects.
+        null: the value of "no effect" (0 for a difference, 1 for a ratio).
+        intermediate: the claim is about intermediate layers, so it is also tested under the
+            fitted lenses.
+        note: how the claim is read, where that needs saying.
+    """
+
+    id: str
+    sentence: str
+    statistic: str
+    expected_sign: int
+    null: float = 0.0
+    intermediate: bool = False
+    note: str = ""
+
+
+def _claims(*claims: Claim) -> dict[str, Claim]:
+    return {c.id: c for c in claims}
+
+
+_DELTA = "Cliff's delta (memorized vs {b}; bootstrap 95% interval; Mann-Whitney p)"
+CLAIMS: dict[str, Claim] = _claims(
+    Claim("promotion_vs_nonmemorized",
+          "Memorized predictions are promoted to the top of the distribution in earlier layers "
+          "than non-memorized ones (§5.1, Figure 2).",
+          _DELTA.format(b="non-memorized idioms") + " of the promotion layer", -1,
+          intermediate=True),
+    Claim("promotion_vs_wikipedia",
+          "Memorized predictions are promoted earlier than predictions on Wikipedia text "
+          "(§5.1, Figure 2).",
+          _DELTA.format(b="Wikipedia prompts") + " of the promotion layer", -1,
+          intermediate=True),
+    Claim("boost_vs_nonmemorized",
+          "After promotion, upper layers boost the confidence of memorized predictions more "
+          "than of non-memorized ones (§5.1, Figure 2).",
+          _DELTA.format(b="non-memorized idioms") + " of the confidence boost", +1,
+          intermediate=True),
+    Claim("boost_vs_wikipedia",
+          "After promotion, memorized predictions gain more confidence than predictions on "
+          "Wikipedia text (§5.1, Figure 2).",
+          _DELTA.format(b="Wikipedia prompts") + " of the confidence boost", +1,
+          intermediate=True),
+    Claim("first_layer_rank",
+          "Memorized predictions start from a worse (higher) rank in the first layer than "
+          "non-memorized ones (§5.1; about 1.2-1.9 times in the paper's Figure 2).",
+          "ratio of mean first-layer ranks, memorized / non-memorized (bootstrap 95% interval; "
+          "Mann-Whitney p)", +1, null=1.0, intermediate=True),
+    Claim("frequency",
+          "The first-layer rank of a prediction is weakly, negatively correlated with its "
+          "word's frequency (Table 4: r = -0.22, -0.18, -0.19, +0.15).",
+          "Pearson r, first-layer rank vs wordfreq frequency of the predicted word, idioms + "
+          "Wikipedia prompts (Fisher-z 95% interval)", -1,
+          note="The paper's p-values with its r imply n of about 1,600-1,900 predictions, "
+               "i.e. its idioms (814) plus its Wikipedia prompts, not memorized idioms alone; "
+               "we test that population. Three of its four models have r < 0."),
+    Claim("classifier_above_chance",
+          "Per-layer probabilities tell memorized from non-memorized idioms (Table 5).",
+          "ROC AUC of all-layer probabilities minus random features, paired over 10 splits "
+          "(corrected resampled t interval)", +1),
+    Claim("classifier_intermediate_layers",
+          "All layers tell the groups apart better than the last layer alone (Table 5: 84.6 "
+          "vs 79.5 for GPT-2 medium).",
+          "accuracy (points), all-layer probabilities minus last-layer probability, paired over "
+          "10 splits (corrected resampled t interval)", +1),
+    Claim("clusters_boost",
+          "Every cluster of memorized idioms gains confidence in the upper layers (Figure 5).",
+          "% of memorized idioms in k-means clusters whose mean curve gains probability after "
+          "its promotion point (bootstrap 95% interval; no effect: half of them)", +1,
+          null=50.0,
+          note="Rule on a cluster's mean curve: promotion point = first layer from which the "
+               "mean rank stays below 1; gain = final probability minus the probability "
+               "there. The same rule on the paper's digitized clusters gives 6 of 7 clusters, "
+               "80% of its idioms."),
+    Claim("knockout_layer1_nondominant",
+          "Zeroing all but the 10 dominant sub-updates of layer 1 changes more memorized "
+          "predictions than doing so in any other single layer (Figure 3: 99% vs at most 13%).",
+          "% changed, layer 1 minus the strongest other single layer (bootstrap over probes, "
+          "the strongest layer re-chosen in each resample)", +1),
+    Claim("knockout_layer1_dominant",
+          "Zeroing the 10 dominant sub-updates of layer 1 changes more memorized predictions "
+          "than in any other single layer (Figure 3: 65% vs at most about 21%).",
+          "% changed, layer 1 minus the strongest other single layer (bootstrap over probes, "
+          "the strongest layer re-chosen in each resample)", +1),
+    Claim("knockout_specific",
+          "Not tested by the paper: the layer-1 knockout is specific to memorized predictions "
+          "(it changes them more than non-memorized ones).",
+          "% changed by the layer-1 non-dominant knockout, memorized minus non-memorized "
+          "(bootstrap 95% interval; Fisher's exact p)", +1),
+    Claim("knockout_falls_early",
+          "The effect of non-dominant 3-layer knockouts falls over the first 40% of the depth "
+          "(Figure 7: 72% at layers 2-4 to 40% at 8-10).",
+          "slope of % changed per unit of relative depth, windows from layer 2 to 40% depth "
+          "(bootstrap over probes)", -1),
+    Claim("knockout_flat_late",
+          "Past 40% of the depth the effect of non-dominant 3-layer knockouts is flat (Figure "
+          "7: 15-32%).",
+          "slope of % changed per unit of relative depth past 40% depth (bootstrap over "
+          "probes)", 0,
+          note="A flatness claim: supported when the interval covers 0 and lies within "
+               "+-50 %/depth (a change under 50 points over the whole depth), contradicted "
+               "when it excludes 0."),
+    Claim("facts_promotion",
+          "Memorized facts are promoted earlier than non-memorized facts (§6, Figure 4).",
+          "Cliff's delta (memorized vs non-memorized facts) of the promotion layer", -1,
+          intermediate=True),
+    Claim("facts_boost",
+          "Memorized facts gain more confidence after promotion than non-memorized facts "
+          "(§6, Figure 4).",
+          "Cliff's delta (memorized vs non-memorized facts) of the confidence boost", +1,
+          intermediate=True),
+)
+FLAT_MARGIN = 50.0
+"""Half-width (% changed per unit of depth) within which a late slope counts as flat."""
+
+
+def claim_verdict(claim: Claim, value: float, ci_low: float, ci_high: float) -> str:
+    """The fixed rule: ``supported``, ``contradicted`` or ``inconclusive`` (module docstring).
+
+    A flatness claim (``expected_sign == 0``) is supported when its interval covers ``null``
+    and lies within ``null ± FLAT_MARGIN``, contradicted when the interval excludes ``null``.
+    """
+    if any(v is None or not np.isfinite(v) for v in (value, ci_low, ci_high)):
+        return "inconclusive"
+    above, below = ci_low > claim.null, ci_high < claim.null
+    if claim.expected_sign == 0:
+        if above or below:
+            return "contradicted"
+        within = claim.null - FLAT_MARGIN <= ci_low and ci_high <= claim.null + FLAT_MARGIN
+        return "supported" if within else "inconclusive"
+    side = np.sign(value - claim.null)
+    if side == claim.expected_sign and (above if side > 0 else below):
+        return "supported"
+    if side == -claim.expected_sign and (above if side > 0 else below):
+        return "contradicted"
+    return "inconclusive"
+
+
+def claim_row(claim_id: str, model: str, population: str, lens: str,
+              stat: Mapping[str, Any]) -> dict:
+    """One ``claims.csv`` row: ``stat`` (``value, ci_low, ci_high, p_value, n``) and its verdict.
+
+    ``statistic`` defaults to the claim's (``stat`` may name a more specific one).
+    """
+    claim = CLAIMS[claim_id]
+    if population not in POPULATIONS:
+        raise ValueError(f"population {population!r}: expected one of {list(POPULATIONS)}")
+    if lens not in LENS_IDS:
+        raise ValueError(f"lens {lens!r}: expected one of {LENS_IDS}")
+    if lens != "logit" and not claim.intermediate:
+        raise ValueError(f"{claim_id} is not about intermediate layers: logit lens only")
+    value, lo, hi = (float(stat.get(k, np.nan)) for k in ("value", "ci_low", "ci_high"))
+    return {"claim": claim_id, "model": model, "population": population, "lens": lens,
+            "statistic": stat.get("statistic", claim.statistic), "value": value,
+            "ci_low": lo, "ci_high": hi, "p_value": float(stat.get("p_value", np.nan)),
+            "n": int(stat.get("n", 0)), "verdict": claim_verdict(claim, value, lo, hi)}
+
+
+def claims_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows as a frame with exactly :data:`CLAIM_COLUMNS`, in :data:`CLAIMS` order."""
+    frame = pd.DataFrame(list(rows), columns=CLAIM_COLUMNS)
+    order = {c: i for i, c in enumerate(CLAIMS)}
+    frame = frame.iloc[np.argsort(frame["claim"].map(order).to_numpy(), kind="stable")]
+    return frame.reset_index(drop=True)
+
+
+def merge_claims(old: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
+    """``old`` with every (claim, model, population, lens) of ``rows`` replaced by ``rows``'s.
+
+    Each notebook writes the claims it measures; the others' rows stay.
+    """
+    keys = ["claim", "model", "population", "lens"]
+    if old is None or old.empty:
+        return claims_frame(rows.to_dict("records"))
+    replaced = old.set_index(keys).index.isin(rows.set_index(keys).index)
+    return claims_frame([*old[~replaced].to_dict("records"), *rows.to_dict("records")])
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def _clean(values: Any) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return values[~np.isnan(values)]
+
+
+def _resample(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    return values[rng.integers(0, len(values), size=(n_boot, len(values)))]
+
+
+def _interval(boots: np.ndarray, ci: float = CI) -> tuple[float, float]:
+    alpha = (1 - ci) / 2
+    lo, hi = np.quantile(boots[np.isfinite(boots)], [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def _empty(n: int = 0) -> dict:
+    return {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan, "n": n}
+
+
+def cliffs_delta(a: Any, b: Any, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """Cliff's delta ``P(a > b) - P(a < b)`` with a bootstrap interval and Mann-Whitney p.
+
+    Each sample is resampled on its own (``n_boot`` times, seeded); the interval is the
+    percentile interval of the resampled deltas. NaNs are dropped.
+
+    Returns:
+        ``value, ci_low, ci_high, p_value, n`` (``n = n_a + n_b``); NaNs when a sample has
+        fewer than 2 values.
+    """
+    a, b = _clean(a), _clean(b)
+    if len(a) < 2 or len(b) < 2:
+        return _empty(len(a) + len(b))
+    test = compare_groups(a, b)
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // (len(a) + len(b)))
+    for start in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - start)
+        both = np.concatenate([_resample(a, m, rng), _resample(b, m, rng)], axis=1)
+        u = sps.rankdata(both, axis=1)[:, :len(a)].sum(axis=1) - len(a) * (len(a) + 1) / 2
+        boots[start:start + m] = 2 * u / (len(a) * len(b)) - 1
+    return {"value": test["rank_biserial"], **dict(zip(("ci_low", "ci_high"), _interval(boots))),
+            "p_value": test["p_value"], "n": len(a) + len(b)}
+
+
+def ratio_of_means(a: Any, b: Any, n_boot: int = N_BOOT, seed: int = 0) -> dict:
+    """``mean(a) / mean(b)`` with a bootstrap interval (samples resampled on their own).
+
+    ``p_value``: two-sided Mann-Whitney of ``a`` against ``b``.
+    """
+    a, b = _clean(a), _clean(b)
+    if len(a) < 2 or len(b) < 2 or b.mean() == 0:
+        return _empty(len(a) + len(b))
+    rng = np.random.default_rng(seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        boots = _resample(a, n_boot, rng).mean(1) / _resample(b, n_boot, rng).mean(1)
+    lo, hi = _interval(boots)
+    return {"value": float(a.mean() / b.mean()), "ci_low": lo, "ci_high": hi,
+            "p_value": compare_groups(a, b)["p_value"], "n": len(a) + len(b)}
+
+
+def correlation(x: Any, y: Any, method: str = "pearson") -> dict:
+    """Pearson or Spearman r of ``x`` and ``y`` (pairs with NaN dropped), Fisher-z interval."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    keep = ~(np.isnan(x) | np.isnan(y))
+    x, y = x[keep], y[keep]
+    n = len(x)
+    if n < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return _empty(n)
+    test = sps.pearsonr(x, y) if method == "pearson" else sps.spearmanr(x, y)
+    r = float(test.statistic)
+    z, half = np.arctanh(np.clip(r, -0.999999, 0.999999)), sps.norm.ppf(0.5 + CI / 2) \
+        / np.sqrt(n - 3)
+    return {"value": r, "ci_low": float(np.tanh(z - half)), "ci_high": float(np.tanh(z + half)),
+            "p_value": float(test.pvalue), "n": n}
+
+
+def select_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:
+    """The rows of ``population``, fresh index: idioms of ``filtered`` (``hard_to_guess``) or all.
+
+    ``frame``: idiom results, or a labelled frame (:func:`memrecall.analysis.label_groups`)
+    whose rows of other sources (Wikipedia, facts) are always kept.
+    """
+    if population not in POPULATIONS:
+        raise ValueError(f"population {population!r}: expected one of {list(POPULATIONS)}")
+    if population == "all":
+        return frame.reset_index(drop=True)
+    if "hard_to_guess" not in frame.columns:
+        raise ValueError("population 'filtered' needs IdioMem's hard_to_guess column")
+    idiom = frame["source"].eq("idioms") if "source" in frame.columns else True
+    keep = ~idiom | frame["hard_to_guess"].fillna(False).astype(bool)
+    return frame[keep].reset_index(drop=True)
+
+
+_GROUP_CLAIMS = (
+    ("promotion_vs_nonmemorized", "promotion_layer", "memorized", "non-memorized"),
+    ("promotion_vs_wikipedia", "promotion_layer", "memorized", "wikipedia"),
+    ("boost_vs_nonmemorized", "confidence_boost", "memorized", "non-memorized"),
+    ("boost_vs_wikipedia", "confidence_boost", "memorized", "wikipedia"),
+    ("facts_promotion", "promotion_layer", "facts: memorized", "facts: non-memorized"),
+    ("facts_boost", "confidence_boost", "facts: memorized", "facts: non-memorized"),
+)
+
+
+def group_claims(model: str, labelled: pd.DataFrame, population: str, lens: str = "logit",
+                 seed: int = 0) -> list[dict]:
+    """The two-step claims whose groups ``labelled`` holds, and the first-layer rank claim.
+
+    Args:
+        model: the model's name.
+        labelled: :func:`memrecall.analysis.label_groups` output (idioms of ``population``,
+            Wikipedia and/or facts), read through ``lens``.
+        population: what the idioms are (:data:`POPULATIONS`).
+        lens: ``logit``, ``shortcut`` or ``tuned``.
+        seed: seeds the bootstraps.
+
+    Returns:
+        :func:`claim_row` dicts (claims whose two groups are both present).
+    """
+    table = per_example_table(labelled)
+    groups = set(table["group"])
+    rows = []
+    for claim_id, measure, a, b in _GROUP_CLAIMS:
+        if {a, b} <= groups:
+            stat = cliffs_delta(table.loc[table["group"] == a, measure],
+                                table.loc[table["group"] == b, measure], seed=seed)
+            rows.append(claim_row(claim_id, model, population, lens, stat))
+    if {"memorized", "non-memorized"} <= groups:
+        first = stack(labelled["pred_rank"])[:, 0]
+        group = labelled["group"].to_numpy()
+        stat = ratio_of_means(first[group == "memorized"], first[group == "non-memorized"],
+                              seed=seed)
+        rows.append(claim_row("first_layer_rank", model, population, lens, stat))
+    return rows
+
+
+def frequency_claim(model: str, labelled: pd.DataFrame, tokenizer: Any,
+                    population: str) -> dict:
+    """``frequency``: Pearson r of first-layer rank vs the predicted word's frequency.
+
+    On every prediction of ``labelled`` (the idioms of ``population`` and the Wikipedia
+    prompts: the population the paper's n implies, :data:`CLAIMS`), tokens without a word
+    left out (:func:`memrecall.analysis.token_word`). The Spearman rho goes into ``statistic``.
+    """
+    words = [token_word(tokenizer, t) for t in labelled["pred_token"]]
+    freqs = word_frequencies(words)
+    first = stack(labelled["pred_rank"])[:, 0]
+    stat = correlation(first, freqs)
+    rho = correlation(first, freqs, "spearman")["value"]
+    sources = "+".join(sorted(set(labelled["source"]))) if "source" in labelled else "all"
+    stat["statistic"] = (f"{CLAIMS['frequency'].statistic}; rows: {sources}; Spearman rho = "
+                         f"{rho:+.2f}")
+    return claim_row("frequency", model, population, "logit", stat)
+
+
+def clusters_claim(model: str, idiom_res: pd.DataFrame, population: str, seed: int = 0,
+                   n_boot: int = N_BOOT) -> dict:
+    """``clusters_boost``: % of memorized idioms in clusters whose mean curve gains confidence.
+
+    k-means clusters of the memorized idioms of ``idiom_res`` (:func:`cluster_labels`, seeded);
+    each cluster judged by :func:`curve_gains` on its mean curve; the interval resamples the
+    memorized idioms (labels kept) and judges the resampled clusters' mean curves again.
+    """
+    memorized = idiom_res[idiom_res["is_memorized"].astype(bool)].reset_index(drop=True)
+    if len(memorized) < 2:
+        return claim_row("clusters_boost", model, population, "logit", _empty(len(memorized)))
+    labels = cluster_labels(memorized, seed=seed)
+    ranks, probs = stack(memorized["pred_rank"]), stack(memorized["pred_prob"])
+
+    def share(index: np.ndarray) -> float:
+        gained = 0
+        for c in np.unique(labels[index]):
+            members = index[labels[index] == c]
+            gains = curve_gains(ranks[members].mean(0), probs[members].mean(0))["gain"] > 0
+            gained += len(members) * gains
+        return 100 * gained / len(index)
+
+    rng = np.random.default_rng(seed)
+    boots = np.array([share(rng.integers(0, len(memorized), len(memorized)))
+                      for _ in range(n_boot)])
+    lo, hi = _interval(boots)
+    stat = {"value": share(np.arange(len(memorized))), "ci_low": lo, "ci_high": hi,
+            "p_value": np.nan, "n": len(memorized)}
+    return claim_row("clusters_boost", model, population, "logit", stat)
