@@ -15,7 +15,7 @@ from ..cache import cached, frame_sha256, result_key
 from ..interventions import SweepConfig
 from ..models import LM
 from ..report import knockouts as knockout_report
-from ..report.paper import merge_comparison
+from ..report.comparison_file import merge_comparison
 from ..report.tables import to_display_layer
 from .projection import idiom_results, wiki_results
 from .runs import Settings

@@ -5,6 +5,7 @@
 :mod:`.dataset` (notebook 01), :mod:`.memorization` (notebook 02).
 """
 
+from .comparison_file import merge_comparison
 from .dataset import dataset_conclusions
 from .knockouts import (
     FIGURES,
@@ -37,12 +38,13 @@ from .paper import (
     ANALYSES,
     COMPARISON_COLUMNS,
     comparison_frame,
+    comparison_row,
     figure2_rows,
     figure4_rows,
     figure5_rows,
-    merge_comparison,
     number_verdict,
     paper_counterpart,
+    r_verdict,
     table3_rows,
     table4_rows,
     table5_rows,
@@ -80,6 +82,7 @@ __all__ = [
     "TWO_STEP_IDIOMS",
     "beside_paper_panels",
     "comparison_frame",
+    "comparison_row",
     "conclusions",
     "dataset_conclusions",
     "depth_lines",
@@ -99,6 +102,7 @@ __all__ = [
     "memorization_csv",
     "merge_comparison",
     "number_verdict",
+    "r_verdict",
     "paper_counterpart",
     "paper_depth_line",
     "readable_tests",

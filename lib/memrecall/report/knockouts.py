@@ -17,7 +17,7 @@ from .._io import atomic_write_text
 from ..analysis import knockouts as ks
 from ..data import paper
 from ..interventions import PAPER_CONTROLS, window_matrix
-from .paper import PCT_TOL, comparison_frame, number_verdict
+from .paper import PCT_TOL, comparison_frame, comparison_row, number_verdict
 from .tables import to_display_layer
 
 __all__ = ["FIGURES", "KNOCKOUT_COLUMNS", "PAPER_PANEL", "beside_paper_panels", "depth_lines",
@@ -107,9 +107,19 @@ def _falls(slopes: dict) -> bool:
 
 
 def _flattens(slopes: dict) -> bool:
+    """Whether the line is flat after its early fall.
+
+    With an interval (ours): one that covers 0 (a late slope whose interval excludes 0 is a
+    rise or a fall, not flat); without one (the paper's digitized line): a late slope under
+    ``FLAT`` of the early one.
+    """
     early, late = slopes["early_slope"], slopes["late_slope"]
-    return bool(np.isfinite(early) and np.isfinite(late) and early < 0
-                and abs(late) < FLAT * abs(early))
+    if not (np.isfinite(early) and np.isfinite(late) and early < 0):
+        return False
+    lo, hi = slopes.get("late_lo", np.nan), slopes.get("late_hi", np.nan)
+    if np.isfinite(lo) and np.isfinite(hi):
+        return bool(lo <= 0 <= hi)
+    return bool(abs(late) < FLAT * abs(early))
 
 
 def knockout_verdicts(table: pd.DataFrame, detail: pd.DataFrame, n_layers: int,
@@ -162,24 +172,32 @@ def knockout_verdicts(table: pd.DataFrame, detail: pd.DataFrame, n_layers: int,
         lines.append(
             f"non_dominant 3-layer windows, {reference}: slope after {SPLIT:.0%} depth "
             f"{s['late_slope']:+.0f} [{s['late_lo']:+.0f}, {s['late_hi']:+.0f}] -> flattens "
-            f"(less than {FLAT:.0%} of the early slope): {_answer(_flattens(s))} (paper: "
-            f"{p['late_slope']:+.0f}: {_answer(_flattens(p))})")
+            f"(interval covers 0): {_answer(_flattens(s))} (paper: {p['late_slope']:+.0f}, "
+            f"less than {FLAT:.0%} of its early slope: {_answer(_flattens(p))})")
     return lines
 
 
-def _cell(table: pd.DataFrame, control: str, start: int, window: int) -> float:
+def _cell(table: pd.DataFrame, control: str, start: int, window: int,
+          column: str = "changed_pct") -> float:
     rows = table[(table["control"] == control) & (table["start_layer"] == start)
                  & (table["window"] == window)]
-    return float(rows["changed_pct"].iloc[0]) if len(rows) else np.nan
+    return float(rows[column].iloc[0]) if len(rows) and column in rows else np.nan
 
 
-def _row(quantity: str, model: str, ours: float, paper_value: float, verdict: str) -> dict:
-    return {"analysis": "figure3", "quantity": quantity, "model": model, "ours": ours,
-            "paper_model": PAPER_MODEL, "paper_value": paper_value, "verdict": verdict}
+def _interval(table: pd.DataFrame, control: str, start: int, window: int
+              ) -> tuple[float, float] | None:
+    lo, hi = (_cell(table, control, start, window, f"changed_pct_{e}") for e in ("lo", "hi"))
+    return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else None
+
+
+def _row(quantity: str, model: str, ours: float, paper_value: float, verdict: str,
+         population: str = "filtered", ci: tuple[float, float] | None = None) -> dict:
+    return comparison_row("figure3", quantity, model, ours, PAPER_MODEL, paper_value, verdict,
+                          population, ci)
 
 
 def figure3_rows(model: str, table: pd.DataFrame, detail: pd.DataFrame, n_layers: int,
-                 reference: str = "memorized") -> pd.DataFrame:
+                 reference: str = "memorized", population: str = "filtered") -> pd.DataFrame:
     """The ``figure3`` rows of ``paper_comparison.csv`` for one model (memorized idioms).
 
     Quantities (ours vs GPT-2 medium's digitized Figure 3): % changed by the non-dominant and
@@ -187,6 +205,9 @@ def figure3_rows(model: str, table: pd.DataFrame, detail: pd.DataFrame, n_layers
     the one at the relative depth of the paper's layers 8-10; the mean over non-dominant 3-layer
     windows past 40% of the depth and over single upper layers; the largest dominant effect
     without layer 1; whether layer 1 dominates; the early and late slopes of Figure 7.
+
+    ``population``: the idioms the probes were drawn from. Cells carry their bootstrap
+    intervals; the paper's value inside ours agrees (:func:`number_verdict`).
 
     Returns:
         Rows with the columns of :data:`memrecall.report.COMPARISON_COLUMNS`; none without
@@ -199,20 +220,24 @@ def figure3_rows(model: str, table: pd.DataFrame, detail: pd.DataFrame, n_layers
     paper_layers = paper.n_layers(PAPER_MODEL)
     out = []
 
-    def compare(quantity: str, ours: float, paper_value: float) -> None:
+    def compare(quantity: str, ours: float, paper_value: float,
+                ci: tuple[float, float] | None = None) -> None:
         out.append(_row(quantity, model, ours, paper_value,
-                        number_verdict(ours, paper_value, PCT_TOL, digits=1)))
+                        number_verdict(ours, paper_value, PCT_TOL, digits=1, interval=ci),
+                        population, ci))
 
     for control in ("non_dominant", "dominant"):
         compare(f"% changed, {control}, layer 1 alone", _cell(rows, control, 0, 1),
-                _cell(theirs, control, 0, 1))
+                _cell(theirs, control, 0, 1), _interval(rows, control, 0, 1))
     compare("% changed, non_dominant, 3-layer window from layer 2",
-            _cell(rows, "non_dominant", 1, 3), _cell(theirs, "non_dominant", 1, 3))
+            _cell(rows, "non_dominant", 1, 3), _cell(theirs, "non_dominant", 1, 3),
+            _interval(rows, "non_dominant", 1, 3))
     target = 8 / paper_layers  # the paper's layers 8-10
     start = int(np.clip(round(target * n_layers) - 1, 0, n_layers - 3))
     compare(f"% changed, non_dominant, 3-layer window at relative depth {target:.2f} "
             f"(ours: layers {start + 1}-{start + 3}; paper: 8-10)",
-            _cell(rows, "non_dominant", start, 3), _cell(theirs, "non_dominant", 7, 3))
+            _cell(rows, "non_dominant", start, 3), _cell(theirs, "non_dominant", 7, 3),
+            _interval(rows, "non_dominant", start, 3))
 
     def upper_mean(frame: pd.DataFrame, layers: int, control: str, window: int) -> float:
         part = frame[(frame["control"] == control) & (frame["window"] == window)]
@@ -242,7 +267,8 @@ def figure3_rows(model: str, table: pd.DataFrame, detail: pd.DataFrame, n_layers
                         model, gap, paper_gap,
                         f"{'agrees' if same else 'differs'}: layer 1 dominates "
                         f"{'here' if ours['dominates'] else 'not here'} (intervals apart), "
-                        f"{'and' if paper_side['dominates'] else 'not'} in the paper"))
+                        f"{'and' if paper_side['dominates'] else 'not'} in the paper",
+                        population))
     slopes = ks.depth_slopes(detail, n_layers, "non_dominant", 3, SPLIT)
     mine = slopes[slopes["group"] == reference] if "group" in slopes.columns else slopes
     if len(mine):
@@ -256,7 +282,8 @@ def figure3_rows(model: str, table: pd.DataFrame, detail: pd.DataFrame, n_layers
                 s[f"{part}_slope"], p[f"{part}_slope"],
                 f"{'agrees' if same else 'differs'}: {what} "
                 f"{'here' if verdict_of(s) else 'not here'} [{s[f'{part}_lo']:+.0f}, "
-                f"{s[f'{part}_hi']:+.0f}], {'and' if verdict_of(p) else 'not'} in the paper"))
+                f"{s[f'{part}_hi']:+.0f}], {'and' if verdict_of(p) else 'not'} in the paper",
+                population, (s[f"{part}_lo"], s[f"{part}_hi"])))
     return comparison_frame(out)
 
 

@@ -5,23 +5,23 @@ Every row has the columns of ``results/<profile>/paper_comparison.csv``
 itself when it is one of the paper's four, else GPT-2 medium for a causal LM (the paper's main
 model) and BERT base for a masked LM. A verdict starts with ``agrees`` or ``differs`` and says
 how; where the paper's four models span a range, the verdict also says whether ours falls in it.
+A value that cannot tell the groups apart (a landmark every group reaches only at the last layer,
+where the final prediction has rank 0 by definition) is ``uninformative``, never ``agrees``.
+``population`` says which idioms a row is about (``filtered``: the paper's, ``all``; facts and
+knockout probes say theirs); ``ci_low``/``ci_high`` hold our 95% interval where we have one.
 Each notebook builds the rows of its analyses and merges them into the one file
-(:func:`merge_comparison`): an analysis's rows are replaced as a whole, other analyses' kept.
+(:func:`memrecall.report.merge_comparison`): an analysis's rows are replaced as a whole, other
+analyses' kept.
 """
 
 from __future__ import annotations
 
-import io
-import os
-import re
-import warnings
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .._io import CacheWarning, atomic_write_text
+from ..analysis.clusters import cluster_gains, gaining_share
 from ..analysis.landmarks import curve_landmarks
 from ..data import paper
 
@@ -29,11 +29,12 @@ __all__ = [
     "ANALYSES",
     "COMPARISON_COLUMNS",
     "comparison_frame",
+    "comparison_row",
     "figure2_rows",
     "figure4_rows",
     "figure5_rows",
-    "merge_comparison",
     "number_verdict",
+    "r_verdict",
     "paper_counterpart",
     "table3_rows",
     "table4_rows",
@@ -42,9 +43,9 @@ __all__ = [
     "verdict_counts",
 ]
 
-COMPARISON_COLUMNS = ["analysis", "quantity", "model", "ours", "paper_model", "paper_value",
-                      "verdict"]
-ANALYSES = ("table3", "table4", "table5", "figure2", "figure3", "figure4", "figure5")
+COMPARISON_COLUMNS = ["analysis", "quantity", "model", "population", "ours", "ci_low", "ci_high",
+                      "paper_model", "paper_value", "verdict"]
+ANALYSES = ("table3", "table4", "table5", "figure2", "figure3", "figure4", "figure5", "figure9")
 
 # Tolerances within which ours "agrees": percentage points, relative depth, probability.
 PCT_TOL = 5.0
@@ -65,7 +66,8 @@ def _fmt(value: float, digits: int) -> str:
 
 
 def number_verdict(ours: float, paper_value: float, tol: float, *, digits: int = 2,
-                   span: Iterable[float] | None = None) -> str:
+                   span: Iterable[float] | None = None,
+                   interval: tuple[float, float] | None = None) -> str:
     """``agrees``/``differs`` by an absolute tolerance, with the difference and the paper's span.
 
     Args:
@@ -75,12 +77,16 @@ def number_verdict(ours: float, paper_value: float, tol: float, *, digits: int =
         digits: decimals in the text.
         span: the paper's values over its models; the verdict says whether ours lies within
             their range (no tolerance).
+        interval: our 95% interval: the paper's value inside it also agrees (said so).
     """
     if ours is None or np.isnan(ours):
         return "differs: not measured here"
     diff = ours - paper_value
+    inside = interval is not None and interval[0] <= paper_value <= interval[1]
     if abs(diff) <= tol:
         text = f"agrees (within {_fmt(tol, digits)})"
+    elif inside:
+        text = "agrees (the paper's value is inside our 95% interval)"
     else:
         text = f"differs: {'higher' if diff > 0 else 'lower'} by {_fmt(abs(diff), digits)}"
     if span is not None:
@@ -91,11 +97,18 @@ def number_verdict(ours: float, paper_value: float, tol: float, *, digits: int =
     return text
 
 
-def _row(analysis: str, quantity: str, model: str, ours: float, paper_model: str,
-         paper_value: float, verdict: str) -> dict:
+def comparison_row(analysis: str, quantity: str, model: str, ours: float, paper_model: str,
+                   paper_value: float, verdict: str, population: str = "filtered",
+                   ci: tuple[float, float] | None = None) -> dict:
+    """One row of :data:`COMPARISON_COLUMNS` (``ci``: our 95% interval, NaN when None)."""
+    lo, hi = ci if ci is not None else (np.nan, np.nan)
     return {"analysis": analysis, "quantity": quantity, "model": model,
-            "ours": float(ours) if ours is not None else np.nan, "paper_model": paper_model,
+            "population": population, "ours": float(ours) if ours is not None else np.nan,
+            "ci_low": float(lo), "ci_high": float(hi), "paper_model": paper_model,
             "paper_value": float(paper_value), "verdict": verdict}
+
+
+_row = comparison_row
 
 
 def comparison_frame(rows: Iterable[dict]) -> pd.DataFrame:
@@ -115,35 +128,52 @@ def table3_rows(counts: pd.DataFrame, paper_model: str) -> pd.DataFrame:
         _row("table3", f"memorized % ({part.subset}, n={part.n})", part.model,
              part.memorized_pct, paper_model, table[paper_model],
              number_verdict(part.memorized_pct, table[paper_model], PCT_TOL, digits=1,
-                            span=table.to_numpy()))
+                            span=table.to_numpy()),
+             population="filtered" if part.subset == "hard_to_guess" else "all")
         for part in counts.itertuples()
     ]
     return comparison_frame(rows)
 
 
-def _r_verdict(ours: float, p_value: float, paper_r: float) -> str:
-    if np.isnan(ours):
+def r_verdict(ours: float, ci: tuple[float, float], p_value: float, paper_r: float) -> str:
+    """Table 4's verdict: ``agrees`` only for a weak r of the paper's sign that is significant.
+
+    The paper reads its r (significant, |r| < 0.3, negative for three of its four models) as
+    "weak". Ours agrees when it has the paper's sign, |r| < 0.3 and p < 0.05 (the paper's
+    p-values are far below that); otherwise it differs, saying why: the opposite sign with an
+    interval that excludes 0, a strong correlation, or no significant one.
+    """
+    if ours is None or np.isnan(ours):
         return "differs: not measured here (too few rows)"
-    strength = "weak" if abs(ours) < WEAK_R else "not weak"
-    sign = ("the same sign as" if np.sign(ours) == np.sign(paper_r) else "the opposite sign of")
-    significant = "p < 0.05" if p_value < 0.05 else "not significant"
-    head = "agrees" if abs(ours) < WEAK_R else "differs"
-    return (f"{head}: {strength} (|r| {'<' if abs(ours) < WEAK_R else '>='} {WEAK_R}), "
-            f"{sign} the paper's, {significant}; the paper: weak in all four models")
+    where = f"r = {ours:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}], p = {p_value:.2g}"
+    same_sign = np.sign(ours) == np.sign(paper_r)
+    if abs(ours) >= WEAK_R:
+        return f"differs: not weak (|r| >= {WEAK_R}), {where}; the paper's r = {paper_r:+.2f}"
+    if p_value >= 0.05:
+        return f"differs: not significant, {where}; the paper's r = {paper_r:+.2f} is"
+    if not same_sign:
+        return f"differs: the opposite sign of the paper's ({paper_r:+.2f}), {where}"
+    return f"agrees: weak, the paper's sign, significant; {where}; the paper's r = {paper_r:+.2f}"
 
 
-def table4_rows(freq: pd.DataFrame, paper_model: str) -> pd.DataFrame:
-    """Table 4: Pearson r of first-layer rank vs word frequency (memorized, all idioms).
+def table4_rows(model: str, stat: dict, paper_model: str, population: str = "filtered",
+                rows_label: str = "idioms + Wikipedia prompts") -> pd.DataFrame:
+    """Table 4: Pearson r of first-layer rank vs word frequency, ours vs the paper's.
 
     Args:
-        freq: :func:`memrecall.analysis.frequency_table` of one model.
+        model: our model.
+        stat: the ``frequency`` claim's row (:func:`memrecall.analysis.frequency_claim`).
         paper_model: :func:`paper_counterpart` of that model.
+        population: the idioms' population.
+        rows_label: which predictions were correlated (the paper's n implies idioms and
+            Wikipedia prompts).
     """
     paper_r = paper.table4().set_index("model")["r"][paper_model]
-    rows = [_row("table4", f"Pearson r, first-layer rank vs frequency ({part.subset} idioms)",
-                 part.model, part.r, paper_model, paper_r, _r_verdict(part.r, part.p, paper_r))
-            for part in freq.itertuples()]
-    return comparison_frame(rows)
+    ci = (stat["ci_low"], stat["ci_high"])
+    row = _row("table4", f"Pearson r, first-layer rank vs frequency ({rows_label}, "
+               f"n={stat['n']})", model, stat["value"], paper_model, paper_r,
+               r_verdict(stat["value"], ci, stat["p_value"], paper_r), population, ci)
+    return comparison_frame([row])
 
 
 def table5_rows(classifier: pd.DataFrame, paper_model: str) -> pd.DataFrame:
@@ -184,10 +214,15 @@ def table5_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdict_counts(rows: pd.DataFrame) -> pd.DataFrame:
-    """How many of each analysis's rows agree with the paper, per model ("k of n agree")."""
-    agree = rows.assign(agrees=rows["verdict"].str.startswith("agrees"))
-    counts = agree.groupby(["analysis", "model"], sort=False)["agrees"].agg(["sum", "size"])
-    text = counts["sum"].astype(str) + " of " + counts["size"].astype(str) + " agree"
+    """Per analysis and model: "k of n agree" (and how many of the n are uninformative)."""
+    marked = rows.assign(agrees=rows["verdict"].str.startswith("agrees"),
+                         uninformative=rows["verdict"].str.startswith("uninformative"))
+    counts = marked.groupby(["analysis", "model"], sort=False)[["agrees", "uninformative"]] \
+        .agg(["sum", "size"])
+    agree, size = counts[("agrees", "sum")], counts[("agrees", "size")]
+    blank = counts[("uninformative", "sum")]
+    text = agree.astype(str) + " of " + size.astype(str) + " agree" + \
+        blank.map(lambda u: f" ({u} uninformative)" if u else "")
     return text.unstack("model").reindex([a for a in ANALYSES if a in set(rows["analysis"])])
 
 
@@ -195,17 +230,27 @@ def _paper_landmarks(curves: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return {m: curve_landmarks(part).set_index("group") for m, part in curves.groupby("model")}
 
 
-def _ratio_verdict(ours: float, theirs: float, what: str) -> str:
+def _ratio_verdict(ours: float, theirs: float, what: str,
+                   ci: tuple[float, float] | None = None) -> str:
+    """Same side of 1 as the paper's ratio; with an interval, one that excludes 1."""
     if np.isnan(ours):
         return "differs: not measured here"
+    here = "higher" if ours > 1 else "lower"
+    if ci is not None and ci[0] <= 1 <= ci[1]:
+        return (f"differs: {what} {here} here, but the 95% interval [{ci[0]:.2f}, {ci[1]:.2f}] "
+                f"covers 1; {'higher' if theirs > 1 else 'lower'} in the paper")
     same = (ours > 1) == (theirs > 1)
-    return (f"{'agrees' if same else 'differs'}: {what} "
-            f"{'higher' if ours > 1 else 'lower'} here, {'higher' if theirs > 1 else 'lower'} "
-            "in the paper")
+    return (f"{'agrees' if same else 'differs'}: {what} {here} here, "
+            f"{'higher' if theirs > 1 else 'lower'} in the paper")
+
+
+LAST_LAYER_NOTE = ("uninformative: reached only at the last layer, where the final prediction "
+                   "has rank 0 by definition")
 
 
 def _landmark_rows(analysis: str, model: str, ours: pd.DataFrame, paper_model: str,
-                   paper_curves: pd.DataFrame, groups: Iterable[str]) -> list[dict]:
+                   paper_curves: pd.DataFrame, groups: Iterable[str],
+                   population: str) -> list[dict]:
     """Rows per group: depth where the mean rank drops below 1, final and peak probability."""
     theirs = _paper_landmarks(paper_curves)
     mine = curve_landmarks(ours).set_index("group")
@@ -219,31 +264,62 @@ def _landmark_rows(analysis: str, model: str, ours: pd.DataFrame, paper_model: s
                                    ("peak_prob", "peak mean probability", PROB_TOL)):
             value, reference = mine.loc[group, column], theirs[paper_model].loc[group, column]
             span = [t.loc[group, column] for t in theirs.values()]
+            verdict = (LAST_LAYER_NOTE if column == "depth_below_1" and value >= 1.0
+                       else number_verdict(value, reference, tol, span=span))
             rows.append(_row(analysis, f"{label} ({group})", model, value, paper_model,
-                             reference, number_verdict(value, reference, tol, span=span)))
+                             reference, verdict, population))
     return rows
 
 
-def figure2_rows(model: str, ours: pd.DataFrame, paper_model: str) -> pd.DataFrame:
+def _earlier_row(analysis: str, model: str, ours: pd.DataFrame, paper_model: str,
+                 paper_curves: pd.DataFrame, a: str, b: str, population: str) -> list[dict]:
+    """The structural point: ``a`` reaches mean rank < 1 before ``b`` (difference of depths)."""
+    mine = curve_landmarks(ours).set_index("group")["depth_below_1"]
+    theirs = _paper_landmarks(paper_curves)
+    if not {a, b} <= set(mine.index):
+        return []
+    value = mine[a] - mine[b]
+    gaps = {m: t.loc[a, "depth_below_1"] - t.loc[b, "depth_below_1"] for m, t in theirs.items()}
+    reference = gaps[paper_model]
+    paper_side = ("earlier in all the paper's models" if all(g < 0 for g in gaps.values())
+                  else f"earlier in {sum(g < 0 for g in gaps.values())} of its {len(gaps)} models")
+    if mine[a] >= 1.0 and mine[b] >= 1.0:
+        verdict = f"uninformative: both reach it only at the last layer here; {paper_side}"
+    elif value < 0:
+        verdict = f"agrees: {a} reach it earlier here; {paper_side}"
+    else:
+        verdict = f"differs: {a} reach it {'later' if value > 0 else 'together'} here; {paper_side}"
+    return [_row(analysis, f"relative depth where mean rank < 1, {a} minus {b}", model, value,
+                 paper_model, reference, verdict, population)]
+
+
+def figure2_rows(model: str, ours: pd.DataFrame, paper_model: str,
+                 population: str = "filtered", first_rank: dict | None = None) -> pd.DataFrame:
     """Figure 2: landmarks of the arithmetic mean curves per group, and the first-layer ordering.
 
     Args:
         model: our model's name.
         ours: :func:`memrecall.analysis.mean_curves` of its labelled idiom + Wikipedia results.
         paper_model: :func:`paper_counterpart` of that model.
+        population: the idioms' population.
+        first_rank: the ``first_layer_rank`` claim's row (ratio and interval), if computed.
     """
     curves = paper.figure2()
     rows = _landmark_rows("figure2", model, ours, paper_model, curves,
-                          ("memorized", "non-memorized", "wikipedia"))
+                          ("memorized", "non-memorized", "wikipedia"), population)
+    rows += _earlier_row("figure2", model, ours, paper_model, curves, "memorized",
+                         "non-memorized", population)
     mine = curve_landmarks(ours).set_index("group")["first_rank"]
     theirs = curve_landmarks(curves[curves["model"] == paper_model]).set_index("group")
     if {"memorized", "non-memorized"} <= set(mine.index):
         ratio = mine["memorized"] / mine["non-memorized"]
         reference = theirs.loc["memorized", "first_rank"] / theirs.loc["non-memorized",
                                                                         "first_rank"]
+        ci = (first_rank["ci_low"], first_rank["ci_high"]) if first_rank else None
         rows.append(_row("figure2", "first-layer mean rank, memorized / non-memorized", model,
                          ratio, paper_model, reference,
-                         _ratio_verdict(ratio, reference, "memorized predictions start")))
+                         _ratio_verdict(ratio, reference, "memorized predictions start", ci),
+                         population, ci))
     return comparison_frame(rows)
 
 
@@ -255,97 +331,56 @@ def figure4_rows(model: str, ours: pd.DataFrame, paper_model: str = "gpt2-medium
         ours: :func:`memrecall.analysis.mean_curves` of its labelled facts results.
         paper_model: the paper reports facts for GPT-2 medium only.
     """
-    rows = _landmark_rows("figure4", model, ours, paper_model, paper.facts_curves(),
-                          ("facts: memorized", "facts: non-memorized"))
+    curves = paper.facts_curves()
+    groups = ("facts: memorized", "facts: non-memorized")
+    rows = _landmark_rows("figure4", model, ours, paper_model, curves, groups, "facts")
+    rows += _earlier_row("figure4", model, ours, paper_model, curves, *groups, "facts")
     return comparison_frame(rows)
 
 
-def figure5_rows(model: str, summary: pd.DataFrame,
+def figure5_rows(model: str, curves: pd.DataFrame, summary: pd.DataFrame,
+                 population: str = "filtered", claim: dict | None = None,
                  paper_model: str = "gpt2-medium") -> pd.DataFrame:
-    """Figure 5: how many k-means clusters of the memorized idioms end above 0.5, show a boost.
+    """Figure 5: clusters of memorized idioms ending above 0.5, and idioms in gaining clusters.
+
+    Both sides are measured alike: the paper's digitized cluster curves and ours go through
+    :func:`memrecall.analysis.cluster_gains` (gain after the curve's promotion point), and a
+    cluster "ends above 0.5" when its mean curve's final probability does.
 
     Args:
         model: our model's name.
-        summary: :func:`memrecall.analysis.cluster_summary` of its memorized idioms.
+        curves: :func:`memrecall.analysis.cluster_curves` of its memorized idioms.
+        summary: :func:`memrecall.analysis.cluster_summary` of them.
+        population: the idioms' population.
+        claim: the ``clusters_boost`` claim's row (value and interval), if computed.
         paper_model: the paper clusters GPT-2 medium only.
     """
-    k = len(summary)
     reference = paper.clusters()
-    final = reference.groupby("cluster")["prob"].last()
-    theirs_above = int((final > 0.5).sum())
+    theirs_gains = cluster_gains(reference)
+    final = reference.sort_values("layer").groupby("cluster")["prob"].last()
+    k = len(summary)
     rows = []
-    for column, label, paper_value in (
-        ("ends_above_half", "clusters ending above probability 0.5", theirs_above),
-        ("shows_boost", "clusters with a positive mean confidence boost", len(final)),
-    ):
-        if k == 0:
-            ours, verdict = np.nan, "differs: no clusters here (fewer than 2 memorized idioms)"
-        else:
-            ours = int(summary[column].sum())
-            same = ours == k and paper_value == len(final)
-            verdict = (f"{'agrees' if same else 'differs'}: {ours} of our {k} clusters, "
-                       f"{paper_value} of the paper's {len(final)}")
-        rows.append(_row("figure5", f"{label} (of {k})", model, ours, paper_model,
-                         paper_value, verdict))
+    if k == 0:
+        note = "differs: no clusters here (fewer than 2 memorized idioms)"
+        rows.append(_row("figure5", "clusters ending above probability 0.5", model, np.nan,
+                         paper_model, int((final > 0.5).sum()), note, population))
+        rows.append(_row("figure5", "% of memorized idioms in clusters that gain confidence",
+                         model, np.nan, paper_model, gaining_share(theirs_gains), note,
+                         population))
+        return comparison_frame(rows)
+    ours_above, theirs_above = int(summary["ends_above_half"].sum()), int((final > 0.5).sum())
+    same = (ours_above == k) == (theirs_above == len(final))
+    rows.append(_row("figure5", f"clusters ending above probability 0.5 (of {k})", model,
+                     ours_above, paper_model, theirs_above,
+                     f"{'agrees' if same else 'differs'}: {ours_above} of our {k} clusters, "
+                     f"{theirs_above} of the paper's {len(final)}", population))
+    share = gaining_share(cluster_gains(curves))
+    ci = (claim["ci_low"], claim["ci_high"]) if claim else None
+    n_gain = int(theirs_gains["gains"].sum())
+    rows.append(_row("figure5", "% of memorized idioms in clusters that gain confidence", model,
+                     share, paper_model, gaining_share(theirs_gains),
+                     number_verdict(share, gaining_share(theirs_gains), PCT_TOL, digits=1,
+                                    interval=ci)
+                     + f" (the paper: {n_gain} of its {len(theirs_gains)} clusters gain, "
+                     "measured on its digitized curves)", population, ci))
     return comparison_frame(rows)
-
-
-_CONFLICT_MARKER = re.compile(r"^(<{7}|={7}|>{7}|\|{7})( |$)", re.MULTILINE)
-
-
-def _unusable_comparison(path: Path) -> str | None:
-    """Why the comparison file at ``path`` cannot be merged into, or None when it can.
-
-    Unusable: not UTF-8, git conflict markers, not CSV, or columns other than exactly
-    :data:`COMPARISON_COLUMNS` in that order.
-    """
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        return f"it is not UTF-8 text (byte {error.start})"
-    if _CONFLICT_MARKER.search(text):
-        return "it holds git conflict markers"
-    try:
-        columns = list(pd.read_csv(io.StringIO(text)).columns)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as error:
-        return f"it is not a CSV table ({str(error).strip()[:120]})"
-    if columns != COMPARISON_COLUMNS:
-        return f"its columns are {columns}, not {COMPARISON_COLUMNS}"
-    return None
-
-
-def merge_comparison(path: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
-    """Write ``rows`` into ``paper_comparison.csv``, replacing the rows of their analyses.
-
-    Rows of other analyses already in the file stay (each notebook owns its analyses), so the
-    notebooks can run in any order. Rows end sorted by :data:`ANALYSES`, then as given.
-
-    An existing file that cannot be merged into (not UTF-8, git conflict markers, not CSV, or
-    not exactly :data:`COMPARISON_COLUMNS`) is never merged silently: it is moved to
-    ``<name>.bak`` and replaced by ``rows`` alone, with a :class:`CacheWarning` naming it.
-
-    Returns:
-        The whole merged table.
-    """
-    rows = rows[COMPARISON_COLUMNS]
-    unknown = set(rows["analysis"]) - set(ANALYSES)
-    if unknown:
-        raise ValueError(f"unknown analyses {sorted(unknown)}; expected {ANALYSES}")
-    path = Path(path)
-    old = comparison_frame([])
-    if path.is_file():
-        problem = _unusable_comparison(path)
-        if problem is None:
-            old = pd.read_csv(path)
-        else:
-            backup = path.with_name(path.name + ".bak")
-            os.replace(path, backup)
-            warnings.warn(f"{path}: not merged into, {problem}; kept as {backup} and replaced "
-                          f"by this run's rows ({', '.join(sorted(set(rows['analysis'])))})",
-                          CacheWarning, stacklevel=2)
-    kept = old[~old["analysis"].isin(set(rows["analysis"]))]
-    merged = pd.concat([kept, rows], ignore_index=True) if len(kept) else rows.copy()
-    order = merged["analysis"].map({a: i for i, a in enumerate(ANALYSES)})
-    merged = merged.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
-    atomic_write_text(path, merged.to_csv(index=False))
-    return merged
