@@ -9,7 +9,8 @@ import pytest
 from memrecall import analysis, report
 from memrecall.data import paper
 
-COLUMNS = ["analysis", "quantity", "model", "ours", "paper_model", "paper_value", "verdict"]
+COLUMNS = ["analysis", "quantity", "model", "population", "ours", "ci_low", "ci_high",
+           "paper_model", "paper_value", "verdict"]
 
 
 def _labelled(n=40, n_layers=6, seed=0):
@@ -51,6 +52,7 @@ def test_memorized_counts_and_table3_rows():
     rows = report.table3_rows(counts, "gpt2-medium")
     assert list(rows.columns) == COLUMNS and (rows["analysis"] == "table3").all()
     assert rows["paper_value"].eq(44.7).all()
+    assert rows["population"].tolist() == ["all", "filtered"]
 
 
 def test_landmarks_read_ours_and_the_paper_alike():
@@ -65,16 +67,37 @@ def test_landmarks_read_ours_and_the_paper_alike():
 
 def test_figure2_and_figure4_rows():
     curves = analysis.mean_curves(_labelled())
-    rows = report.figure2_rows("m", curves, "gpt2-medium")
+    rows = report.figure2_rows("m", curves, "gpt2-medium",
+                               first_rank={"ci_low": 1.5, "ci_high": 2.5})
     assert list(rows.columns) == COLUMNS
-    assert len(rows) == 3 * 3 + 1
-    assert rows["verdict"].str.match(r"^(agrees|differs)").all()
+    assert len(rows) == 3 * 3 + 2
+    assert rows["verdict"].str.match(r"^(agrees|differs|uninformative)").all()
+    verdicts = rows.set_index("quantity")["verdict"]
     depth = rows[rows["quantity"] == "relative depth where mean rank < 1 (memorized)"]
     assert depth["paper_value"].item() == pytest.approx(0.875)
+    # non-memorized and Wikipedia rows reach rank 0 only at the last layer: no information
+    assert verdicts["relative depth where mean rank < 1 (non-memorized)"].startswith(
+        "uninformative")
+    earlier = rows[rows["quantity"].str.contains("memorized minus non-memorized")]
+    assert earlier["ours"].item() == pytest.approx(3 / 6 - 1.0)
+    assert earlier["verdict"].item().startswith("agrees")
+    ratio = rows[rows["quantity"].str.startswith("first-layer mean rank")]
+    assert ratio[["ci_low", "ci_high"]].values.tolist() == [[1.5, 2.5]]
     facts = _labelled().replace({"group": {"memorized": "facts: memorized",
                                            "non-memorized": "facts: non-memorized"}})
     rows4 = report.figure4_rows("m", analysis.mean_curves(facts))
-    assert set(rows4["analysis"]) == {"figure4"} and len(rows4) == 6
+    assert set(rows4["analysis"]) == {"figure4"} and len(rows4) == 7
+    assert set(rows4["population"]) == {"facts"}
+
+
+def test_a_tie_at_the_last_layer_is_uninformative_not_agreement():
+    frame = _labelled()
+    late = frame.assign(pred_rank=[np.r_[np.full(5, 7), 0] for _ in range(len(frame))])
+    rows = report.figure2_rows("m", analysis.mean_curves(late), "gpt2-medium")
+    depth_rows = rows[rows["quantity"].str.startswith("relative depth where mean rank < 1")]
+    assert len(depth_rows) == 4
+    assert depth_rows["verdict"].str.startswith("uninformative").all()
+    assert not rows["verdict"].str.startswith("agrees").all()
 
 
 def test_clusters_and_figure5_rows():
@@ -88,20 +111,34 @@ def test_clusters_and_figure5_rows():
     assert curves.groupby("cluster")["size"].first().sum() == len(memorized)
     summary = analysis.cluster_summary(memorized, labels)
     assert summary["ends_above_half"].all() and summary["shows_boost"].all()
-    rows = report.figure5_rows("m", summary)
+    rows = report.figure5_rows("m", curves, summary)
     assert list(rows.columns) == COLUMNS
-    assert rows["verdict"].str.startswith("agrees").all()
+    # every synthetic cluster gains (100%), the paper's digitized cluster 4 (70 of 343) does not
+    share = rows[rows["quantity"].str.startswith("% of memorized idioms")]
+    assert share["ours"].item() == pytest.approx(100.0)
+    assert share["paper_value"].item() == pytest.approx(100 * (343 - 70) / 343)
+    assert share["verdict"].item().startswith("differs")
     curves_none, summary_none = analysis.cluster_memorized(memorized.assign(is_memorized=False))
     assert curves_none.empty and summary_none.empty
-    none = report.figure5_rows("m", summary_none)
+    none = report.figure5_rows("m", curves_none, summary_none)
     assert none["verdict"].str.startswith("differs").all() and none["ours"].isna().all()
 
 
-def test_table4_table5_rows():
-    freq = pd.DataFrame({"model": "m", "subset": ["memorized", "all"], "n": [10, 20],
-                         "r": [-0.1, 0.5], "p": [0.3, 0.01], "spearman_rho": [0.0, 0.0]})
-    rows = report.table4_rows(freq, "gpt2-medium")
-    assert rows["verdict"].str.startswith("agrees").tolist() == [True, False]
+@pytest.mark.parametrize(("r", "p", "verdict"), [
+    (-0.10, 1e-5, "agrees"),            # weak, the paper's sign, significant
+    (+0.10, 1e-5, "differs: the opposite sign"),  # weak but opposite: was "agrees"
+    (-0.10, 0.3, "differs: not significant"),
+    (-0.82, 1e-9, "differs: not weak"),  # SmolLM2's Spearman-sized correlation
+])
+def test_table4_needs_the_papers_sign_and_significance(r, p, verdict):
+    stat = {"value": r, "ci_low": r - 0.05, "ci_high": r + 0.05, "p_value": p, "n": 1700}
+    rows = report.table4_rows("m", stat, "gpt2-medium")
+    assert list(rows.columns) == COLUMNS
+    assert rows["verdict"].item().startswith(verdict)
+    assert rows["paper_value"].item() == pytest.approx(-0.22)
+
+
+def test_table5_rows():
     table = pd.DataFrame({"model": "m", "features": ["random", "probability (all layers)"],
                           "accuracy_mean": [50.0, 60.0], "accuracy_sd": [3.0, 2.0]})
     rows5 = report.table5_rows(table, "gpt2-medium")
@@ -112,10 +149,8 @@ def test_table4_table5_rows():
 def test_merge_comparison_replaces_an_analysis_keeps_others(tmp_path):
     path = tmp_path / "paper_comparison.csv"
     first = report.comparison_frame([
-        {"analysis": "figure3", "quantity": "q", "model": "m", "ours": 1.0,
-         "paper_model": "gpt2-medium", "paper_value": 2.0, "verdict": "differs"},
-        {"analysis": "table3", "quantity": "old", "model": "m", "ours": 1.0,
-         "paper_model": "gpt2-medium", "paper_value": 2.0, "verdict": "differs"},
+        report.comparison_row("figure3", "q", "m", 1.0, "gpt2-medium", 2.0, "differs"),
+        report.comparison_row("table3", "old", "m", 1.0, "gpt2-medium", 2.0, "differs"),
     ])
     report.merge_comparison(path, first)
     new = first.iloc[[1]].assign(quantity="new")
@@ -142,8 +177,7 @@ def test_table5_side_by_side_and_verdict_counts():
 
 def _one_row(analysis="table3", quantity="q"):
     return report.comparison_frame([
-        {"analysis": analysis, "quantity": quantity, "model": "m", "ours": 1.0,
-         "paper_model": "gpt2-medium", "paper_value": 2.0, "verdict": "differs"}])
+        report.comparison_row(analysis, quantity, "m", 1.0, "gpt2-medium", 2.0, "differs")])
 
 
 @pytest.mark.parametrize("content", [

@@ -5,12 +5,13 @@ import pandas as pd
 import pytest
 
 from memrecall import analysis, figures, report
-from memrecall.report.paper import COMPARISON_COLUMNS, merge_comparison
+from memrecall.report import COMPARISON_COLUMNS, merge_comparison
 
 
-def sweep_like(n_layers=10, n_probes=40, seed=0, falls=True):
+def sweep_like(n_layers=10, n_probes=40, seed=0, falls=True, late_rise=False):
     """A per-probe sweep: the non-dominant knockout changes layer 1 always, then a falling (or
-    flat) probability with depth; the dominant one rarely; one wikipedia group."""
+    flat) probability with depth (``late_rise``: rising again past 40% of the depth); the
+    dominant one rarely; one wikipedia group."""
     rng = np.random.default_rng(seed)
     rows = []
     for group in ("memorized", "wikipedia"):
@@ -24,6 +25,8 @@ def sweep_like(n_layers=10, n_probes=40, seed=0, falls=True):
                         if control == "non_dominant":
                             p = 1.0 if start == 0 else (
                                 max(0.1, 0.8 - 1.5 * start / n_layers) if falls else 0.3)
+                            if late_rise and start / n_layers > 0.4:
+                                p = min(1.0, 0.2 + 1.5 * (start / n_layers - 0.4))
                         else:
                             p = 0.6 if start == 0 else 0.05
                         changed = bool(rng.random() < p)
@@ -135,3 +138,18 @@ def test_reference_group_is_memorized_when_any_model_has_one():
     assert report.reference_group([none]) == "non-memorized"
     assert report.reference_group([none, pd.Series(["memorized"])]) == "memorized"
     assert report.reference_group(iter([none])) == "non-memorized"
+
+
+def test_a_significant_late_rise_is_not_flat():
+    """Qwen's case: the late slope's interval above 0 was read as "flattens"."""
+    detail = sweep_like(n_layers=20, n_probes=60, late_rise=True)
+    table = analysis.knockout_table(detail, n_boot=200)
+    rows = report.figure3_rows("m", table, detail, 20).set_index("quantity")
+    late = rows.loc[[q for q in rows.index if ", late (" in q][0]]
+    assert late["ci_low"] > 0  # the constructed rise is significant
+    assert late["verdict"].startswith("differs: flattens not here")
+    flat = sweep_like(n_layers=20, n_probes=60)
+    flat_rows = report.figure3_rows("m", analysis.knockout_table(flat, n_boot=200), flat, 20)
+    flat_late = flat_rows[flat_rows["quantity"].str.contains(", late (", regex=False)].iloc[0]
+    assert flat_late["ci_low"] <= 0 <= flat_late["ci_high"]
+    assert flat_late["verdict"].startswith("agrees: flattens here")
