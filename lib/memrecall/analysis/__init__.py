@@ -3,7 +3,8 @@
 One module per analysis of the paper: :mod:`.projection` (groups, promotion, boost, per-layer
 summaries, group tests), :mod:`.memorization` (who memorizes what), :mod:`.landmarks`,
 :mod:`.frequency` (Table 4), :mod:`.classifier` (Table 5), :mod:`.clusters` (Figure 5),
-:mod:`.knockouts` (the per-probe knockout sweep's statistics), :mod:`.dataset` (notebook 01's
+:mod:`.knockouts` (the per-probe knockout sweep's statistics), :mod:`.knockout_claims` (the
+knockout claims with intervals and p-values), :mod:`.dataset` (notebook 01's
 tables of the data).
 """
 
@@ -44,15 +45,24 @@ from .frequency import (
     token_word,
     word_frequencies,
 )
+from .knockout_claims import (
+    CLAIM_KEYS,
+    bootstrap_p_value,
+    depth_slope_stat,
+    group_difference,
+    layer1_vs_other_layers,
+)
 from .knockouts import (
     PAPER_KINDS,
     READOUTS,
+    depth_slope_samples,
     depth_slopes,
     first_layer_dominance,
     knockout_probe_groups,
     knockout_table,
     line_slopes,
     paper_window_matrix,
+    relative_prob_change,
     window_depth,
 )
 from .landmarks import LANDMARK_COLUMNS, curve_landmarks, mean_curves
@@ -93,6 +103,7 @@ from .projection import (
 )
 
 __all__ = [
+    "CLAIM_KEYS",
     "CLASSIFIER_COLUMNS",
     "CLUSTER_SUMMARY_COLUMNS",
     "COUNT_SUBSETS",
@@ -110,6 +121,7 @@ __all__ = [
     "TEST_COLUMNS",
     "balanced_splits",
     "bootstrap_mean_ci",
+    "bootstrap_p_value",
     "classifier_table",
     "cluster_curves",
     "cluster_labels",
@@ -118,6 +130,8 @@ __all__ = [
     "compare_groups",
     "confidence_boost",
     "curve_landmarks",
+    "depth_slope_samples",
+    "depth_slope_stat",
     "depth_slopes",
     "feature_sets",
     "first_layer_dominance",
@@ -125,6 +139,7 @@ __all__ = [
     "flag_counts",
     "flag_shares_by_source",
     "frequency_table",
+    "group_difference",
     "group_medians",
     "group_order",
     "group_tests",
@@ -134,6 +149,7 @@ __all__ = [
     "knockout_table",
     "l1_logistic",
     "label_groups",
+    "layer1_vs_other_layers",
     "layer_summary",
     "length_by_source",
     "length_counts",
@@ -157,6 +173,7 @@ __all__ = [
     "per_example_tables",
     "promotion_layer",
     "rank_frequency_r",
+    "relative_prob_change",
     "split_accuracies",
     "stack",
     "summaries_by_model",
