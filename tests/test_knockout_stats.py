@@ -35,7 +35,8 @@ def sweep_like(n_layers=10, n_probes=40, seed=0, falls=True, late_rise=False):
                             "group": group, "control": control, "k_requested": 10, "k": 10,
                             "start_layer": start, "end_layer": end, "window": size,
                             "changed": changed, "target_rank_change": 50.0 * changed,
-                            "target_prob_change": -30.0 * changed})
+                            "target_prob_change": -30.0 * changed,
+                            "base_target_prob": 0.6, "target_prob": 0.6 - 0.3 * changed})
     return pd.DataFrame(rows)
 
 
@@ -52,6 +53,8 @@ def test_table_means_and_intervals():
                   & (detail.start_layer == 3) & (detail.end_layer == 4)]
     assert row.changed_pct == pytest.approx(100 * cell.changed.mean())
     assert row.target_prob_change == pytest.approx(cell.target_prob_change.mean())
+    # 0.6 -> 0.3 is -50% of the clean probability
+    assert row.target_prob_change_rel == pytest.approx(-50 * cell.changed.mean())
     for value in analysis.READOUTS:
         assert (table[f"{value}_lo"] <= table[value] + 1e-9).all()
         assert (table[value] <= table[f"{value}_hi"] + 1e-9).all()
@@ -116,11 +119,15 @@ def test_csv_verdicts_and_paper_rows(tmp_path):
 def test_panels_and_figures(tmp_path):
     detail = sweep_like()
     table = analysis.knockout_table(detail, n_boot=100)
-    panels = report.beside_paper_panels({"m": table}, "target_prob_change")
+    panels = report.beside_paper_panels({"m": table}, "target_prob_change_rel")
     assert list(panels) == ["dominant", "non-dominant"]
     cells = panels["non-dominant"]
     assert list(cells) == ["m, memorized (n=40)", report.PAPER_PANEL]
-    assert cells["m, memorized (n=40)"].loc[0, 0] == pytest.approx(30)  # the decrease
+    assert cells["m, memorized (n=40)"].loc[0, 0] == pytest.approx(50)  # the decrease, in %
+    assert cells[report.PAPER_PANEL].loc[0, 0] == pytest.approx(68.85)
+    points = report.beside_paper_panels({"m": table}, "target_prob_change")["non-dominant"]
+    assert list(points) == ["m, memorized (n=40)"]  # points: the paper has no such panel
+    assert points["m, memorized (n=40)"].loc[0, 0] == pytest.approx(30)
     saved = figures.plot_heatmaps(report.beside_paper_panels({"m": table},
                                                                     "target_rank_change"),
                                 tmp_path / "fig8", "ranks", vmin=None, vmax=None, symlog=1)
@@ -153,3 +160,32 @@ def test_a_significant_late_rise_is_not_flat():
     flat_late = flat_rows[flat_rows["quantity"].str.contains(", late (", regex=False)].iloc[0]
     assert flat_late["ci_low"] <= 0 <= flat_late["ci_high"]
     assert flat_late["verdict"].startswith("agrees: flattens here")
+
+
+def test_relative_prob_change():
+    detail = pd.DataFrame({"base_target_prob": [0.5, 0.2, 0.0, 1e-5],
+                           "target_prob": [0.25, 0.2, 0.1, 1e-3]})
+    rel = analysis.relative_prob_change(detail)
+    assert rel.iloc[0] == pytest.approx(-50) and rel.iloc[1] == 0
+    assert np.isnan(rel.iloc[2])  # no clean probability: no relative change
+    assert rel.iloc[3] == pytest.approx(9900)
+
+
+def test_figure9_rows_in_the_papers_unit():
+    table = analysis.knockout_table(sweep_like(), n_boot=200)
+    rows = report.figure9_rows("m", table)
+    assert [q.split(", ")[2] for q in rows["quantity"]] == ["non_dominant", "dominant"]
+    assert list(rows.columns) == COMPARISON_COLUMNS
+    rows = rows.to_dict("records")
+    first = rows[0]  # every non-dominant layer-1 knockout takes 0.6 -> 0.3: a 50% decrease
+    assert first["analysis"] == "figure9" and first["model"] == "m"
+    assert (first["ours"], first["ci_low"], first["ci_high"]) == pytest.approx((50, 50, 50))
+    assert first["paper_value"] == pytest.approx(68.85) and first["paper_model"] == "gpt2-medium"
+    assert first["verdict"].startswith("differs: lower by 18.")  # 68.85 - 50
+    assert "outside our 95% interval [50.0, 50.0]" in first["verdict"]
+    dominant = rows[1]  # changed with probability 0.6: a decrease of 50% of those
+    assert dominant["ci_low"] <= dominant["ours"] <= dominant["ci_high"]
+    assert 10 < dominant["ours"] < 50 and dominant["paper_value"] == pytest.approx(9.12)
+    assert report.figure9_rows("m", table[table.group == "wikipedia"]).empty
+    with pytest.raises(ValueError, match="target_prob_change_rel"):
+        report.figure9_rows("m", table.drop(columns="target_prob_change_rel"))

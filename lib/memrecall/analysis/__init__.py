@@ -3,8 +3,9 @@
 One module per analysis of the paper: :mod:`.projection` (groups, promotion, boost, per-layer
 summaries, group tests), :mod:`.memorization` (who memorizes what), :mod:`.landmarks`,
 :mod:`.frequency` (Table 4), :mod:`.classifier` (Table 5), :mod:`.clusters` (Figure 5),
-:mod:`.knockouts` (the per-probe knockout sweep's statistics), :mod:`.dataset` (notebook 01's
-tables of the data), :mod:`.claims` (each claim of the paper: its statistic, interval and verdict).
+:mod:`.knockouts` (the per-probe knockout sweep's statistics), :mod:`.knockout_claims` (the
+knockout claims with intervals and p-values), :mod:`.dataset` (notebook 01's tables of the
+data), :mod:`.claims` (each claim of the paper: its statistic, interval and verdict).
 """
 
 from .claims import (
@@ -66,15 +67,24 @@ from .frequency import (
     token_word,
     word_frequencies,
 )
+from .knockout_claims import (
+    CLAIM_KEYS,
+    bootstrap_p_value,
+    depth_slope_stat,
+    group_difference,
+    layer1_vs_other_layers,
+)
 from .knockouts import (
     PAPER_KINDS,
     READOUTS,
+    depth_slope_samples,
     depth_slopes,
     first_layer_dominance,
     knockout_probe_groups,
     knockout_table,
     line_slopes,
     paper_window_matrix,
+    relative_prob_change,
     window_depth,
 )
 from .landmarks import LANDMARK_COLUMNS, curve_landmarks, mean_curves
@@ -117,6 +127,7 @@ from .projection import (
 __all__ = [
     "CLAIMS",
     "CLAIM_COLUMNS",
+    "CLAIM_KEYS",
     "CLASSIFIER_COLUMNS",
     "CLUSTER_SUMMARY_COLUMNS",
     "COUNT_SUBSETS",
@@ -138,6 +149,7 @@ __all__ = [
     "Claim",
     "balanced_splits",
     "bootstrap_mean_ci",
+    "bootstrap_p_value",
     "claim_row",
     "claim_verdict",
     "claims_frame",
@@ -154,6 +166,8 @@ __all__ = [
     "correlation",
     "curve_gains",
     "curve_landmarks",
+    "depth_slope_samples",
+    "depth_slope_stat",
     "depth_slopes",
     "feature_sets",
     "first_layer_dominance",
@@ -164,6 +178,7 @@ __all__ = [
     "frequency_table",
     "gaining_share",
     "group_claims",
+    "group_difference",
     "group_medians",
     "group_order",
     "group_tests",
@@ -173,6 +188,7 @@ __all__ = [
     "knockout_table",
     "l1_logistic",
     "label_groups",
+    "layer1_vs_other_layers",
     "layer_summary",
     "length_by_source",
     "length_counts",
@@ -198,6 +214,7 @@ __all__ = [
     "promotion_layer",
     "rank_frequency_r",
     "ratio_of_means",
+    "relative_prob_change",
     "select_population",
     "split_accuracies",
     "stack",

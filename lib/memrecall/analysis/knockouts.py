@@ -4,14 +4,16 @@ The sweep (:func:`memrecall.interventions.knockout_sweep` with ``per_probe=True`
 per (configuration, probe). Here:
 
 * :func:`knockout_table`: per ([group,] configuration) the % of predictions changed, the mean
-  change of the target's rank and of its probability (percentage points), each with a
+  change of the target's rank and of its probability (percentage points, and relative to its
+  clean value in %, :func:`relative_prob_change`: the paper's Figure 9 unit), each with a
   percentile bootstrap interval over probes (:func:`memrecall.analysis.bootstrap_mean_ci`);
 * :func:`first_layer_dominance`: does knocking out layer 1 alone change more than any other
   single layer (the paper: 99% vs at most 20% for the non-dominant knockout)?
 * :func:`depth_slopes` / :func:`line_slopes`: the slope of % changed against relative depth for
   windows of one size (the paper's Figure 7: 3-layer non-dominant windows), over the early
   layers (from layer 2 to ``split`` of the depth) and over the rest: does the effect fall early
-  and flatten after?
+  and flatten after? (:func:`depth_slope_samples`: the slopes of each bootstrap resample;
+  :mod:`.knockout_claims` tests the claims with them);
 * :func:`paper_window_matrix`: the paper's digitized Figures 3, 8 and 9 as start x end matrices.
 
 Relative depth of a window is its first layer (1-based) over the number of layers, as the
@@ -27,13 +29,14 @@ from ..data import paper
 from ..interventions import CONTROL_TABLE, SWEEP_KEYS
 from .projection import bootstrap_mean_ci, group_order, label_groups
 
-__all__ = ["PAPER_KINDS", "READOUTS", "depth_slopes", "first_layer_dominance",
-           "knockout_probe_groups", "knockout_table", "line_slopes", "paper_window_matrix",
-           "window_depth"]
+__all__ = ["PAPER_KINDS", "READOUTS", "depth_slope_samples", "depth_slopes",
+           "first_layer_dominance", "knockout_probe_groups", "knockout_table", "line_slopes",
+           "paper_window_matrix", "relative_prob_change", "window_depth"]
 
-READOUTS = ("changed_pct", "target_rank_change", "target_prob_change")
+READOUTS = ("changed_pct", "target_rank_change", "target_prob_change",
+            "target_prob_change_rel")
 """The read-outs per configuration and group: % changed, mean rank change, mean probability
-change (points)."""
+change (points) and mean relative probability change (% of the clean probability)."""
 
 PAPER_KINDS = {c.name: c.paper_kind for c in CONTROL_TABLE if c.paper_kind}
 """Our control names -> the paper's (:func:`memrecall.data.paper.knockouts` ``kind``)."""
@@ -80,6 +83,23 @@ def window_depth(start_layer: np.ndarray | pd.Series | int, n_layers: int) -> np
     return (np.asarray(start_layer, dtype=np.float64) + 1) / n_layers
 
 
+def relative_prob_change(detail: pd.DataFrame) -> pd.Series:
+    """Per row, the change of the target's probability relative to its clean value, in %.
+
+    ``100 * (target_prob - base_target_prob) / base_target_prob``: -100 when the knockout
+    takes all of it, unbounded above (a target at 1e-5 raised to 1e-3 is +9900). NaN where the
+    clean probability is 0 (underflow), where no relative change exists.
+
+    Args:
+        detail: the per-probe sweep (``base_target_prob``, ``target_prob``).
+    """
+    before = detail["base_target_prob"].to_numpy(np.float64)
+    after = detail["target_prob"].to_numpy(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(before > 0, 100 * (after - before) / before, np.nan)
+    return pd.Series(rel, index=detail.index, name="target_prob_change_rel")
+
+
 def _per_probe(rows: pd.DataFrame, value: str) -> pd.DataFrame:
     """``(n_probes, n_windows)`` matrix of one read-out (columns: ``(start, end)``)."""
     return rows.pivot(index="probe", columns=["start_layer", "end_layer"], values=value)
@@ -99,10 +119,14 @@ def knockout_table(detail: pd.DataFrame, group_column: str = "group", ci: float 
     Returns:
         ``[group,]`` configuration keys (0-based layers), ``n_probes`` and, for each read-out of
         :data:`READOUTS` present (``changed_pct`` in %, ``target_rank_change`` in ranks,
-        ``target_prob_change`` in percentage points, both after - before), its mean and
-        ``_lo`` / ``_hi`` interval.
+        ``target_prob_change`` in percentage points, both after - before;
+        ``target_prob_change_rel``, :func:`relative_prob_change` in %, when the sweep holds
+        ``base_target_prob`` and ``target_prob``), its mean and ``_lo`` / ``_hi`` interval (a
+        NaN probe makes its cell NaN).
     """
     detail = detail.assign(changed_pct=100 * detail["changed"].astype(np.float64))
+    if {"base_target_prob", "target_prob"} <= set(detail.columns):
+        detail = detail.assign(target_prob_change_rel=relative_prob_change(detail))
     readouts = [r for r in READOUTS if r in detail.columns]
     keys = ([group_column] if group_column in detail.columns else []) \
         + ["control", "k_requested", "k"]
@@ -194,13 +218,51 @@ def line_slopes(depth: np.ndarray, values: np.ndarray, start_layer: np.ndarray,
             "n_early": int(early.sum()), "n_late": int(late.sum())}
 
 
+def depth_slope_samples(rows: pd.DataFrame, n_layers: int, split: float = 0.4,
+                        value: str = "changed", n_boot: int = 2000,
+                        seed: int = 0) -> dict:
+    """:func:`line_slopes` of one line of windows and of its bootstrap resamples of probes.
+
+    Each resample draws probes with replacement (the same draw for every window, so a resample
+    is a whole line) and refits both slopes.
+
+    Args:
+        rows: per-probe sweep rows of one control, one window size, one group and one k.
+        n_layers: the model's layers (for relative depth).
+        split: the relative depth that ends the early part.
+        value: ``changed`` (in % of predictions) or another per-probe column.
+        n_boot: bootstrap resamples.
+        seed: seeds the resampling.
+
+    Returns:
+        ``n_probes``, ``early_slope``, ``late_slope``, ``n_early``, ``n_late`` (of the mean
+        line) and ``early_boot``, ``late_boot``: ``(n_boot,)`` slopes of the resampled lines
+        (empty where a part has fewer than 2 windows).
+    """
+    scale = 100 if value == "changed" else 1
+    matrix = rows.assign(_value=rows[value].astype(np.float64) * scale).pivot(
+        index="probe", columns="start_layer", values="_value")
+    starts = matrix.columns.to_numpy()
+    depth = window_depth(starts, n_layers)
+    values = matrix.to_numpy(np.float64)
+    n = len(values)
+    counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_boot)
+    boots = counts @ values / n  # (n_boot, n_windows)
+    early, late = _early_late(depth, starts, split)
+    out = {"n_probes": n, **line_slopes(depth, values.mean(0), starts, split)}
+    for name, mask in (("early", early), ("late", late)):
+        out[f"{name}_boot"] = (_slopes(depth[mask], boots[:, mask]) if mask.sum() > 1
+                               else np.empty(0))
+    return out
+
+
 def depth_slopes(detail: pd.DataFrame, n_layers: int, control: str = "non_dominant",
                  window: int = 3, split: float = 0.4, value: str = "changed",
                  ci: float = 0.95, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """:func:`line_slopes` of one control's windows of one size, per group, with intervals.
 
-    The intervals resample probes (the same resamples for every window, so each resample is a
-    whole line) and refit both slopes.
+    The intervals are percentiles of :func:`depth_slope_samples` (resampled probes, the same
+    resamples for every window, so each resample is a whole line).
 
     Args:
         detail: the per-probe sweep.
@@ -220,28 +282,15 @@ def depth_slopes(detail: pd.DataFrame, n_layers: int, control: str = "non_domina
         ``n_late``.
     """
     rows = detail[(detail["control"] == control) & (detail["window"] == window)]
-    rows = rows.assign(_value=rows[value].astype(np.float64) * (100 if value == "changed"
-                                                                  else 1))
     groups = rows.groupby("group", sort=False) if "group" in rows.columns else [(None, rows)]
     alpha = (1 - ci) / 2
     out = []
     for group, part in groups:
-        matrix = part.pivot(index="probe", columns="start_layer", values="_value")
-        starts = matrix.columns.to_numpy()
-        depth = window_depth(starts, n_layers)
-        values = matrix.to_numpy(np.float64)
-        n = len(values)
-        counts = np.random.default_rng(seed).multinomial(n, np.full(n, 1 / n), size=n_boot)
-        boots = counts @ values / n  # (n_boot, n_windows)
-        early, late = _early_late(depth, starts, split)
-        row = {"group": group, "n_probes": n,
-               **line_slopes(depth, values.mean(0), starts, split)}
-        for name, part_mask in (("early", early), ("late", late)):
-            if part_mask.sum() > 1:
-                lo, hi = np.quantile(_slopes(depth[part_mask], boots[:, part_mask]),
-                                     [alpha, 1 - alpha])
-            else:
-                lo = hi = np.nan
+        samples = depth_slope_samples(part, n_layers, split, value, n_boot, seed)
+        row = {"group": group, **{k: v for k, v in samples.items() if not k.endswith("_boot")}}
+        for name in ("early", "late"):
+            boots = samples[f"{name}_boot"]
+            lo, hi = np.quantile(boots, [alpha, 1 - alpha]) if len(boots) else (np.nan, np.nan)
             row[f"{name}_lo"], row[f"{name}_hi"] = float(lo), float(hi)
         out.append(row)
     columns = ["group", "n_probes", "early_slope", "early_lo", "early_hi", "late_slope",
@@ -255,7 +304,8 @@ def paper_window_matrix(figure: str, control: str) -> pd.DataFrame:
 
     Args:
         figure: ``figure3`` (% changed), ``figure8`` (mean rank increase) or ``figure9`` (mean
-            probability decrease, %).
+            probability decrease, relative % of the clean probability: values up to 95.5
+            where GPT-2 medium's memorized targets average about 0.64, so not points).
         control: ``dominant`` or ``non_dominant``.
 
     Returns:

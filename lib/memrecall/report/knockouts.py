@@ -2,7 +2,8 @@
 
 Layers become **1-based** here (:func:`memrecall.report.to_display_layer`); the numbers come from
 :mod:`memrecall.analysis.knockouts`. The paper's numbers are its digitized Figures 3 and 7 (GPT-2
-medium, 100 memorized idioms, k = 10, :mod:`memrecall.data.paper`).
+medium, 100 memorized idioms, k = 10, :mod:`memrecall.data.paper`), and Figure 9's layer-1
+cells in its unit (the decrease of the target's probability in % of its clean value).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .paper import PCT_TOL, comparison_frame, comparison_row, number_verdict
 from .tables import to_display_layer
 
 __all__ = ["FIGURES", "KNOCKOUT_COLUMNS", "PAPER_PANEL", "beside_paper_panels", "depth_lines",
-           "figure3_rows", "knockout_verdicts", "knockouts_csv", "paper_depth_line",
+           "figure3_rows", "figure9_rows", "knockout_verdicts", "knockouts_csv", "paper_depth_line",
            "reference_group", "write_knockouts_csv"]
 
 KNOCKOUT_COLUMNS = ["group", "control", "k", "start_layer", "end_layer", "n_probes",
@@ -287,13 +288,70 @@ def figure3_rows(model: str, table: pd.DataFrame, detail: pd.DataFrame, n_layers
     return comparison_frame(out)
 
 
+def figure9_rows(model: str, table: pd.DataFrame, reference: str = "memorized",
+                 ci: float = 0.95, population: str = "filtered") -> pd.DataFrame:
+    """Figure 9's layer-1 cells beside ours, in the paper's unit, for ``paper_comparison.csv``.
+
+    Quantities (ours vs GPT-2 medium's digitized Figure 9): the mean *decrease* of the target's
+    probability in % of its clean value, ``100 * (before - after) / before`` averaged over
+    probes (positive when it falls, as the paper draws it; the negative of
+    ``target_prob_change_rel``), when layer 1 alone is knocked out, for the non-dominant and
+    the dominant control.
+
+    Args:
+        model: our model's name.
+        table: :func:`memrecall.analysis.knockout_table` of its sweep (with
+            ``target_prob_change_rel``).
+        reference: the group compared (the paper's: memorized idioms).
+        ci: the coverage of the table's intervals (named in the verdict).
+        population: the idioms the probes were drawn from.
+
+    Returns:
+        Rows of :data:`memrecall.report.COMPARISON_COLUMNS`, one per control with a layer-1
+        cell (``ci_low``, ``ci_high``: the interval of the decrease; the verdict: within
+        :data:`PCT_TOL` points of the paper or the paper's value inside our interval); none
+        without ``reference`` probes.
+
+    Raises:
+        ValueError: ``table`` has no ``target_prob_change_rel`` (a sweep without target
+            probabilities).
+    """
+    value = "target_prob_change_rel"
+    if value not in table.columns:
+        raise ValueError(f"the table has no {value!r}: make it with knockout_table from a sweep "
+                         "with targets (base_target_prob, target_prob)")
+    rows = table[table["group"] == reference] if "group" in table.columns else table
+    out = []
+    for control in ("non_dominant", "dominant"):
+        cell = rows[(rows["control"] == control) & (rows["start_layer"] == 0)
+                    & (rows["window"] == 1)]
+        if cell.empty:
+            continue
+        cell = cell.iloc[0]
+        ours, low, high = -cell[value], -cell[f"{value}_hi"], -cell[f"{value}_lo"]
+        paper_value = float(ks.paper_window_matrix("figure9", control).loc[0, 0])
+        inside = "inside" if low <= paper_value <= high else "outside"
+        verdict = (f"{number_verdict(ours, paper_value, PCT_TOL, digits=1, interval=(low, high))}"
+                   f"; the paper's value "
+                   f"is {inside} our {ci:.0%} interval [{low:.1f}, {high:.1f}]")
+        quantity = (f"mean decrease of the target's probability, % of its clean value, "
+                    f"{control}, layer 1 alone ({reference}, n={int(cell['n_probes'])})")
+        out.append(comparison_row("figure9", quantity, model, float(ours), PAPER_MODEL,
+                                  paper_value, verdict, population, (float(low), float(high))))
+    return comparison_frame(out)
+
+
 PAPER_PANEL = "paper: GPT-2 medium, 100 memorized (digitized)"
 """The column title of the paper's panels."""
 
-FIGURES = {"changed_pct": ("figure3", 1.0), "target_rank_change": ("figure8", 1.0),
-           "target_prob_change": ("figure9", -1.0)}
-"""Our read-out -> the paper's figure and the sign that turns ours into its quantity (Figure 9
-draws the *decrease* of the target's probability)."""
+FIGURES: dict[str, tuple[str | None, float]] = {
+    "changed_pct": ("figure3", 1.0), "target_rank_change": ("figure8", 1.0),
+    "target_prob_change": (None, -1.0), "target_prob_change_rel": ("figure9", -1.0)}
+"""Our read-out -> the paper's figure in the same unit (None: none) and the sign that turns ours
+into the drawn quantity. Figure 9 draws the *decrease* of the target's probability in % of its
+clean value (its cells reach 95.5 where GPT-2 medium's memorized targets average about 0.64:
+relative, not points), so it pairs with ``target_prob_change_rel``; ``target_prob_change``
+(points of absolute probability) has no counterpart in the paper."""
 
 
 def beside_paper_panels(tables: dict[str, pd.DataFrame], value: str = "changed_pct",
@@ -304,13 +362,17 @@ def beside_paper_panels(tables: dict[str, pd.DataFrame], value: str = "changed_p
 
     Args:
         tables: ``{model: knockout_table}`` (one k).
-        value: ``changed_pct`` (Figure 3), ``target_rank_change`` (Figure 8) or
-            ``target_prob_change`` (Figure 9: drawn as the *decrease*, in points, as the paper).
+        value: ``changed_pct`` (Figure 3), ``target_rank_change`` (Figure 8),
+            ``target_prob_change_rel`` (Figure 9: the *decrease* of the target's probability in
+            % of its clean value, ``100 * (before - after) / before``, positive when it falls,
+            as the paper draws it) or ``target_prob_change`` (the decrease in points of
+            absolute probability: no paper panel, the paper has none in that unit).
         group: our group shown (the paper's: memorized idioms).
         controls: rows of panels.
 
     Returns:
-        ``{control: {"<model> (n=..)": matrix, ..., PAPER_PANEL: matrix}}``, 0-based layers.
+        ``{control: {"<model> (n=..)": matrix, ..., PAPER_PANEL: matrix}}``, 0-based layers
+        (no :data:`PAPER_PANEL` for a read-out without a counterpart in :data:`FIGURES`).
     """
     figure, sign = FIGURES[value]
     panels: dict[str, dict[str, pd.DataFrame]] = {}
@@ -321,7 +383,8 @@ def beside_paper_panels(tables: dict[str, pd.DataFrame], value: str = "changed_p
             if len(part):
                 label = f"{model}, {group} (n={int(part['n_probes'].iloc[0])})"
                 row[label] = sign * window_matrix(part, control=control, value=value)
-        row[PAPER_PANEL] = ks.paper_window_matrix(figure, control)
+        if figure is not None:
+            row[PAPER_PANEL] = ks.paper_window_matrix(figure, control)
         panels[control.replace("_", "-")] = row
     return panels
 
