@@ -5,9 +5,11 @@ summaries, group tests), :mod:`.memorization` (who memorizes what), :mod:`.landm
 :mod:`.frequency` (Table 4), :mod:`.classifier` (Table 5), :mod:`.clusters` (Figure 5),
 :mod:`.knockouts` (the per-probe knockout sweep's statistics), :mod:`.knockout_claims` (the
 knockout claims with intervals and p-values), :mod:`.dataset` (notebook 01's tables of the
-data), :mod:`.claims` (each claim of the paper: its statistic, interval and verdict).
+data), :mod:`.claims` (each claim of the paper and the verdict rule), :mod:`.effects` (effect
+sizes with intervals), :mod:`.claim_rows` (each claim measured on a model's results).
 """
 
+from .claim_rows import clusters_claim, frequency_claim, group_claims, knockout_claims
 from .claims import (
     CLAIM_COLUMNS,
     CLAIMS,
@@ -18,13 +20,7 @@ from .claims import (
     claim_row,
     claim_verdict,
     claims_frame,
-    cliffs_delta,
-    clusters_claim,
-    correlation,
-    frequency_claim,
-    group_claims,
     merge_claims,
-    ratio_of_means,
     select_population,
 )
 from .classifier import (
@@ -60,6 +56,7 @@ from .dataset import (
     multi_token_row,
     word_counts,
 )
+from .effects import cliffs_delta, correlation, percentile_interval, ratio_of_means
 from .frequency import (
     TABLE4_COLUMNS,
     frequency_table,
@@ -184,6 +181,7 @@ __all__ = [
     "group_tests",
     "group_tests_by_model",
     "hard_to_guess_holds",
+    "knockout_claims",
     "knockout_probe_groups",
     "knockout_table",
     "l1_logistic",
@@ -211,6 +209,7 @@ __all__ = [
     "paper_window_matrix",
     "per_example_table",
     "per_example_tables",
+    "percentile_interval",
     "promotion_layer",
     "rank_frequency_r",
     "ratio_of_means",

@@ -15,9 +15,8 @@ Rows have exactly :data:`CLAIM_COLUMNS` (``results/<profile>/claims.csv``). ``po
 (every idiom, a sensitivity check); ``lens`` is ``logit``, ``shortcut`` or ``tuned`` (a fitted
 lens only for claims about intermediate layers, :attr:`Claim.intermediate`).
 
-Statistics here: Cliff's delta ``P(a > b) - P(a < b)`` with a percentile bootstrap interval
-(each group resampled on its own) and the two-sided Mann-Whitney p; a ratio of means with a
-bootstrap interval; Pearson and Spearman r with Fisher-z intervals.
+The statistics are in :mod:`.effects` (effect sizes with intervals) and
+:mod:`.knockout_claims`; :mod:`.claim_rows` measures each claim from a model's results.
 """
 
 from __future__ import annotations
@@ -28,11 +27,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
-
-from .clusters import cluster_labels, curve_gains
-from .frequency import token_word, word_frequencies
-from .projection import compare_groups, per_example_table, stack
 
 __all__ = [
     "CLAIMS",
@@ -44,13 +38,7 @@ __all__ = [
     "claim_row",
     "claim_verdict",
     "claims_frame",
-    "cliffs_delta",
-    "clusters_claim",
-    "correlation",
-    "frequency_claim",
-    "group_claims",
     "merge_claims",
-    "ratio_of_means",
     "select_population",
 ]
 
@@ -62,8 +50,6 @@ POPULATIONS = {
     "all": "all IdioMem idioms (sensitivity check)",
 }
 LENS_IDS = ("logit", "shortcut", "tuned")
-N_BOOT = 2000
-CI = 0.95
 
 
 @dataclass(frozen=True)
@@ -251,86 +237,6 @@ def merge_claims(old: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
     return claims_frame([*old[~replaced].to_dict("records"), *rows.to_dict("records")])
 
 
-# --------------------------------------------------------------------------- statistics
-
-
-def _clean(values: Any) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    return values[~np.isnan(values)]
-
-
-def _resample(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    return values[rng.integers(0, len(values), size=(n_boot, len(values)))]
-
-
-def _interval(boots: np.ndarray, ci: float = CI) -> tuple[float, float]:
-    alpha = (1 - ci) / 2
-    lo, hi = np.quantile(boots[np.isfinite(boots)], [alpha, 1 - alpha])
-    return float(lo), float(hi)
-
-
-def _empty(n: int = 0) -> dict:
-    return {"value": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan, "n": n}
-
-
-def cliffs_delta(a: Any, b: Any, n_boot: int = N_BOOT, seed: int = 0) -> dict:
-    """Cliff's delta ``P(a > b) - P(a < b)`` with a bootstrap interval and Mann-Whitney p.
-
-    Each sample is resampled on its own (``n_boot`` times, seeded); the interval is the
-    percentile interval of the resampled deltas. NaNs are dropped.
-
-    Returns:
-        ``value, ci_low, ci_high, p_value, n`` (``n = n_a + n_b``); NaNs when a sample has
-        fewer than 2 values.
-    """
-    a, b = _clean(a), _clean(b)
-    if len(a) < 2 or len(b) < 2:
-        return _empty(len(a) + len(b))
-    test = compare_groups(a, b)
-    rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    chunk = max(1, 2_000_000 // (len(a) + len(b)))
-    for start in range(0, n_boot, chunk):
-        m = min(chunk, n_boot - start)
-        both = np.concatenate([_resample(a, m, rng), _resample(b, m, rng)], axis=1)
-        u = sps.rankdata(both, axis=1)[:, :len(a)].sum(axis=1) - len(a) * (len(a) + 1) / 2
-        boots[start:start + m] = 2 * u / (len(a) * len(b)) - 1
-    return {"value": test["rank_biserial"], **dict(zip(("ci_low", "ci_high"), _interval(boots))),
-            "p_value": test["p_value"], "n": len(a) + len(b)}
-
-
-def ratio_of_means(a: Any, b: Any, n_boot: int = N_BOOT, seed: int = 0) -> dict:
-    """``mean(a) / mean(b)`` with a bootstrap interval (samples resampled on their own).
-
-    ``p_value``: two-sided Mann-Whitney of ``a`` against ``b``.
-    """
-    a, b = _clean(a), _clean(b)
-    if len(a) < 2 or len(b) < 2 or b.mean() == 0:
-        return _empty(len(a) + len(b))
-    rng = np.random.default_rng(seed)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        boots = _resample(a, n_boot, rng).mean(1) / _resample(b, n_boot, rng).mean(1)
-    lo, hi = _interval(boots)
-    return {"value": float(a.mean() / b.mean()), "ci_low": lo, "ci_high": hi,
-            "p_value": compare_groups(a, b)["p_value"], "n": len(a) + len(b)}
-
-
-def correlation(x: Any, y: Any, method: str = "pearson") -> dict:
-    """Pearson or Spearman r of ``x`` and ``y`` (pairs with NaN dropped), Fisher-z interval."""
-    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    keep = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[keep], y[keep]
-    n = len(x)
-    if n < 4 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return _empty(n)
-    test = sps.pearsonr(x, y) if method == "pearson" else sps.spearmanr(x, y)
-    r = float(test.statistic)
-    z, half = np.arctanh(np.clip(r, -0.999999, 0.999999)), sps.norm.ppf(0.5 + CI / 2) \
-        / np.sqrt(n - 3)
-    return {"value": r, "ci_low": float(np.tanh(z - half)), "ci_high": float(np.tanh(z + half)),
-            "p_value": float(test.pvalue), "n": n}
-
-
 def select_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:
     """The rows of ``population``, fresh index: idioms of ``filtered`` (``hard_to_guess``) or all.
 
@@ -346,95 +252,3 @@ def select_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:
     idiom = frame["source"].eq("idioms") if "source" in frame.columns else True
     keep = ~idiom | frame["hard_to_guess"].fillna(False).astype(bool)
     return frame[keep].reset_index(drop=True)
-
-
-_GROUP_CLAIMS = (
-    ("promotion_vs_nonmemorized", "promotion_layer", "memorized", "non-memorized"),
-    ("promotion_vs_wikipedia", "promotion_layer", "memorized", "wikipedia"),
-    ("boost_vs_nonmemorized", "confidence_boost", "memorized", "non-memorized"),
-    ("boost_vs_wikipedia", "confidence_boost", "memorized", "wikipedia"),
-    ("facts_promotion", "promotion_layer", "facts: memorized", "facts: non-memorized"),
-    ("facts_boost", "confidence_boost", "facts: memorized", "facts: non-memorized"),
-)
-
-
-def group_claims(model: str, labelled: pd.DataFrame, population: str, lens: str = "logit",
-                 seed: int = 0) -> list[dict]:
-    """The two-step claims whose groups ``labelled`` holds, and the first-layer rank claim.
-
-    Args:
-        model: the model's name.
-        labelled: :func:`memrecall.analysis.label_groups` output (idioms of ``population``,
-            Wikipedia and/or facts), read through ``lens``.
-        population: what the idioms are (:data:`POPULATIONS`).
-        lens: ``logit``, ``shortcut`` or ``tuned``.
-        seed: seeds the bootstraps.
-
-    Returns:
-        :func:`claim_row` dicts (claims whose two groups are both present).
-    """
-    table = per_example_table(labelled)
-    groups = set(table["group"])
-    rows = []
-    for claim_id, measure, a, b in _GROUP_CLAIMS:
-        if {a, b} <= groups:
-            stat = cliffs_delta(table.loc[table["group"] == a, measure],
-                                table.loc[table["group"] == b, measure], seed=seed)
-            rows.append(claim_row(claim_id, model, population, lens, stat))
-    if {"memorized", "non-memorized"} <= groups:
-        first = stack(labelled["pred_rank"])[:, 0]
-        group = labelled["group"].to_numpy()
-        stat = ratio_of_means(first[group == "memorized"], first[group == "non-memorized"],
-                              seed=seed)
-        rows.append(claim_row("first_layer_rank", model, population, lens, stat))
-    return rows
-
-
-def frequency_claim(model: str, labelled: pd.DataFrame, tokenizer: Any,
-                    population: str) -> dict:
-    """``frequency``: Pearson r of first-layer rank vs the predicted word's frequency.
-
-    On every prediction of ``labelled`` (the idioms of ``population`` and the Wikipedia
-    prompts: the population the paper's n implies, :data:`CLAIMS`), tokens without a word
-    left out (:func:`memrecall.analysis.token_word`). The Spearman rho goes into ``statistic``.
-    """
-    words = [token_word(tokenizer, t) for t in labelled["pred_token"]]
-    freqs = word_frequencies(words)
-    first = stack(labelled["pred_rank"])[:, 0]
-    stat = correlation(first, freqs)
-    rho = correlation(first, freqs, "spearman")["value"]
-    sources = "+".join(sorted(set(labelled["source"]))) if "source" in labelled else "all"
-    stat["statistic"] = (f"{CLAIMS['frequency'].statistic}; rows: {sources}; Spearman rho = "
-                         f"{rho:+.2f}")
-    return claim_row("frequency", model, population, "logit", stat)
-
-
-def clusters_claim(model: str, idiom_res: pd.DataFrame, population: str, seed: int = 0,
-                   n_boot: int = N_BOOT) -> dict:
-    """``clusters_boost``: % of memorized idioms in clusters whose mean curve gains confidence.
-
-    k-means clusters of the memorized idioms of ``idiom_res`` (:func:`cluster_labels`, seeded);
-    each cluster judged by :func:`curve_gains` on its mean curve; the interval resamples the
-    memorized idioms (labels kept) and judges the resampled clusters' mean curves again.
-    """
-    memorized = idiom_res[idiom_res["is_memorized"].astype(bool)].reset_index(drop=True)
-    if len(memorized) < 2:
-        return claim_row("clusters_boost", model, population, "logit", _empty(len(memorized)))
-    labels = cluster_labels(memorized, seed=seed)
-    ranks, probs = stack(memorized["pred_rank"]), stack(memorized["pred_prob"])
-
-    def share(index: np.ndarray) -> float:
-        gained = 0
-        for c in np.unique(labels[index]):
-            members = index[labels[index] == c]
-            gains = curve_gains(ranks[members].mean(0), probs[members].mean(0))["gain"] > 0
-            gained += len(members) * gains
-        return 100 * gained / len(index)
-
-    rng = np.random.default_rng(seed)
-    boots = np.array([share(rng.integers(0, len(memorized), len(memorized)))
-                      for _ in range(n_boot)])
-    lo, hi = _interval(boots)
-    stat = {"value": share(np.arange(len(memorized))), "ci_low": lo, "ci_high": hi,
-            "p_value": np.nan, "n": len(memorized)}
-    return claim_row("clusters_boost", model, population, "logit", stat)
