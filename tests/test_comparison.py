@@ -139,11 +139,19 @@ def test_table4_needs_the_papers_sign_and_significance(r, p, verdict):
 
 
 def test_table5_rows():
-    table = pd.DataFrame({"model": "m", "features": ["random", "probability (all layers)"],
-                          "accuracy_mean": [50.0, 60.0], "accuracy_sd": [3.0, 2.0]})
+    table = pd.DataFrame({"model": "m", "features": ["random", "probability (all layers)"] * 2,
+                          "accuracy_mean": [50.0, 60.0, 51.0, 82.0], "accuracy_sd": 3.0,
+                          "protocol": ["paper"] * 2 + ["balanced"] * 2})
     rows5 = report.table5_rows(table, "gpt2-medium")
     assert rows5["paper_value"].tolist() == [49.5, 84.6]
+    assert rows5["ours"].tolist() == [50.0, 60.0]
     assert rows5["verdict"].str.startswith("agrees").tolist() == [True, False]
+    balanced = report.table5_rows(table, "gpt2-medium", protocol="balanced")
+    assert balanced["ours"].tolist() == [51.0, 82.0]
+    assert balanced["verdict"].str.startswith("agrees").tolist() == [True, True]
+    assert balanced["quantity"].str.endswith("balanced training)").all()
+    with pytest.raises(ValueError, match="'weighted'"):
+        report.table5_rows(table, "gpt2-medium", protocol="weighted")
 
 
 def test_merge_comparison_replaces_an_analysis_keeps_others(tmp_path):
@@ -162,14 +170,22 @@ def test_merge_comparison_replaces_an_analysis_keeps_others(tmp_path):
 
 
 def test_table5_side_by_side_and_verdict_counts():
-    ours = pd.DataFrame({"model": "m", "features": ["random", "probability (all layers)"],
-                         "accuracy_mean": [50.0, np.nan], "accuracy_sd": [3.0, np.nan]})
+    ours = pd.DataFrame({"model": "m", "features": ["random", "probability (all layers)"] * 2,
+                         "accuracy_mean": [50.0, np.nan, 52.0, 70.0],
+                         "accuracy_sd": [3.0, np.nan, 1.0, 2.0],
+                         "protocol": ["paper"] * 2 + ["balanced"] * 2,
+                         "roc_auc_mean": [0.5, np.nan, 0.51, 0.8],
+                         "roc_auc_sd": [0.01, np.nan, 0.02, 0.03]})
     table = report.table5_side_by_side(ours)
     assert list(table.index) == list(paper.TABLE5_FEATURES)
     assert table.columns[0] == "gpt2-medium (paper)" and table.columns[-1] == "m"
     assert table.loc["random", "m"] == "50.0 ± 3.0"
     assert table.loc["probability (all layers)", "m"] == "n/a"
     assert table.loc["token ids", "m"] == ""
+    auc = report.table5_side_by_side(ours, protocol="balanced", metric="roc_auc")
+    assert list(auc.columns) == ["m"]  # the paper reports no ROC AUC
+    assert auc.loc["probability (all layers)", "m"] == "0.800 ± 0.030"
+    ours = ours[ours["protocol"] == "paper"]
     rows = report.table5_rows(ours.fillna(80.0), "gpt2-medium")
     counts = report.verdict_counts(rows)
     assert counts.loc["table5", "m"] == "2 of 2 agree"

@@ -9,7 +9,13 @@ data), :mod:`.claims` (each claim of the paper and the verdict rule), :mod:`.eff
 sizes with intervals), :mod:`.claim_rows` (each claim measured on a model's results).
 """
 
-from .claim_rows import clusters_claim, frequency_claim, group_claims, knockout_claims
+from .claim_rows import (
+    classifier_claims,
+    clusters_claim,
+    frequency_claim,
+    group_claims,
+    knockout_claims,
+)
 from .claims import (
     CLAIM_COLUMNS,
     CLAIMS,
@@ -26,12 +32,18 @@ from .claims import (
 from .classifier import (
     CLASSIFIER_COLUMNS,
     FEATURE_SETS,
+    PROTOCOLS,
     RANK_LAYERS,
+    SPLIT_COLUMNS,
     balanced_splits,
+    classifier_above_chance,
+    classifier_intermediate_layers,
+    classifier_splits,
     classifier_table,
+    corrected_resampled_t,
     feature_sets,
     l1_logistic,
-    split_accuracies,
+    split_scores,
 )
 from .clusters import (
     CLUSTER_SUMMARY_COLUMNS,
@@ -137,8 +149,10 @@ __all__ = [
     "MEASURES",
     "PAPER_KINDS",
     "POPULATIONS",
+    "PROTOCOLS",
     "RANK_LAYERS",
     "READOUTS",
+    "SPLIT_COLUMNS",
     "SUMMARY_COLUMNS",
     "TABLE4_COLUMNS",
     "TEST_COLUMNS",
@@ -150,6 +164,10 @@ __all__ = [
     "claim_row",
     "claim_verdict",
     "claims_frame",
+    "classifier_above_chance",
+    "classifier_claims",
+    "classifier_intermediate_layers",
+    "classifier_splits",
     "classifier_table",
     "cliffs_delta",
     "cluster_curves",
@@ -160,6 +178,7 @@ __all__ = [
     "clusters_claim",
     "compare_groups",
     "confidence_boost",
+    "corrected_resampled_t",
     "correlation",
     "curve_gains",
     "curve_landmarks",
@@ -215,7 +234,7 @@ __all__ = [
     "ratio_of_means",
     "relative_prob_change",
     "select_population",
-    "split_accuracies",
+    "split_scores",
     "stack",
     "summaries_by_model",
     "token_word",

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .claims import CLAIMS, claim_row
+from .classifier import classifier_above_chance, classifier_intermediate_layers
 from .clusters import cluster_labels, curve_gains
 from .effects import (
     N_BOOT,
@@ -27,7 +28,8 @@ from .frequency import token_word, word_frequencies
 from .knockout_claims import depth_slope_stat, group_difference, layer1_vs_other_layers
 from .projection import per_example_table, stack
 
-__all__ = ["clusters_claim", "frequency_claim", "group_claims", "knockout_claims"]
+__all__ = ["classifier_claims", "clusters_claim", "frequency_claim", "group_claims",
+           "knockout_claims"]
 
 
 _GROUP_CLAIMS = (
@@ -150,3 +152,18 @@ def knockout_claims(model: str, detail: pd.DataFrame, n_layers: int, population:
     return [claim_row(claim, model, population, "logit", {**stat, "statistic": stat.get(
         "statistic") if claim == "knockout_specific" else CLAIMS[claim].statistic})
             for claim, stat in stats.items()]
+
+
+def classifier_claims(model: str, splits: pd.DataFrame, population: str) -> list[dict]:
+    """``classifier_above_chance`` (ROC AUC) and ``classifier_intermediate_layers`` (accuracy).
+
+    Args:
+        model: the model's name.
+        splits: its per-split scores (:func:`memrecall.analysis.classifier_splits`; the
+            class-balanced protocol is read).
+        population: the idioms the classifier was trained and tested on.
+    """
+    return [claim_row("classifier_above_chance", model, population, "logit",
+                      classifier_above_chance(splits)),
+            claim_row("classifier_intermediate_layers", model, population, "logit",
+                      classifier_intermediate_layers(splits))]

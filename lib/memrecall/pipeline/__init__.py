@@ -17,6 +17,7 @@ from .knockouts import (
 )
 from .lenses import LENS_CHOICES, cached_lens, fitted_lenses, lens_kl, lens_results, lens_text
 from .projection import (
+    ClassifierResults,
     cached_project,
     classifier_results,
     facts_results,
@@ -32,6 +33,7 @@ from .sections import cross_model, cross_model_title, layerwise_figures, promoti
 __all__ = [
     "INTERACTIVE_DIR",
     "LENS_CHOICES",
+    "ClassifierResults",
     "KnockoutResults",
     "Settings",
     "cached_knockout_sweep",

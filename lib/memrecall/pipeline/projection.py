@@ -7,6 +7,7 @@ from ``results/<profile>/cache`` the second time. The cache keeps entries
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,6 +24,7 @@ from ..probes import make_probes
 from .runs import Settings
 
 __all__ = [
+    "ClassifierResults",
     "cached_project",
     "classifier_results",
     "facts_results",
@@ -106,12 +108,32 @@ def facts_results(lm: LM, run: Settings) -> pd.DataFrame:
     return cached_project(lm, probes, run.cache_dir, batch_size=run.batch_size)
 
 
-def classifier_results(lm: LM, idiom_res: pd.DataFrame, run: Settings) -> pd.DataFrame:
-    """Table 5 for ``lm``: the paper's classifier on each of its feature sets, cached.
+@dataclass(frozen=True)
+class ClassifierResults:
+    """Table 5 for one model.
+
+    Attributes:
+        table: :func:`memrecall.analysis.classifier_table` (the rows of ``classifier.csv``:
+            ``model, features, accuracy_mean, accuracy_sd, protocol, roc_auc_mean, roc_auc_sd,
+            n_splits``).
+        splits: :func:`memrecall.analysis.classifier_splits`, the per-split scores the table
+            summarises (``model, protocol, features, split, accuracy, roc_auc, n_train,
+            n_test``), what :func:`memrecall.analysis.classifier_above_chance` and
+            :func:`memrecall.analysis.classifier_intermediate_layers` read.
+    """
+
+    table: pd.DataFrame
+    splits: pd.DataFrame
+
+
+def classifier_results(lm: LM, idiom_res: pd.DataFrame, run: Settings) -> ClassifierResults:
+    """Table 5 for ``lm``: the classifier on each of its feature sets, both protocols, cached.
 
     Reads the final hidden states and token ids from the model
     (:func:`memrecall.blocks.model_features`), then scores every feature set on the same 10
-    balanced splits (:func:`memrecall.analysis.classifier_table`).
+    balanced splits, trained class-balanced and as the paper
+    (:func:`memrecall.analysis.classifier_splits`). The per-split scores are cached; the
+    table is their summary.
 
     Args:
         lm: the model.
@@ -119,16 +141,17 @@ def classifier_results(lm: LM, idiom_res: pd.DataFrame, run: Settings) -> pd.Dat
         run: the settings (seed, batch size, cache folder).
 
     Returns:
-        ``model, features, accuracy_mean, accuracy_sd`` (accuracy in %).
+        The table and the per-split scores (:class:`ClassifierResults`).
     """
     key = result_key(lm, frame_sha256(idiom_res, ["prompt", "target_token", "is_memorized"]),
-                     "classifier", seed=run.seed)
+                     "classifier_splits", seed=run.seed, protocols=list(classifier.PROTOCOLS))
 
     def compute() -> pd.DataFrame:
         extra = blocks.model_features(lm, idiom_res, run.batch_size)
         sets = classifier.feature_sets(idiom_res, hidden=extra["hidden"],
                                        token_ids=extra["token_ids"], seed=run.seed)
-        return classifier.classifier_table(lm.name, sets, idiom_res["is_memorized"],
-                                           seed=run.seed)
+        return classifier.classifier_splits(lm.name, sets, idiom_res["is_memorized"],
+                                            seed=run.seed)
 
-    return cached(run.cache_dir, key, compute)
+    splits = cached(run.cache_dir, key, compute)
+    return ClassifierResults(classifier.classifier_table(splits), splits)

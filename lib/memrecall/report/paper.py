@@ -176,41 +176,62 @@ def table4_rows(model: str, stat: dict, paper_model: str, population: str = "fil
     return comparison_frame([row])
 
 
-def table5_rows(classifier: pd.DataFrame, paper_model: str) -> pd.DataFrame:
+def table5_rows(classifier: pd.DataFrame, paper_model: str,
+                protocol: str = "paper") -> pd.DataFrame:
     """Table 5: classifier accuracy (%) per feature set, ours vs the paper's.
 
     Args:
         classifier: :func:`memrecall.analysis.classifier_table` of one model.
         paper_model: :func:`paper_counterpart` of that model.
+        protocol: whose rows to compare: ``"paper"`` (the paper's training, the like-for-like
+            comparison) or ``"balanced"`` (the quantity then says "class-balanced training").
     """
     table = paper.table5()
+    suffix = "" if protocol == "paper" else f", {protocol} training"
     rows = []
-    for part in classifier.itertuples():
+    for part in _protocol_rows(classifier, protocol).itertuples():
         theirs = table[table["features"] == part.features].set_index("model")["accuracy_mean"]
-        rows.append(_row("table5", f"accuracy % ({part.features})", part.model,
+        rows.append(_row("table5", f"accuracy % ({part.features}{suffix})", part.model,
                          part.accuracy_mean, paper_model, theirs[paper_model],
                          number_verdict(part.accuracy_mean, theirs[paper_model], PCT_TOL,
                                         digits=1, span=theirs.to_numpy())))
     return comparison_frame(rows)
 
 
-def table5_side_by_side(ours: pd.DataFrame) -> pd.DataFrame:
+def table5_side_by_side(ours: pd.DataFrame, protocol: str = "paper",
+                        metric: str = "accuracy") -> pd.DataFrame:
     """Table 5 as the paper prints it, "mean ± sd" per feature set, the paper's models first.
 
     Args:
         ours: :func:`memrecall.analysis.classifier_table` rows of our models.
+        protocol: whose rows to show, ``"paper"`` or ``"balanced"``.
+        metric: ``"accuracy"`` (%, beside the paper's) or ``"roc_auc"`` (ours only: the
+            paper reports no ROC AUC).
 
     Returns:
         One row per feature set (the paper's order), one column per model; the paper's columns
         are marked ``(paper)``.
     """
+    if metric not in ("accuracy", "roc_auc"):
+        raise ValueError(f"metric must be 'accuracy' or 'roc_auc', got {metric!r}")
+    ours = _protocol_rows(ours, protocol)
     theirs = paper.table5().assign(model=lambda t: t["model"] + " (paper)")
-    both = pd.concat([theirs, ours], ignore_index=True)
-    both["accuracy"] = [f"{m:.1f} ± {s:.1f}" if not np.isnan(m) else "n/a"
-                        for m, s in zip(both["accuracy_mean"], both["accuracy_sd"])]
-    table = both.pivot(index="features", columns="model", values="accuracy")
+    both = pd.concat([theirs, ours], ignore_index=True) if metric == "accuracy" else ours
+    digits = 1 if metric == "accuracy" else 3
+    both = both.assign(text=[f"{m:.{digits}f} ± {s:.{digits}f}" if not np.isnan(m) else "n/a"
+                             for m, s in zip(both[f"{metric}_mean"], both[f"{metric}_sd"])])
+    table = both.pivot(index="features", columns="model", values="text")
     return table.reindex(index=list(paper.TABLE5_FEATURES),
                          columns=list(dict.fromkeys(both["model"]))).fillna("")
+
+
+def _protocol_rows(classifier: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """The rows of one training protocol; an error naming those there if it has none."""
+    rows = classifier[classifier["protocol"] == protocol]
+    if rows.empty and not classifier.empty:
+        raise ValueError(f"no {protocol!r} rows; protocols here: "
+                         f"{sorted(classifier['protocol'].unique())}")
+    return rows
 
 
 def verdict_counts(rows: pd.DataFrame) -> pd.DataFrame:
