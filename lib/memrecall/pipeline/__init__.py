@@ -3,9 +3,11 @@
 :mod:`.settings` (:class:`Settings`), :mod:`.dataset` (notebook 01's tokenizer table),
 :mod:`.projection` (lens results of idioms, Wikipedia, facts; Table 5; the memorization split),
 :mod:`.knockouts` (notebook 05), :mod:`.lenses` (notebook 06), :mod:`.sections` (the group
-figures notebooks 03 and 04 both draw).
+figures notebooks 03 and 04 both draw), :mod:`.claims` (each notebook's claims into
+``claims.csv``).
 """
 
+from .claims import CLAIMS_FILE, lens_claims, projection_claims, write_claims
 from .dataset import multi_token_table
 from .knockouts import (
     KnockoutResults,
@@ -31,6 +33,7 @@ from .runs import INTERACTIVE_DIR, Settings, settings, table_display
 from .sections import cross_model, cross_model_title, layerwise_figures, promotion_by_model
 
 __all__ = [
+    "CLAIMS_FILE",
     "INTERACTIVE_DIR",
     "LENS_CHOICES",
     "ClassifierResults",
@@ -50,15 +53,18 @@ __all__ = [
     "knockout_results",
     "knockout_runtime",
     "layerwise_figures",
+    "lens_claims",
     "lens_kl",
     "lens_results",
     "lens_text",
     "memorization_results",
     "multi_token_table",
+    "projection_claims",
     "promotion_by_model",
     "settings",
     "table_display",
     "wiki_results",
     "wiki_texts",
+    "write_claims",
     "write_knockout_outputs",
 ]

@@ -2,9 +2,11 @@
 
 :mod:`.tables` (projection results), :mod:`.lenses` (notebook 06), :mod:`.knockouts` (notebook
 05), :mod:`.paper` (``paper_comparison.csv``),
-:mod:`.dataset` (notebook 01), :mod:`.memorization` (notebook 02).
+:mod:`.dataset` (notebook 01), :mod:`.memorization` (notebook 02), :mod:`.claims`
+(``claims.csv``).
 """
 
+from .claims import claims_for_reading, merge_claims_file
 from .comparison_file import merge_comparison
 from .dataset import dataset_conclusions
 from .knockouts import (
@@ -48,6 +50,7 @@ from .paper import (
     r_verdict,
     table3_rows,
     table4_rows,
+    table5_layers_row,
     table5_rows,
     table5_side_by_side,
     verdict_counts,
@@ -82,6 +85,7 @@ __all__ = [
     "PAPER_PANEL",
     "TWO_STEP_IDIOMS",
     "beside_paper_panels",
+    "claims_for_reading",
     "comparison_frame",
     "comparison_row",
     "conclusions",
@@ -89,9 +93,9 @@ __all__ = [
     "depth_lines",
     "figure2_rows",
     "figure3_rows",
-    "figure9_rows",
     "figure4_rows",
     "figure5_rows",
+    "figure9_rows",
     "kl_at_depths",
     "knockout_verdicts",
     "knockouts_csv",
@@ -102,11 +106,12 @@ __all__ = [
     "medians_table",
     "memorization_conclusions",
     "memorization_csv",
+    "merge_claims_file",
     "merge_comparison",
     "number_verdict",
-    "r_verdict",
     "paper_counterpart",
     "paper_depth_line",
+    "r_verdict",
     "readable_tests",
     "reference_group",
     "split_layer",
@@ -116,6 +121,7 @@ __all__ = [
     "summary_table",
     "table3_rows",
     "table4_rows",
+    "table5_layers_row",
     "table5_rows",
     "table5_side_by_side",
     "to_display_layer",

@@ -39,6 +39,7 @@ __all__ = [
     "table3_rows",
     "table4_rows",
     "table5_rows",
+    "table5_layers_row",
     "table5_side_by_side",
     "verdict_counts",
 ]
@@ -196,6 +197,36 @@ def table5_rows(classifier: pd.DataFrame, paper_model: str,
                          number_verdict(part.accuracy_mean, theirs[paper_model], PCT_TOL,
                                         digits=1, span=theirs.to_numpy())))
     return comparison_frame(rows)
+
+
+def table5_layers_row(model: str, claim: dict, paper_model: str,
+                      population: str = "filtered") -> pd.DataFrame:
+    """Table 5's structural point: all-layer probabilities beat the last layer alone.
+
+    Args:
+        model: our model.
+        claim: its ``classifier_intermediate_layers`` claim row (class-balanced training, paired
+            over the splits).
+        paper_model: :func:`paper_counterpart` of that model.
+        population: the idioms the classifier saw.
+    """
+    table = paper.table5().set_index(["features", "model"])["accuracy_mean"]
+    gaps = {m: table["probability (all layers)", m] - table["probability last layer", m]
+            for m in paper.PAPER_MODELS}
+    value, ci = claim["value"], (claim["ci_low"], claim["ci_high"])
+    paper_side = f"the paper: +{min(gaps.values()):.1f} to +{max(gaps.values()):.1f} points"
+    if not np.isfinite(value):
+        verdict = f"differs: not measured here; {paper_side}"
+    elif ci[0] > 0:
+        verdict = f"agrees: all layers add here (interval above 0); {paper_side}"
+    elif ci[1] < 0:
+        verdict = f"differs: all layers do worse here (interval below 0); {paper_side}"
+    else:
+        verdict = f"differs: no difference we can tell (interval covers 0); {paper_side}"
+    row = _row("table5", "accuracy points, all-layer probabilities minus last-layer probability "
+               "(class-balanced training, paired over splits)", model, value, paper_model,
+               gaps[paper_model], verdict, population, ci)
+    return comparison_frame([row])
 
 
 def table5_side_by_side(ours: pd.DataFrame, protocol: str = "paper",

@@ -1,0 +1,77 @@
+"""Each notebook's claims, for both idiom populations, merged into ``claims.csv``.
+
+Notebook 03 measures the projection claims (promotion, boost, first-layer rank, frequency,
+clusters, the classifier), notebook 04 the facts claims, notebook 05 the knockout claims and
+notebook 06 the intermediate-layer claims under the fitted lenses. Every claim that reads lens
+results is measured on both populations (:data:`memrecall.analysis.POPULATIONS`: the paper's
+filtered idioms, and all of them as a sensitivity check); the knockout probes are drawn from the
+run's population only (a second sweep would double notebook 05).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from ..analysis import claim_rows
+from ..analysis.claims import POPULATIONS, select_population
+from ..analysis.projection import label_groups
+from ..models import LM
+from ..report.claims import merge_claims_file
+from .projection import classifier_results
+from .runs import Settings
+
+__all__ = ["CLAIMS_FILE", "lens_claims", "projection_claims", "write_claims"]
+
+CLAIMS_FILE = "claims.csv"
+
+
+def projection_claims(lm: LM, run: Settings, idiom_res: pd.DataFrame,
+                      wiki_res: pd.DataFrame) -> list[dict]:
+    """Notebook 03's claims for ``lm``, on both populations (logit lens).
+
+    Args:
+        lm: the model (its tokenizer spells the predictions; the classifier reads it, cached).
+        run: the settings.
+        idiom_res: all its idiom results (:func:`memrecall.pipeline.idiom_results`).
+        wiki_res: its Wikipedia results.
+
+    Returns:
+        ``claims.csv`` rows: the group claims, ``frequency`` (idioms + Wikipedia),
+        ``clusters_boost`` and the two classifier claims, per population.
+    """
+    rows = []
+    for population in POPULATIONS:
+        idioms = select_population(idiom_res, population)
+        labelled = label_groups(idioms, wiki_res)
+        rows += claim_rows.group_claims(lm.name, labelled, population, seed=run.seed)
+        rows.append(claim_rows.frequency_claim(lm.name, labelled, lm.tokenizer, population))
+        rows.append(claim_rows.clusters_claim(lm.name, idioms, population, seed=run.seed))
+        splits = classifier_results(lm, idioms, run).splits
+        rows += claim_rows.classifier_claims(lm.name, splits, population)
+    return rows
+
+
+def lens_claims(model: str, labelled: Mapping[str, pd.DataFrame], lens_ids: Mapping[str, str],
+                seed: int = 0) -> list[dict]:
+    """The intermediate-layer claims of ``model`` under each reading, on both populations.
+
+    Args:
+        model: the model's name.
+        labelled: reading label -> its labelled results of all idioms and Wikipedia
+            (:func:`memrecall.pipeline.lens_results`).
+        lens_ids: reading label -> its ``claims.csv`` id (``logit``, ``shortcut``, ``tuned``).
+        seed: seeds the bootstraps.
+    """
+    return [row for label, frame in labelled.items() for population in POPULATIONS
+            for row in claim_rows.group_claims(model, select_population(frame, population),
+                                               population, lens_ids[label], seed)]
+
+
+def write_claims(run: Settings, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Merge ``rows`` into ``<results>/claims.csv``; returns the rows written, as a frame."""
+    rows = list(rows)
+    merge_claims_file(run.results_dir / CLAIMS_FILE, rows)
+    return pd.DataFrame(rows)
