@@ -2,7 +2,8 @@
 
 :mod:`.tables` (projection results), :mod:`.lenses` (notebook 06), :mod:`.knockouts` (notebook
 05), :mod:`.paper` (``paper_comparison.csv``),
-:mod:`.dataset` (notebook 01), :mod:`.memorization` (notebook 02).
+:mod:`.dataset` (notebook 01), :mod:`.memorization` (notebook 02), :mod:`.provenance` (which
+code made each result file: ``provenance.json``).
 """
 
 from .dataset import dataset_conclusions
@@ -49,6 +50,7 @@ from .paper import (
     table5_side_by_side,
     verdict_counts,
 )
+from .provenance import PROVENANCE, files_from_other_code, read_provenance, recorded
 from .tables import (
     LAYER_MEASURES,
     MEASURE_LABELS,
@@ -77,6 +79,7 @@ __all__ = [
     "MEASURE_LABELS",
     "MEMORIZATION_CSV_COLUMNS",
     "PAPER_PANEL",
+    "PROVENANCE",
     "TWO_STEP_IDIOMS",
     "beside_paper_panels",
     "comparison_frame",
@@ -87,6 +90,7 @@ __all__ = [
     "figure3_rows",
     "figure4_rows",
     "figure5_rows",
+    "files_from_other_code",
     "kl_at_depths",
     "knockout_verdicts",
     "knockouts_csv",
@@ -101,7 +105,9 @@ __all__ = [
     "number_verdict",
     "paper_counterpart",
     "paper_depth_line",
+    "read_provenance",
     "readable_tests",
+    "recorded",
     "reference_group",
     "split_layer",
     "style_tests",
