@@ -156,3 +156,44 @@ def test_dataset_conclusions_state_the_numbers():
 def test_memorization_by_takes_the_flags(flags):
     table = analysis.memorization_by(tiny_idioms().assign(is_memorized=True), flags)
     assert set(table["column"]) == set(IDIOMEM_FLAGS)
+
+
+def test_memorization_conclusions_for_any_number_of_models():
+    base = pd.DataFrame({"text": ["a b", "c d", "e f", "g h"], "hard_to_guess": True,
+                         "source": "ef"})
+    memorized = {"m1": [True, True, False, False], "m2": [True, False, True, False],
+                 "m3": [True, False, False, False]}
+    results = {name: base.assign(is_memorized=flags) for name, flags in memorized.items()}
+
+    def conclude(names, whole_word=None):
+        whole_word = pd.DataFrame(columns=["multi-token targets"]) if whole_word is None \
+            else whole_word
+        chosen = {n: results[n] for n in names}
+        overview = analysis.memorization_overview(chosen)
+        by_source = pd.concat([analysis.memorization_by(r, "source").assign(model=n)
+                               for n, r in chosen.items()])
+        by_flag = pd.concat([analysis.memorization_by(r, ["hard_to_guess"]).assign(model=n)
+                             for n, r in chosen.items()])
+        if len(chosen) < 2:
+            return report.memorization_conclusions(overview, by_source, by_flag, whole_word)
+        matrix = analysis.memorization_matrix(chosen)
+        return report.memorization_conclusions(
+            overview, by_source, by_flag, whole_word, analysis.pairwise_agreement(matrix),
+            analysis.memorized_by_n_models(matrix))
+
+    three = conclude(["m1", "m2", "m3"])
+    assert "of 4 idioms, 1 are memorized by all 3 models and 1 by none" in three
+    assert "m1 and m2: both 1, only m1 1, only m2 1, neither 1" in three
+    assert "m2 and m3: both 1, only m2 1, only m3 0, neither 2" in three
+    assert [line.split("**")[1] for line in three.splitlines() if line.startswith("* ")] \
+        == ["m1", "m2", "m3", "Agreement"]
+    whole = pd.DataFrame({"multi-token targets": [2], "share of idioms %": [50.0],
+                          "whole | first %": [100.0],
+                          "memorized % (whole-word criterion)": [25.0]}, index=["m1"])
+    one = conclude(["m1"], whole)
+    assert "memorizes 2 of 4 idioms (50.0%)" in one and "Agreement" not in one
+    assert "Whole words: 2 targets span several sub-tokens (50.0% of idioms)" in one
+    assert "the first piece right, greedy decoding gives the whole word in 100.0%" in one
+    assert "whole-word criterion: 25.0% (first-piece criterion 50.0%)" in one
+    missed = conclude(["m1"], whole.assign(**{"whole | first %": float("nan")}))
+    assert "(50.0% of idioms); none has the first piece right; memorized" in missed

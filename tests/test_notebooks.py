@@ -8,6 +8,7 @@ from pathlib import Path
 import papermill
 import pytest
 
+from memrecall.report import files_from_other_code
 from memrecall.reproduce import NOTEBOOKS, main, numbered_notebooks, run_notebook
 
 NOTEBOOK_FILES = numbered_notebooks()
@@ -89,6 +90,7 @@ def test_notebook_runs_in_smoke_profile(notebook, tmp_path, data_dir, monkeypatc
     errors = [o for c in executed["cells"] for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    assert files_from_other_code(results) == {}, "each table records the code that made it"
 
 
 def write_notebook(path: Path, *code: str) -> Path:

@@ -16,6 +16,7 @@ import shutil
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -208,38 +209,43 @@ class CacheWarning(UserWarning):
     """A cache entry was not used (recomputed) or could not be written (kept in memory)."""
 
 
+LOCK_POLL_S = 0.05
+"""How often a waiting :func:`exclusive_lock` tries again (seconds)."""
+
+
 class LockedError(RuntimeError):
     """Another process holds the lock (the message names the lock file and its holder)."""
 
 
 @contextmanager
-def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
+def exclusive_lock(path: str | Path, what: str, wait_s: float = 0.0) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if needed) for the ``with`` block.
 
     The operating system releases the lock when the holder exits, however it ends (even
-    killed), so a lock is never left behind. The holder's pid is written into the file.
+    killed), so a lock is never left behind. The holder's pid is written into the file. The
+    lock is per open file, so a second holder in the same process (another thread) waits too.
 
     Args:
         path: the lock file.
         what: what the lock protects, for the message (``"results/smoke"``).
+        wait_s: how long to wait for another holder to let go (seconds; 0: not at all).
 
     Raises:
-        LockedError: another process holds it (says which pid, and what to do).
+        LockedError: another holder still has it after ``wait_s`` (says which pid, and what
+            to do).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_s
     with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            raise LockedError(
-                f"{what}: locked by another run (pid {holder}, lock file {path}); wait for it "
-                "to finish, or stop it, then run again"
-            ) from None
+        while not _try_lock(fh):
+            if time.monotonic() >= deadline:
+                fh.seek(0)
+                holder = fh.read().strip() or "unknown"
+                raise LockedError(
+                    f"{what}: locked by another run (pid {holder}, lock file {path}); wait for "
+                    "it to finish, or stop it, then run again")
+            time.sleep(LOCK_POLL_S)
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
@@ -250,6 +256,17 @@ def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
             fh.seek(0)
             fh.truncate()
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _try_lock(fh) -> bool:
+    """Take the exclusive lock of the open file ``fh`` if free; whether it was taken."""
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            raise
+        return False
+    return True
 
 
 def slug(text: str, max_len: int | None = 60) -> str:

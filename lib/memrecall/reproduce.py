@@ -3,12 +3,15 @@
 Writes executed notebooks to ``notebooks/rendered/<profile>/`` and figures to
 ``figures/<profile>/``; prints one progress line per notebook and, at the end, the summary table
 that notebook 03 writes to ``results/<profile>/summary.csv``. Every notebook gets the papermill
-parameter ``interactive=False`` (plain output, no widgets). The code and models that made the
-results are recorded: ``results/<profile>/fingerprint.json`` (the package's source fingerprint,
-the git revision, whether the source differs from it, the profile, dtype and models), written
-only when every notebook succeeded (a failed run leaves the previous one as it was, and its own
-record in ``fingerprint.incomplete.json``), and each rendered notebook's metadata
-(``metadata.memrecall.code_fingerprint`` and ``.models``).
+parameter ``interactive=False`` (plain output, no widgets). The run is recorded in
+``results/<profile>/fingerprint.json`` (the package's source fingerprint, the git revision,
+whether the source differs from it, the profile, dtype and models), written only when every
+notebook succeeded (a failed run leaves the previous one as it was, and its own record in
+``fingerprint.incomplete.json``), and in each rendered notebook's metadata
+(``metadata.memrecall.code_fingerprint`` and ``.models``). Which code made each *file* is in
+``results/<profile>/provenance.json``, written by the writers themselves
+(:mod:`memrecall.report.provenance`); the end-of-run summary names the files there that this
+run's code did not make (left by an older run, or written since by other code).
 
 Models other than the profile's (``--models``, ``make reproduce MODELS=...``) write to their own
 folders, ``<profile>-<models>`` (:func:`output_name`), so a subset never rewrites the profile's
@@ -23,8 +26,6 @@ bars, each figure once, so a re-render's diff shows what changed in the results.
 a run like Ctrl-C (the partial notebook is removed); what a SIGKILLed run leaves
 (``.partial.ipynb``, atomic-write temp files) is removed at the start of the next run of the
 same outputs (:func:`remove_stale`).
-
-Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--device cpu]``
 
 With ``--dtype bfloat16`` (or ``float16``) the models run in that dtype and everything goes to
 ``<profile>-<dtype>`` folders, so the float32 results are never overwritten.
@@ -47,13 +48,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ._io import (
     TEMP_NAME,
     LockedError,
+    UnreadableFileError,
     atomic_write_text,
     code_fingerprint,
     exclusive_lock,
@@ -74,9 +75,6 @@ from .models.placement import DTYPES
 from .profiles import PROFILES
 from .rendered import tidy_file
 from .runmode import PLAIN_ENV
-
-if TYPE_CHECKING:
-    pass
 
 ROOT = repo_root()
 NOTEBOOKS = ROOT / "notebooks"
@@ -188,10 +186,12 @@ def git_revision(root: Path = ROOT) -> dict[str, str | bool | None]:
 
 def write_fingerprint(results_dir: Path, models: list[str] | None = None,
                       name: str = FINGERPRINT, **details: str | None) -> dict:
-    """Record the code (and models, profile, dtype: ``details``) of a run in ``results_dir/name``.
+    """Record a run, its code and models, profile, dtype (``details``), in ``results_dir/name``.
 
     A run writes it as :data:`INCOMPLETE` first and renames it to :data:`FINGERPRINT` only
-    when every notebook succeeded (:func:`commit_fingerprint`).
+    when every notebook succeeded (:func:`commit_fingerprint`). It describes the run, not each
+    file: which code made each file is in ``provenance.json``
+    (:mod:`memrecall.report.provenance`).
     """
     record = {"code_fingerprint": code_fingerprint(), **git_revision(), **details}
     if models is not None:
@@ -421,7 +421,28 @@ def _run(args: argparse.Namespace, models: list[str], name: str) -> int:
     if summary.is_file():
         print(f"\nsummary ({summary.relative_to(ROOT)}):")
         print(pd.read_csv(summary).to_string(index=False))
+    print(other_code_line(results))
     return 0
+
+
+def other_code_line(results_dir: Path, fingerprint: str | None = None) -> str:
+    """The end-of-run line on the files that other code made (``results_dir/provenance.json``).
+
+    ``fingerprint``: the run's code, default this process's.
+    """
+    from .report.provenance import PROVENANCE, files_from_other_code  # late: report loads analysis
+
+    fingerprint = fingerprint or code_fingerprint()
+    where = _shown(results_dir)
+    try:
+        others = files_from_other_code(results_dir, fingerprint)
+    except (UnreadableFileError, OSError) as error:
+        return (f"\n{where}/{PROVENANCE} is unreadable, so which code made each file is "
+                f"unknown: {error}")
+    if not others:
+        return f"\nevery table in {where}/ was made by this code ({fingerprint})"
+    return (f"\n{len(others)} file(s) in {where}/ were not made by this code ({fingerprint}): "
+            + ", ".join(f"{name} ({code or 'no record'})" for name, code in others.items()))
 
 
 if __name__ == "__main__":

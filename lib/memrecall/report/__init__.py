@@ -3,7 +3,7 @@
 :mod:`.tables` (projection results), :mod:`.lenses` (notebook 06), :mod:`.knockouts` (notebook
 05), :mod:`.paper` (``paper_comparison.csv``),
 :mod:`.dataset` (notebook 01), :mod:`.memorization` (notebook 02), :mod:`.claims`
-(``claims.csv``).
+(``claims.csv``), :mod:`.provenance` (which code made each result file: ``provenance.json``).
 """
 
 from .claims import claims_for_reading, merge_claims_file
@@ -55,6 +55,7 @@ from .paper import (
     table5_side_by_side,
     verdict_counts,
 )
+from .provenance import PROVENANCE, files_from_other_code, read_provenance, recorded
 from .tables import (
     LAYER_MEASURES,
     MEASURE_LABELS,
@@ -83,6 +84,7 @@ __all__ = [
     "MEASURE_LABELS",
     "MEMORIZATION_CSV_COLUMNS",
     "PAPER_PANEL",
+    "PROVENANCE",
     "TWO_STEP_IDIOMS",
     "beside_paper_panels",
     "claims_for_reading",
@@ -96,6 +98,7 @@ __all__ = [
     "figure4_rows",
     "figure5_rows",
     "figure9_rows",
+    "files_from_other_code",
     "kl_at_depths",
     "knockout_verdicts",
     "knockouts_csv",
@@ -112,7 +115,9 @@ __all__ = [
     "paper_counterpart",
     "paper_depth_line",
     "r_verdict",
+    "read_provenance",
     "readable_tests",
+    "recorded",
     "reference_group",
     "split_layer",
     "style_tests",

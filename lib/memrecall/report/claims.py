@@ -14,6 +14,7 @@ import pandas as pd
 
 from .._io import CacheWarning, atomic_write_text
 from ..analysis.claims import CLAIM_COLUMNS, CLAIMS, claims_frame, merge_claims
+from .provenance import recorded
 
 __all__ = ["claims_for_reading", "merge_claims_file"]
 
@@ -48,14 +49,20 @@ def merge_claims_file(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> pd
     """Merge ``rows`` into ``claims.csv`` (:func:`memrecall.analysis.merge_claims`), atomically.
 
     Rows with the same (claim, model, population, lens) are replaced, others kept, so each
-    notebook writes the claims it measures. A file that is not a claims table (other columns,
-    not CSV, not UTF-8) is moved to ``<name>.bak`` with a :class:`CacheWarning` and replaced.
+    notebook writes the claims it measures; the read, merge and write hold the folder's lock,
+    and the code is recorded in ``provenance.json`` (:func:`memrecall.report.recorded`). A
+    file that is not a claims table (other columns, not CSV, not UTF-8) is moved to
+    ``<name>.bak`` with a :class:`CacheWarning` and replaced.
 
     Returns:
         The whole merged table.
     """
-    path = Path(path)
-    new = claims_frame(rows)
+    with recorded(path) as path:
+        return _merge_into(path, claims_frame(rows))
+
+
+def _merge_into(path: Path, new: pd.DataFrame) -> pd.DataFrame:
+    """:func:`merge_claims_file`'s read, merge and write (the caller holds the lock)."""
     old = None
     if path.is_file():
         try:

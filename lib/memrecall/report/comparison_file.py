@@ -13,6 +13,7 @@ import pandas as pd
 
 from .._io import CacheWarning, atomic_write_text
 from .paper import ANALYSES, COMPARISON_COLUMNS, comparison_frame
+from .provenance import recorded
 
 __all__ = ["merge_comparison"]
 
@@ -51,6 +52,9 @@ def merge_comparison(path: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
     not exactly :data:`COMPARISON_COLUMNS`) is never merged silently: it is moved to
     ``<name>.bak`` and replaced by ``rows`` alone, with a :class:`CacheWarning` naming it.
 
+    The read, merge and write hold the folder's lock, so two notebooks merging at once keep
+    both's rows; the code is recorded in ``provenance.json`` (:func:`memrecall.report.recorded`).
+
     Returns:
         The whole merged table.
     """
@@ -58,7 +62,12 @@ def merge_comparison(path: str | Path, rows: pd.DataFrame) -> pd.DataFrame:
     unknown = set(rows["analysis"]) - set(ANALYSES)
     if unknown:
         raise ValueError(f"unknown analyses {sorted(unknown)}; expected {ANALYSES}")
-    path = Path(path)
+    with recorded(path) as path:
+        return _merge_into(path, rows)
+
+
+def _merge_into(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """:func:`merge_comparison`'s read, merge and write (the caller holds the lock)."""
     old = comparison_frame([])
     if path.is_file():
         problem = _unusable_comparison(path)

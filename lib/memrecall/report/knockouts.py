@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._io import atomic_write_text
 from ..analysis import knockouts as ks
 from ..data import paper
 from ..interventions import PAPER_CONTROLS, window_matrix
 from .paper import PCT_TOL, comparison_frame, comparison_row, number_verdict
-from .tables import to_display_layer
+from .tables import to_display_layer, write_csv
 
 __all__ = ["FIGURES", "KNOCKOUT_COLUMNS", "PAPER_PANEL", "beside_paper_panels", "depth_lines",
            "figure3_rows", "figure9_rows", "knockout_verdicts", "knockouts_csv", "paper_depth_line",
@@ -52,9 +51,9 @@ def knockouts_csv(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_knockouts_csv(summary: pd.DataFrame, path: str | Path) -> pd.DataFrame:
-    """Write :func:`knockouts_csv` of ``summary`` to ``path`` (atomically); return the rows."""
+    """Write :func:`knockouts_csv` of ``summary`` to ``path`` (:func:`write_csv`); the rows."""
     rows = knockouts_csv(summary)
-    atomic_write_text(path, rows.to_csv(index=False))
+    write_csv(rows, path)
     return rows
 
 

@@ -87,11 +87,13 @@ def memorization_conclusions(overview: pd.DataFrame, by_source: pd.DataFrame,
                 for column, rows in flags.groupby("column", sort=False)) + ".")
         if name in whole_word.index:
             ww = whole_word.loc[name]
+            first_right = ("none has the first piece right" if pd.isna(ww["whole | first %"])
+                           else "among those with the first piece right, greedy decoding gives "
+                           f"the whole word in {_pct(ww['whole | first %'])}")
             lines.append(
                 f"  Whole words: {int(ww['multi-token targets'])} targets span several "
-                f"sub-tokens ({_pct(ww['share of idioms %'])} of idioms); among those with the "
-                f"first piece right, greedy decoding gives the whole word in "
-                f"{_pct(ww['whole | first %'])}; memorized under the whole-word criterion: "
+                f"sub-tokens ({_pct(ww['share of idioms %'])} of idioms); {first_right}; "
+                "memorized under the whole-word criterion: "
                 f"{_pct(ww['memorized % (whole-word criterion)'])} (first-piece criterion "
                 f"{_pct(row['memorized %'])}).")
         else:

@@ -19,6 +19,7 @@ import pandas as pd
 from .._io import atomic_write
 from ..analysis import projection
 from ..analysis.memorization import memorized_rates
+from .provenance import recorded
 
 __all__ = [
     "LAYER_MEASURES",
@@ -238,6 +239,8 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     A carriage return inside a text cell (a model's predicted piece can be one) would read back
     as a line break, adding rows; when there is one, every text cell is quoted, so
     ``pandas.read_csv(path)`` gives the same rows back. Otherwise the format is pandas' default.
+    The code that wrote it is recorded in the folder's ``provenance.json``
+    (:func:`memrecall.report.recorded`).
 
     Returns:
         ``path``, as a :class:`~pathlib.Path`.
@@ -247,7 +250,8 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> Path:
     carriage_return = any(isinstance(cell, str) and "\r" in cell
                           for column in texts.columns for cell in texts[column])
     quoting = csv.QUOTE_NONNUMERIC if carriage_return else csv.QUOTE_MINIMAL
-    atomic_write(path, lambda temp: frame.to_csv(temp, index=False, quoting=quoting))
+    with recorded(path):
+        atomic_write(path, lambda temp: frame.to_csv(temp, index=False, quoting=quoting))
     return path
 
 
