@@ -2,9 +2,22 @@
 
 :mod:`.tables` (projection results), :mod:`.lenses` (notebook 06), :mod:`.knockouts` (notebook
 05), :mod:`.paper` (``paper_comparison.csv``),
-:mod:`.dataset` (notebook 01), :mod:`.memorization` (notebook 02).
+:mod:`.dataset` (notebook 01), :mod:`.memorization` (notebook 02), :mod:`.blocks` (README's
+result blocks from frames) and :mod:`.markers` (generated blocks in a Markdown text).
+:mod:`.readme` (``make readme``: the CSVs into README.md) is the command line and is imported
+on its own (``from memrecall.report import readme``), so ``python -m`` runs it once.
 """
 
+from .blocks import (
+    BASELINE,
+    claim_verdicts_block,
+    claims_block,
+    lens_kl_block,
+    lens_verdicts_block,
+    paper_comparison_block,
+    paper_differs_block,
+    summary_block,
+)
 from .dataset import dataset_conclusions
 from .knockouts import (
     FIGURES,
@@ -21,12 +34,14 @@ from .knockouts import (
 )
 from .lenses import (
     EFFECT_MARGIN,
+    depth_layer,
     kl_at_depths,
     lens_conclusions,
     lens_fits,
     lens_medians,
     lens_verdicts,
 )
+from .markers import MarkerError, block_spans, replace_blocks
 from .memorization import (
     MEMORIZATION_CSV_COLUMNS,
     memorization_conclusions,
@@ -69,6 +84,7 @@ from .tables import (
 
 __all__ = [
     "ANALYSES",
+    "BASELINE",
     "COMPARISON_COLUMNS",
     "EFFECT_MARGIN",
     "FIGURES",
@@ -76,12 +92,17 @@ __all__ = [
     "LAYER_MEASURES",
     "MEASURE_LABELS",
     "MEMORIZATION_CSV_COLUMNS",
+    "MarkerError",
     "PAPER_PANEL",
     "TWO_STEP_IDIOMS",
     "beside_paper_panels",
+    "block_spans",
+    "claim_verdicts_block",
+    "claims_block",
     "comparison_frame",
     "conclusions",
     "dataset_conclusions",
+    "depth_layer",
     "depth_lines",
     "figure2_rows",
     "figure3_rows",
@@ -92,19 +113,25 @@ __all__ = [
     "knockouts_csv",
     "lens_conclusions",
     "lens_fits",
+    "lens_kl_block",
     "lens_medians",
     "lens_verdicts",
+    "lens_verdicts_block",
     "medians_table",
     "memorization_conclusions",
     "memorization_csv",
     "merge_comparison",
     "number_verdict",
+    "paper_comparison_block",
     "paper_counterpart",
     "paper_depth_line",
+    "paper_differs_block",
     "readable_tests",
     "reference_group",
+    "replace_blocks",
     "split_layer",
     "style_tests",
+    "summary_block",
     "summary_for_reading",
     "summary_row",
     "summary_table",
