@@ -98,6 +98,11 @@ def _group_keys(summary: pd.DataFrame) -> list[str]:
     return [c.removeprefix(prefix) for c in summary.columns if c.startswith(prefix)]
 
 
+def _group_name(key: str) -> str:
+    """A ``summary.csv`` group key as people read it: ``non_memorized`` -> ``non-memorized``."""
+    return "Wikipedia" if key == "wikipedia" else key.replace("facts_", "facts: ").replace("_", "-")
+
+
 def summary_block(summary: pd.DataFrame) -> str:
     """Per model: layers, memorized idioms, median promotion layer and mean boost per group.
 
@@ -105,13 +110,13 @@ def summary_block(summary: pd.DataFrame) -> str:
         summary: ``summary.csv`` (:func:`memrecall.report.summary_table` columns).
     """
     keys = _group_keys(summary)
-    names = " / ".join(k.replace("facts_", "facts: ").replace("_", "-") for k in keys)
+    names = " / ".join(map(_group_name, keys))
     header = ["model", "layers", "memorized idioms", "Wikipedia texts",
               f"median promotion layer: {names}", f"mean confidence boost: {names}"]
     rows = [[row["model"], f"{int(row['n_layers'])}",
-             f"{int(row['n_memorized'])} / {int(row['n_idioms'])} "
+             f"{int(row['n_memorized']):,} / {int(row['n_idioms']):,} "
              f"({_num(row['memorized_pct'], 1)}%)",
-             "–" if pd.isna(row.get("n_wikipedia")) else f"{int(row['n_wikipedia'])}",
+             "–" if pd.isna(row.get("n_wikipedia")) else f"{int(row['n_wikipedia']):,}",
              " / ".join(_layer(row[f"median_promotion_layer_1based_{k}"]) for k in keys),
              " / ".join(_signed(row[f"mean_confidence_boost_{k}"], 3) for k in keys)]
             for _, row in summary.iterrows()]
@@ -149,25 +154,24 @@ def claims_block(claims: pd.DataFrame) -> str:
     return _table(["claim", "statistic", *grid.columns], rows)
 
 
-def claim_verdicts_block(claims: pd.DataFrame, sentences: Mapping[str, Any] | None = None
-                         ) -> str:
+def claim_verdicts_block(claims: pd.DataFrame, paper: Mapping[str, Any] | None = None) -> str:
     """One bullet per claim saying where it holds, then the verdicts a lens or population flips.
 
     Args:
         claims: ``claims.csv`` rows.
-        sentences: claim id -> an object whose ``sentence`` is the paper's sentence
-            (:func:`paper_claims`); a claim without one is named by its id alone.
+        paper: claim id -> the claim, whose ``sentence`` is the paper's sentence
+            (``memrecall.analysis.claims.CLAIMS``); a claim not in it is named by its id alone.
     """
-    sentences = sentences or {}
+    paper = paper or {}
     is_base = (claims["population"] == BASELINE[0]) & (claims["lens"] == BASELINE[1])
     base = claims[is_base]
     bullets = []
     for claim, part in base.groupby("claim", sort=False):
         said = [f"{verdict} in {_listing(list(models['model']))}"
                 for verdict, models in part.groupby("verdict", sort=False)]
-        paper = (f" The paper: “{sentences[claim].sentence}”" if claim in sentences else "")
+        sentence = f" The paper: “{paper[claim].sentence}”" if claim in paper else ""
         bullets.append(f"- **{claim}**: {', '.join(said)} ({BASELINE[0]} idioms, "
-                       f"{BASELINE[1]} lens).{paper}")
+                       f"{BASELINE[1]} lens).{sentence}")
     verdicts = base.set_index(["claim", "model"])["verdict"]
     flips = []
     for row in claims[~is_base].itertuples():
