@@ -104,7 +104,7 @@ def test_claim_verdicts_say_where_each_claim_holds_and_what_flips():
     bullets = report.claim_verdicts_block(claims_frame(FLIPS), paper).splitlines()
     assert bullets[0] == ("- **promotion**: supported in a, contradicted in b and c (filtered "
                           "idioms, logit lens). The paper: “Memorized tokens are promoted early.”")
-    assert bullets[1] == ("- **memorized**: supported in a, inconclusive in b, contradicted in c "
+    assert bullets[1] == ("- **memorized**: supported in a, contradicted in c, inconclusive in b "
                           "(filtered idioms, logit lens).")
     assert bullets[2] == ("- Verdicts that flip under a fitted lens or with all idioms: promotion "
                           "in b (contradicted → supported under the shortcut lens); promotion in c "

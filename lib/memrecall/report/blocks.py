@@ -1,7 +1,8 @@
 """README's result blocks as Markdown, from the results' frames: one table or bullet list each.
 
 Numbers as people read them: 1 decimal for percentages and points, 2 for effect sizes,
-correlations and probabilities, intervals as ``[lo, hi]``, a true minus sign. The verdict
+correlations, probabilities and KL, 3 for the mean confidence boost (often below 0.01), counts
+whole; intervals as ``[lo, hi]``, a true minus sign. The verdict
 sentences say only what the verdicts say. :mod:`memrecall.report.readme` reads the CSVs and
 writes these into README.md (``make readme``).
 """
@@ -29,6 +30,9 @@ __all__ = [
 
 BASELINE = ("filtered", "logit")
 """(population, lens) of the claims' headline verdicts."""
+
+VERDICTS = ("supported", "contradicted", "inconclusive")
+"""A claim's verdicts, in the order the verdict bullets list them."""
 
 KL_DEPTHS = (0.25, 0.5, 0.75)
 """Relative depths of the ``lens-kl`` block."""
@@ -167,8 +171,8 @@ def claim_verdicts_block(claims: pd.DataFrame, paper: Mapping[str, Any] | None =
     base = claims[is_base]
     bullets = []
     for claim, part in base.groupby("claim", sort=False):
-        said = [f"{verdict} in {_listing(list(models['model']))}"
-                for verdict, models in part.groupby("verdict", sort=False)]
+        said = [f"{verdict} in {_listing(list(part.loc[part['verdict'] == verdict, 'model']))}"
+                for verdict in _order(part["verdict"], VERDICTS)]
         sentence = f" The paper: “{paper[claim].sentence}”" if claim in paper else ""
         bullets.append(f"- **{claim}**: {', '.join(said)} ({BASELINE[0]} idioms, "
                        f"{BASELINE[1]} lens).{sentence}")
