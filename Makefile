@@ -2,6 +2,8 @@
 # Run `make help` for the targets. Every target that needs Python depends on `env`, so on a
 # fresh machine `make test` or `make reproduce` alone does the whole set-up.
 
+# `make readme` reads the offline results unless PROFILE is given (README shows those).
+README_PROFILE := $(if $(filter undefined,$(origin PROFILE)),offline,$(value PROFILE))
 PROFILE    ?= paper
 MODELS     ?=
 DEVICE     ?=
@@ -34,7 +36,7 @@ override DTYPE      := $(value DTYPE)
 shell_quote = '$(subst ','\'',$(1))'
 
 .DEFAULT_GOAL := help
-.PHONY: help env git-filter reproduce test test-fast bench lint lab clean
+.PHONY: help env git-filter reproduce readme test test-fast bench lint lab clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -81,6 +83,9 @@ reproduce: env  ## run every notebook with papermill: figures/<profile>/, notebo
 		$(if $(DEVICE),--device $(call shell_quote,$(DEVICE))) \
 		$(if $(BATCH_SIZE),--batch-size $(call shell_quote,$(BATCH_SIZE))) \
 		$(if $(DTYPE),--dtype $(call shell_quote,$(DTYPE)))
+
+readme: env  ## regenerate README's result blocks from results/<profile>/*.csv (its PROFILE default: offline)
+	$(BIN)/python -m memrecall.report.readme --profile $(call shell_quote,$(README_PROFILE))
 
 test: env  ## the whole test suite (unit, real packaged model, notebooks in smoke mode)
 	@# pytest exits 5 when it collects nothing: a failure too, with a message that says so

@@ -3,9 +3,23 @@
 :mod:`.tables` (projection results), :mod:`.lenses` (notebook 06), :mod:`.knockouts` (notebook
 05), :mod:`.paper` (``paper_comparison.csv``),
 :mod:`.dataset` (notebook 01), :mod:`.memorization` (notebook 02), :mod:`.claims`
-(``claims.csv``), :mod:`.provenance` (which code made each result file: ``provenance.json``).
+(``claims.csv``), :mod:`.provenance` (which code made each result file: ``provenance.json``),
+:mod:`.blocks` (README's result blocks from frames) and :mod:`.markers` (generated blocks in a
+Markdown text). :mod:`.readme` (``make readme``: the CSVs into README.md) is the command line
+and is imported on its own (``from memrecall.report import readme``), so ``python -m`` runs it
+once.
 """
 
+from .blocks import (
+    BASELINE,
+    claim_verdicts_block,
+    claims_block,
+    lens_kl_block,
+    lens_verdicts_block,
+    paper_comparison_block,
+    paper_differs_block,
+    summary_block,
+)
 from .claims import claims_for_reading, merge_claims_file
 from .comparison_file import merge_comparison
 from .dataset import dataset_conclusions
@@ -25,12 +39,14 @@ from .knockouts import (
 )
 from .lenses import (
     EFFECT_MARGIN,
+    depth_layer,
     kl_at_depths,
     lens_conclusions,
     lens_fits,
     lens_medians,
     lens_verdicts,
 )
+from .markers import MarkerError, block_spans, replace_blocks
 from .memorization import (
     MEMORIZATION_CSV_COLUMNS,
     memorization_conclusions,
@@ -76,6 +92,7 @@ from .tables import (
 
 __all__ = [
     "ANALYSES",
+    "BASELINE",
     "COMPARISON_COLUMNS",
     "EFFECT_MARGIN",
     "FIGURES",
@@ -86,12 +103,17 @@ __all__ = [
     "PAPER_PANEL",
     "PROVENANCE",
     "TWO_STEP_IDIOMS",
+    "MarkerError",
     "beside_paper_panels",
+    "block_spans",
+    "claim_verdicts_block",
+    "claims_block",
     "claims_for_reading",
     "comparison_frame",
     "comparison_row",
     "conclusions",
     "dataset_conclusions",
+    "depth_layer",
     "depth_lines",
     "figure2_rows",
     "figure3_rows",
@@ -104,23 +126,29 @@ __all__ = [
     "knockouts_csv",
     "lens_conclusions",
     "lens_fits",
+    "lens_kl_block",
     "lens_medians",
     "lens_verdicts",
+    "lens_verdicts_block",
     "medians_table",
     "memorization_conclusions",
     "memorization_csv",
     "merge_claims_file",
     "merge_comparison",
     "number_verdict",
+    "paper_comparison_block",
     "paper_counterpart",
     "paper_depth_line",
+    "paper_differs_block",
     "r_verdict",
     "read_provenance",
     "readable_tests",
     "recorded",
     "reference_group",
+    "replace_blocks",
     "split_layer",
     "style_tests",
+    "summary_block",
     "summary_for_reading",
     "summary_row",
     "summary_table",

@@ -17,6 +17,7 @@ from .tables import to_display_layer, two_step_verdict
 
 __all__ = [
     "EFFECT_MARGIN",
+    "depth_layer",
     "kl_at_depths",
     "lens_conclusions",
     "lens_fits",
@@ -147,6 +148,11 @@ def lens_medians(tables: Mapping[str, Mapping[str, pd.DataFrame]]) -> pd.DataFra
     return out
 
 
+def depth_layer(depth: float, n_layers: int) -> int:
+    """The layer (1-based) shown for a relative ``depth``: ``round(depth * n_layers)``, >= 1."""
+    return max(1, round(depth * n_layers))
+
+
 def kl_at_depths(kl: pd.DataFrame, depths: Sequence[float] = (0.25, 0.5, 0.75)) -> pd.DataFrame:
     """Held-out KL (bits) of each lens at a few relative depths, layers named 1-based.
 
@@ -160,7 +166,7 @@ def kl_at_depths(kl: pd.DataFrame, depths: Sequence[float] = (0.25, 0.5, 0.75)) 
     frames = []
     for model, part in kl.groupby("model", sort=False):
         n_layers = int(part["layer"].max()) + 1
-        shown = {max(1, round(depth * n_layers)): depth for depth in depths}
+        shown = {depth_layer(depth, n_layers): depth for depth in depths}
         wide = part.pivot(index="lens", columns="layer", values="kl_bits")
         wide = wide.reindex(list(dict.fromkeys(part["lens"])))
         table = pd.DataFrame({f"layer {layer}/{n_layers}": wide[layer - 1] for layer in shown})
