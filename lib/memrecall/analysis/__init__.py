@@ -26,6 +26,7 @@ from .claims import (
     claim_row,
     claim_verdict,
     claims_frame,
+    find_claim,
     merge_claims,
     select_population,
 )
@@ -186,6 +187,7 @@ __all__ = [
     "depth_slope_stat",
     "depth_slopes",
     "feature_sets",
+    "find_claim",
     "first_layer_dominance",
     "flag_combinations",
     "flag_counts",

@@ -38,6 +38,7 @@ __all__ = [
     "claim_row",
     "claim_verdict",
     "claims_frame",
+    "find_claim",
     "merge_claims",
     "select_population",
 ]
@@ -223,6 +224,17 @@ def claims_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     order = {c: i for i, c in enumerate(CLAIMS)}
     frame = frame.iloc[np.argsort(frame["claim"].map(order).to_numpy(), kind="stable")]
     return frame.reset_index(drop=True)
+
+
+def find_claim(rows: pd.DataFrame | Iterable[Mapping[str, Any]], claim: str, model: str,
+               population: str = "filtered", lens: str = "logit") -> dict | None:
+    """The row of (``claim``, ``model``, ``population``, ``lens``) in ``rows``, or None."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if frame.empty:
+        return None
+    hit = frame[(frame["claim"] == claim) & (frame["model"] == model)
+                & (frame["population"] == population) & (frame["lens"] == lens)]
+    return hit.iloc[0].to_dict() if len(hit) else None
 
 
 def merge_claims(old: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:

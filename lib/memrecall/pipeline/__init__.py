@@ -7,7 +7,14 @@ figures notebooks 03 and 04 both draw), :mod:`.claims` (each notebook's claims i
 ``claims.csv``).
 """
 
-from .claims import CLAIMS_FILE, lens_claims, projection_claims, write_claims
+from .claims import (
+    CLAIMS_FILE,
+    facts_claims,
+    knockout_claims,
+    lens_claims,
+    projection_claims,
+    write_claims,
+)
 from .dataset import multi_token_table
 from .knockouts import (
     KnockoutResults,
@@ -45,10 +52,12 @@ __all__ = [
     "classifier_results",
     "cross_model",
     "cross_model_title",
+    "facts_claims",
     "facts_results",
     "fitted_lenses",
     "idiom_results",
     "idioms",
+    "knockout_claims",
     "knockout_config",
     "knockout_results",
     "knockout_runtime",

@@ -16,14 +16,15 @@ from typing import Any
 import pandas as pd
 
 from ..analysis import claim_rows
-from ..analysis.claims import POPULATIONS, select_population
+from ..analysis.claims import POPULATIONS, claims_frame, select_population
 from ..analysis.projection import label_groups
 from ..models import LM
 from ..report.claims import merge_claims_file
 from .projection import classifier_results
 from .runs import Settings
 
-__all__ = ["CLAIMS_FILE", "lens_claims", "projection_claims", "write_claims"]
+__all__ = ["CLAIMS_FILE", "facts_claims", "knockout_claims", "lens_claims", "projection_claims",
+           "write_claims"]
 
 CLAIMS_FILE = "claims.csv"
 
@@ -70,8 +71,42 @@ def lens_claims(model: str, labelled: Mapping[str, pd.DataFrame], lens_ids: Mapp
                                                population, lens_ids[label], seed)]
 
 
+def facts_claims(model: str, labelled: pd.DataFrame, seed: int = 0) -> list[dict]:
+    """``facts_promotion`` and ``facts_boost`` of ``model`` (logit lens), for both populations.
+
+    Facts have no idiom filter, so both populations' rows hold the same numbers (they are
+    written for both so that each population's table is whole).
+
+    Args:
+        model: the model's name.
+        labelled: its labelled results with the two fact groups
+            (:func:`memrecall.analysis.label_groups` with ``facts_res``).
+        seed: seeds the bootstraps.
+    """
+    facts = labelled[labelled["source"] == "facts"]
+    return [{**row, "population": population} for population in POPULATIONS
+            for row in claim_rows.group_claims(model, facts, population, seed=seed)]
+
+
+def knockout_claims(run: Settings, results: Mapping[str, Any]) -> pd.DataFrame:
+    """Notebook 05's knockout claims of every model, merged into ``claims.csv``.
+
+    Args:
+        run: the settings (the probes' population, the sweep's k).
+        results: model -> :class:`memrecall.pipeline.KnockoutResults`.
+
+    Returns:
+        The rows written.
+    """
+    k = run.knockout_ks[0] if len(run.knockout_ks) == 1 else 10
+    rows = [row for name, res in results.items()
+            for row in claim_rows.knockout_claims(name, res.detail, res.n_layers, run.population,
+                                                  k=k, seed=run.seed)]
+    return write_claims(run, rows)
+
+
 def write_claims(run: Settings, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Merge ``rows`` into ``<results>/claims.csv``; returns the rows written, as a frame."""
-    rows = list(rows)
-    merge_claims_file(run.results_dir / CLAIMS_FILE, rows)
-    return pd.DataFrame(rows)
+    rows = claims_frame(list(rows))
+    merge_claims_file(run.results_dir / CLAIMS_FILE, rows.to_dict("records"))
+    return rows

@@ -166,7 +166,7 @@ def knockout_runtime(results: dict[str, KnockoutResults]) -> pd.DataFrame:
 
 def write_knockout_outputs(run: Settings,
                            results: dict[str, KnockoutResults]) -> pd.DataFrame:
-    """Write ``knockouts_<model>.csv`` per model and the ``figure3`` rows of every model.
+    """Write ``knockouts_<model>.csv`` per model and the ``figure3``/``figure9`` rows of all.
 
     ``results/<profile>/knockouts_<model>.csv``:
     :func:`memrecall.report.knockouts_csv`; ``paper_comparison.csv``: the ``figure3``
@@ -174,13 +174,16 @@ def write_knockout_outputs(run: Settings,
     (:func:`memrecall.report.merge_comparison`: other analyses' rows stay).
 
     Returns:
-        The ``figure3`` rows written.
+        The ``figure3`` and ``figure9`` rows written.
     """
     frames = []
     for name, res in results.items():
         knockout_report.write_knockouts_csv(
             res.summary, run.results_dir / f"knockouts_{run.slug(name)}.csv")
-        frames.append(knockout_report.figure3_rows(name, res.table, res.detail, res.n_layers))
+        frames.append(knockout_report.figure3_rows(name, res.table, res.detail, res.n_layers,
+                                                   population=run.population))
+        frames.append(knockout_report.figure9_rows(name, res.table,
+                                                   population=run.population))
     rows = pd.concat(frames, ignore_index=True)
     if len(rows):
         merge_comparison(run.results_dir / "paper_comparison.csv", rows)

@@ -177,8 +177,8 @@ def table4_rows(model: str, stat: dict, paper_model: str, population: str = "fil
     return comparison_frame([row])
 
 
-def table5_rows(classifier: pd.DataFrame, paper_model: str,
-                protocol: str = "paper") -> pd.DataFrame:
+def table5_rows(classifier: pd.DataFrame, paper_model: str, protocol: str = "paper",
+                population: str = "filtered") -> pd.DataFrame:
     """Table 5: classifier accuracy (%) per feature set, ours vs the paper's.
 
     Args:
@@ -186,6 +186,7 @@ def table5_rows(classifier: pd.DataFrame, paper_model: str,
         paper_model: :func:`paper_counterpart` of that model.
         protocol: whose rows to compare: ``"paper"`` (the paper's training, the like-for-like
             comparison) or ``"balanced"`` (the quantity then says "class-balanced training").
+        population: the idioms the classifier saw.
     """
     table = paper.table5()
     suffix = "" if protocol == "paper" else f", {protocol} training"
@@ -195,7 +196,7 @@ def table5_rows(classifier: pd.DataFrame, paper_model: str,
         rows.append(_row("table5", f"accuracy % ({part.features}{suffix})", part.model,
                          part.accuracy_mean, paper_model, theirs[paper_model],
                          number_verdict(part.accuracy_mean, theirs[paper_model], PCT_TOL,
-                                        digits=1, span=theirs.to_numpy())))
+                                        digits=1, span=theirs.to_numpy()), population))
     return comparison_frame(rows)
 
 
