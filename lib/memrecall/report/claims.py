@@ -27,14 +27,19 @@ def _interval(row: Mapping[str, Any]) -> str:
             f"{row['ci_high']:+.{digits}f}]")
 
 
-def claims_for_reading(rows: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def claims_for_reading(rows: pd.DataFrame | Iterable[Mapping[str, Any]],
+                       population: str | None = None) -> pd.DataFrame:
     """The claims as people read them: value and interval in one column, the paper's sentence.
+
+    ``population``: keep only its rows (None: all).
 
     Returns:
         ``claim, model, population, lens, value [95% CI], p, n, verdict, the paper`` (one row
         per input row, in :data:`memrecall.analysis.CLAIMS` order).
     """
     frame = claims_frame(rows.to_dict("records") if isinstance(rows, pd.DataFrame) else rows)
+    if population is not None:
+        frame = frame[frame["population"] == population].reset_index(drop=True)
     return pd.DataFrame({
         "claim": frame["claim"], "model": frame["model"], "population": frame["population"],
         "lens": frame["lens"],
