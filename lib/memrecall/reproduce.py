@@ -9,9 +9,9 @@ whether the source differs from it, the profile, dtype and models), written only
 notebook succeeded (a failed run leaves the previous one as it was, and its own record in
 ``fingerprint.incomplete.json``), and in each rendered notebook's metadata
 (``metadata.memrecall.code_fingerprint`` and ``.models``). Which code made each *file* is in
-``results/<profile>/provenance.json``, written by the writers themselves
-(:mod:`memrecall.report.provenance`); the end-of-run summary names the files there that this
-run's code did not make (left by an older run, or written since by other code).
+``results/<profile>/provenance.json`` (:mod:`memrecall.report.provenance`); the end-of-run
+summary names those this run's code did not make. Each notebook's wall time goes to
+``results/<profile>/timings.csv`` (:func:`memrecall.report.record_timing`).
 
 Models other than the profile's (``--models``, ``make reproduce MODELS=...``) write to their own
 folders, ``<profile>-<models>`` (:func:`output_name`), so a subset never rewrites the profile's
@@ -28,10 +28,8 @@ a run like Ctrl-C (the partial notebook is removed); what a SIGKILLed run leaves
 same outputs (:func:`remove_stale`).
 
 With ``--dtype bfloat16`` (or ``float16``) the models run in that dtype and everything goes to
-``<profile>-<dtype>`` folders, so the float32 results are never overwritten.
-
-Usage: ``python -m memrecall.reproduce --profile offline [--models a,b] [--device cpu]
-[--dtype bfloat16]``
+``<profile>-<dtype>`` folders, so the float32 results are never overwritten. Usage:
+``python -m memrecall.reproduce --profile offline [--models a,b] [--device cpu] [--dtype D]``
 """
 
 from __future__ import annotations
@@ -74,6 +72,7 @@ from .models import (
 from .models.placement import DTYPES
 from .profiles import PROFILES
 from .rendered import tidy_file
+from .report.timings import TIMINGS_FILE, record_timing
 from .runmode import PLAIN_ENV
 
 ROOT = repo_root()
@@ -411,8 +410,9 @@ def _run(args: argparse.Namespace, models: list[str], name: str) -> int:
                   f"the last complete run; this one's is {INCOMPLETE} (outputs written before "
                   "the failure are from it)", file=sys.stderr)
             return 1
-        print(f"      done in {time.monotonic() - began:.0f} s -> {rendered / notebook.name}",
-              flush=True)
+        seconds = time.monotonic() - began
+        record_timing(results / TIMINGS_FILE, notebook.stem, seconds)
+        print(f"      done in {seconds:.0f} s -> {rendered / notebook.name}", flush=True)
 
     commit_fingerprint(results)
     print(f"\nall {len(notebooks)} notebooks in {time.monotonic() - start:.0f} s; "

@@ -89,6 +89,7 @@ from .tables import (
     verdict,
     write_csv,
 )
+from .timings import TIMING_COLUMNS, TIMINGS_FILE, record_timing
 
 __all__ = [
     "ANALYSES",
@@ -102,6 +103,8 @@ __all__ = [
     "MEMORIZATION_CSV_COLUMNS",
     "PAPER_PANEL",
     "PROVENANCE",
+    "TIMINGS_FILE",
+    "TIMING_COLUMNS",
     "TWO_STEP_IDIOMS",
     "MarkerError",
     "beside_paper_panels",
@@ -143,6 +146,7 @@ __all__ = [
     "r_verdict",
     "read_provenance",
     "readable_tests",
+    "record_timing",
     "recorded",
     "reference_group",
     "replace_blocks",
