@@ -52,6 +52,7 @@ from .knockouts import (
     knockout_probe_groups,
     knockout_table,
     line_slopes,
+    norm_comparison,
     paper_window_matrix,
     window_depth,
 )
@@ -150,6 +151,7 @@ __all__ = [
     "memorized_counts",
     "memorized_rates",
     "multi_token_row",
+    "norm_comparison",
     "normalised_depth",
     "pairwise_agreement",
     "paper_window_matrix",
