@@ -14,7 +14,7 @@ from conftest import assert_ranks_match, assert_tokens_match
 import memrecall as mr
 from memrecall import analysis, pipeline
 from memrecall import interventions as iv
-from memrecall.forward.hooks import forward_hooks
+from memrecall.forward.hooks import capture_at_positions, forward_hooks, hooks_suspended
 from memrecall.interventions import resume
 from memrecall.interventions.knockout import neuron_mask
 from memrecall.models.architectures import ARCHITECTURES
@@ -175,6 +175,30 @@ def test_a_forward_without_the_backbone_needs_the_clean_scales(gemma, probes):
         with iv.knockout(gemma, {1: torch.arange(5)}, frozen_norm=False):
             free, _ = resume.forward(gemma, batch)
         assert not torch.allclose(auto, free, atol=1e-4)
+
+
+def test_the_clean_pass_is_invisible_to_the_callers_hooks(gemma, probes):
+    block, calls = gemma.arch.blocks[0], []
+    handles = [block.register_forward_pre_hook(lambda module, args: calls.append("pre")),
+               block.register_forward_hook(lambda module, args, out: calls.append("post"))]
+    ids = torch.tensor([[2, 5, 7]])
+    try:
+        with torch.no_grad():
+            with hooks_suspended(gemma.model), \
+                    forward_hooks([(block, lambda module, args, out: calls.append("inside"))]):
+                gemma.model(input_ids=ids, use_cache=False)
+            assert calls == ["inside"]  # set aside; hooks registered inside run
+            gemma.model(input_ids=ids, use_cache=False)
+            assert calls == ["inside", "pre", "post"]  # back, in their order
+            batch = resume.probe_batches(gemma, list(probes.prompt))[0]
+            with capture_at_positions([gemma.arch.blocks[-1]], batch.positions) as seen, \
+                    iv.knockout(gemma, {1: torch.arange(5)}):
+                gemma.arch.backbone(input_ids=batch.input_ids,
+                                    attention_mask=batch.attention_mask, use_cache=False)
+            assert len(seen) == 1  # the knocked-out forward only, not its clean pass
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 # --- (c): the batched sweep against one configuration at a time --------------------------------
