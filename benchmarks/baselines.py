@@ -78,8 +78,9 @@ def per_config_sweep(lm: LM, probes: pd.DataFrame, configs: pd.DataFrame, domina
     """The knockout sweep as it ran before rows were batched across configurations.
 
     Per batch of probes (the lens's batch plan), one recorded clean run; then for each
-    configuration one forward of the batch under :func:`knockout` (each probe its own neurons),
-    resumed at the window's first block (``CleanRun.forward_from``), and two passes of the head
+    configuration one forward of the batch under :func:`knockout` (each probe its own neurons;
+    a post-MLP norm frozen at the recorded clean scales, as the sweep does), resumed at the
+    window's first block (``CleanRun.forward_from``), and two passes of the head
     over the vocabulary (the greedy token; the rank and probability of the clean prediction and
     the target).
 
@@ -100,12 +101,13 @@ def per_config_sweep(lm: LM, probes: pd.DataFrame, configs: pd.DataFrame, domina
     tokens = torch.stack([base_pred, targets], 1)
     rows = []
     for batch in batches:
-        clean = CleanRun(lm, batch)
+        clean = CleanRun(lm, batch, norm_scales=True)
         for config in configs.itertuples():
             chosen = random if config.control == "random" else dominant
             neurons = {layer: chosen[batch.rows, layer, :config.k]
                        for layer in range(config.start_layer, config.end_layer + 1)}
-            with knockout(lm, neurons, complement=config.control == "non_dominant"):
+            with knockout(lm, neurons, complement=config.control == "non_dominant",
+                          norm_scales=clean.norm_scales):
                 normed = clean.forward_from(config.start_layer)
             pred, _ = lm.head.predict(normed)
             rank, prob = lm.head.rank_and_prob(normed, tokens[batch.rows])

@@ -453,10 +453,13 @@ def test_sweep_config_is_the_key(tiny, probes):
     config = iv.SweepConfig(ks=[5, 2], max_window={"dominant": 2}, controls=["dominant"],
                             seed=7)
     assert config.ks == (5, 2) and config.controls == ("dominant",)
-    assert config.key() == {"ks": [5, 2], "max_window": {"dominant": 2},
-                            "controls": ["dominant"],
-                            "scope": "all", "seed": 7, "per_probe": False,
-                            "group_column": "group"}
+    before = {"ks": [5, 2], "max_window": {"dominant": 2}, "controls": ["dominant"],
+              "scope": "all", "seed": 7, "per_probe": False, "group_column": "group"}
+    assert config.key() == {**before, "frozen_norm": True}
+    # for one model, the fields that change its result: frozen_norm only with a post-MLP norm
+    # (Gemma 2/3), so the keys of other models are those from before the field
+    assert config.key(tiny) == ({**before, "frozen_norm": True} if tiny.arch.has_post_mlp_norm
+                                else before)
     assert hash(config) == hash(iv.SweepConfig(ks=(5, 2), max_window={"dominant": 2},
                                                controls=("dominant",), seed=7))
     assert config != iv.SweepConfig(ks=(5, 2), max_window={"dominant": 2},
@@ -567,7 +570,7 @@ def test_prediction_rank_in_value_vectors(tiny, probes):
 def test_resumed_forward_equals_a_whole_forward(tiny, probes):
     batch = resume.probe_batches(tiny, list(probes.prompt), None, trace=True)[0]
     with torch.no_grad():
-        run = iv.CleanRun(tiny, batch)
+        run = iv.CleanRun(tiny, batch, norm_scales=True)
         assert run.resumes  # the tiny architectures chain their blocks simply
         whole, _ = resume.forward(tiny, batch)
         # the same batch through the same blocks from recorded inputs: the same kernels on the
@@ -575,7 +578,8 @@ def test_resumed_forward_equals_a_whole_forward(tiny, probes):
         for start in range(tiny.n_layers):
             assert torch.equal(run.forward_from(start), whole)
         neurons = {2: torch.arange(30)}
-        with iv.knockout(tiny, neurons):
+        # a norm after the MLP (Gemma 3) frozen at the recorded clean scales in both forwards
+        with iv.knockout(tiny, neurons, norm_scales=run.norm_scales):
             knocked, _ = resume.forward(tiny, batch)
             assert torch.equal(run.forward_from(2), knocked)
         assert not torch.equal(knocked, whole)

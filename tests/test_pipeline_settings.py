@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from memrecall import pipeline
+from memrecall.interventions import SweepConfig
 
 
 def test_batch_run_writes_the_profiles_folders(tmp_path):
@@ -56,7 +57,8 @@ def test_knockout_runtime_adds_rows_per_second():
     def result(model: str, rows: int, seconds: float) -> pipeline.KnockoutResults:
         runtime = {"model": model, "layers": 2, "rows (configuration x probe)": rows,
                    "seconds": seconds}
-        return pipeline.KnockoutResults(model, 2, *[None] * 4, runtime, "memorized", None, None)
+        return pipeline.KnockoutResults(model, 2, *[None] * 4, runtime, "memorized", None, None,
+                                        SweepConfig())
 
     table = pipeline.knockout_runtime({"a": result("a", 100, 4.0), "b": result("b", 30, 0.5)})
     assert list(table.index) == ["a", "b"]

@@ -9,6 +9,8 @@ per (configuration, probe). Here:
   percentile bootstrap interval over probes (:func:`memrecall.analysis.bootstrap_mean_ci`);
 * :func:`first_layer_dominance`: does knocking out layer 1 alone change more than any other
   single layer (the paper: 99% vs at most 20% for the non-dominant knockout)?
+* :func:`norm_comparison`: two tables side by side, the post-MLP norm frozen and recomputed
+  (Gemma 2/3: :mod:`memrecall.interventions.knockout`);
 * :func:`depth_slopes` / :func:`line_slopes`: the slope of % changed against relative depth for
   windows of one size (the paper's Figure 7: 3-layer non-dominant windows), over the early
   layers (from layer 2 to ``split`` of the depth) and over the rest: does the effect fall early
@@ -31,7 +33,7 @@ from .projection import bootstrap_mean_ci, group_order, label_groups
 
 __all__ = ["PAPER_KINDS", "READOUTS", "depth_slope_samples", "depth_slopes",
            "first_layer_dominance", "knockout_probe_groups", "knockout_table", "line_slopes",
-           "paper_window_matrix", "relative_prob_change", "window_depth"]
+           "norm_comparison", "paper_window_matrix", "relative_prob_change", "window_depth"]
 
 READOUTS = ("changed_pct", "target_rank_change", "target_prob_change",
             "target_prob_change_rel")
@@ -184,6 +186,33 @@ def first_layer_dominance(table: pd.DataFrame, control: str, group: str | None =
     return {"first": float(first[value]), "first_lo": first_lo, "first_hi": first_hi,
             "other_layer": int(other["start_layer"]), "other": float(other[value]),
             "other_lo": other_lo, "other_hi": other_hi, "dominates": bool(separated)}
+
+
+def norm_comparison(frozen: pd.DataFrame, free: pd.DataFrame,
+                    value: str = "changed_pct") -> pd.DataFrame:
+    """One read-out of two knockout tables, side by side: the post-MLP norm frozen or not.
+
+    Args:
+        frozen: :func:`knockout_table` of a sweep with ``frozen_norm=True``.
+        free: the same sweep with ``frozen_norm=False``.
+        value: the read-out (:data:`READOUTS`).
+
+    Returns:
+        One row per ``[group,]`` configuration present in both (:data:`SWEEP_KEYS` with
+        ``window``, 0-based layers, in ``frozen``'s order): ``{value}_frozen`` and
+        ``{value}_free``, each with its ``_lo`` / ``_hi`` interval where the tables have them,
+        and ``difference`` (frozen - free).
+    """
+    keys = (["group"] if "group" in frozen.columns else []) + SWEEP_KEYS
+    values = [c for c in (value, f"{value}_lo", f"{value}_hi") if c in frozen.columns]
+
+    def named(table: pd.DataFrame, setting: str) -> pd.DataFrame:
+        return table[keys + values].rename(
+            columns={c: c.replace(value, f"{value}_{setting}", 1) for c in values})
+
+    out = named(frozen, "frozen").merge(named(free, "free"), on=keys, how="inner")
+    out["difference"] = out[f"{value}_frozen"] - out[f"{value}_free"]
+    return out
 
 
 def _slopes(x: np.ndarray, y: np.ndarray) -> np.ndarray:

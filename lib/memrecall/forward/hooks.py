@@ -18,6 +18,7 @@ __all__ = [
     "capture_inputs_at_positions",
     "capture_where",
     "forward_hooks",
+    "hooks_suspended",
     "record_calls",
     "scale_inputs_hook",
     "zero_neurons_hook",
@@ -83,18 +84,44 @@ def capture_where(blocks: Sequence[nn.Module], mask: torch.Tensor) -> Iterator[l
 
 
 @contextmanager
-def forward_hooks(hooks: Sequence[tuple[nn.Module, Callable]],
-                  pre: bool = False) -> Iterator[None]:
-    """Register ``(module, hook)`` pairs (forward or forward-pre hooks) for the ``with`` block."""
+def forward_hooks(hooks: Sequence[tuple[nn.Module, Callable]], pre: bool = False,
+                  with_kwargs: bool = False) -> Iterator[None]:
+    """Register ``(module, hook)`` pairs (forward or forward-pre hooks) for the ``with`` block.
+
+    With ``with_kwargs`` the hooks also receive (and a pre-hook may return) the keyword inputs,
+    as :meth:`torch.nn.Module.register_forward_hook` describes.
+    """
     handles = []
     try:
         for module, hook in hooks:
             register = module.register_forward_pre_hook if pre else module.register_forward_hook
-            handles.append(register(hook))
+            handles.append(register(hook, with_kwargs=with_kwargs))
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def hooks_suspended(model: nn.Module) -> Iterator[None]:
+    """Set every forward and forward-pre hook of ``model``'s modules aside for the block.
+
+    Forwards inside run the unmodified model (hooks registered inside do run); the hooks come
+    back, in their order, on exit. Global hooks (``torch.nn.modules.module.register_module_*``)
+    and wrapped ``forward`` methods (accelerate's device maps) are not hooks of a module and
+    stay.
+    """
+    saved = []
+    for module in model.modules():
+        for hooks in (module._forward_pre_hooks, module._forward_hooks):
+            saved.append((hooks, list(hooks.items())))
+            hooks.clear()
+    try:
+        yield
+    finally:
+        for hooks, items in saved:
+            hooks.clear()
+            hooks.update(items)
 
 
 @contextmanager

@@ -8,7 +8,8 @@ One engine that returns tensors and frames; no statistics, no prose (those are i
 * :mod:`~memrecall.interventions.controls`: the :class:`Control` table (dominant, non_dominant,
   random): names, labels, line styles, how each draws its neurons;
 * :mod:`~memrecall.interventions.knockout`: the :func:`knockout` and :func:`neuron_masks`
-  context managers;
+  context managers (on Gemma 2/3 the norm after the MLP frozen at its clean scale, so a
+  knockout removes exactly the knocked-out sub-updates, as on the paper's GPT-2);
 * :mod:`~memrecall.interventions.resume`: probe batches and forwards, resumed at any block from a
   recorded clean run;
 * :mod:`~memrecall.interventions.sweep`: :class:`SweepConfig`, :func:`knockout_sweep` (many

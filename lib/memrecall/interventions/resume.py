@@ -9,13 +9,15 @@ forward, for about half the work on average over a sweep's windows.
   activation budget (:mod:`memrecall.forward.batching`), split in halves on out-of-memory
   (:func:`map_batches`);
 * :func:`forward`: a whole forward of the backbone, read at the prediction positions;
-* :class:`CleanRun`: trace once, resume at any block (``resume=False``: whole forwards).
+* :class:`CleanRun`: trace once, resume at any block (``resume=False``: whole forwards); with
+  ``norm_scales``, also the clean scales of a post-MLP norm (Gemma 2/3) that knockouts freeze;
+* :func:`record_norm_scales`: those scales, recorded during any forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +35,18 @@ from ..forward.batching import (
     pad_right,
     plan_batches,
 )
-from ..forward.hooks import Call, capture_at_positions, capture_inputs_at_positions, record_calls
+from ..forward.hooks import (
+    Call,
+    capture_at_positions,
+    capture_inputs_at_positions,
+    forward_hooks,
+    record_calls,
+)
 from ..models import LM
 from ..models.finite import NonFiniteError, check_finite
 
-__all__ = ["CleanRun", "ProbeBatch", "forward", "map_batches", "naming_prompts", "probe_batches",
-           "probe_frame", "read_out", "target_tokens"]
+__all__ = ["CleanRun", "ProbeBatch", "fit_copies", "forward", "map_batches", "naming_prompts",
+           "probe_batches", "probe_frame", "read_out", "record_norm_scales", "target_tokens"]
 
 
 # --- probes -----------------------------------------------------------------------------------
@@ -126,6 +134,25 @@ def map_batches(lm: LM, batches: list[ProbeBatch],
     return out
 
 
+def fit_copies(lm: LM, batches: list[ProbeBatch], copies: int) -> list[ProbeBatch]:
+    """The batches halved until ``copies`` copies of each fit the activation budget at once.
+
+    A sweep runs every batch's rows once per configuration, all in flight together.
+    """
+    limit = activation_bytes(lm.device)
+    width = lm.arch.unembed_weight.shape[1]
+    out, pending = [], list(batches)
+    while pending:
+        batch = pending.pop(0)
+        need = 4 * copies * batch.input_ids.numel() * width
+        parts = batch.halves() if need > limit else []
+        if parts:
+            pending[:0] = parts
+        else:
+            out.append(batch)
+    return out
+
+
 # --- forwards ---------------------------------------------------------------------------------
 
 def read_out(lm: LM, hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -173,6 +200,28 @@ def forward(lm: LM, batch: ProbeBatch,
                          **backbone_kwargs(lm))
     normed = read_out(lm, last[0], batch.rows)
     return normed, (torch.stack(acts) if activations else None)
+
+
+@contextmanager
+def record_norm_scales(lm: LM) -> Iterator[dict[int, torch.Tensor]]:
+    """Record every block's post-MLP norm scale ``1 / rms`` of its input (Gemma 2/3).
+
+    Yields:
+        ``{layer: (batch, seq, 1)}`` float32 (on the norm's device), filled during the forwards
+        of the ``with`` block (each norm's last call); stays empty for a model without a norm
+        after its MLP (nothing is hooked then).
+    """
+    arch, scales = lm.arch, {}
+
+    def make_hook(layer: int) -> Callable:
+        def hook(module, args):
+            scales[layer] = arch.post_mlp_norm_scale(layer, args[0]).detach()
+        return hook
+
+    hooks = ([(arch.post_mlp_norm(layer), make_hook(layer)) for layer in range(lm.n_layers)]
+             if arch.has_post_mlp_norm else [])
+    with forward_hooks(hooks, pre=True):
+        yield scales
 
 
 def _hidden(output) -> torch.Tensor:
@@ -225,14 +274,27 @@ class CleanRun:
         batch: the batch (its recorded inputs stay in memory as long as this object).
         resume: record the clean run and resume later forwards at their first changed block
             (default); False runs every forward whole. Both give the same numbers.
+        norm_scales: also record the clean scales of the norm after each MLP, where the
+            architecture has one (Gemma 2/3; :func:`record_norm_scales`), for knockouts that
+            freeze it (:attr:`norm_scales`). Without ``resume`` this costs one clean forward.
 
     The recording is dropped (whole forwards instead) when the blocks do not form a simple
     chain (a block's hidden-state input is not the previous block's output).
+
+    Attributes:
+        norm_scales: ``{layer: (batch, seq, 1)}`` float32 clean scales of every post-MLP norm;
+            None when not asked for or when the model has no norm after its MLP.
     """
 
-    def __init__(self, lm: LM, batch: ProbeBatch, *, resume: bool = True) -> None:
+    def __init__(self, lm: LM, batch: ProbeBatch, *, resume: bool = True,
+                 norm_scales: bool = False) -> None:
         self.lm, self.batch = lm, batch
-        self._calls = _trace(lm, batch) if resume else None
+        record = norm_scales and lm.arch.has_post_mlp_norm
+        with record_norm_scales(lm) if record else nullcontext({}) as scales:
+            self._calls = _trace(lm, batch) if resume else None
+            if record and not resume:
+                forward(lm, batch)
+        self.norm_scales: dict[int, torch.Tensor] | None = scales if record else None
 
     @property
     def resumes(self) -> bool:
@@ -264,6 +326,20 @@ class CleanRun:
         where = self.batch.positions.to(hidden.device)
         rows = torch.arange(len(where), device=hidden.device)
         return read_out(lm, hidden[rows, where], self.batch.rows)
+
+    def scales_for(self, layers: Iterable[int],
+                   index: torch.Tensor) -> dict[int, torch.Tensor] | None:
+        """The clean post-MLP norm scales of ``layers`` for rows ``index`` of the batch.
+
+        Returns:
+            ``{layer: (rows, seq, 1)}`` float32 (rows may repeat), for
+            :func:`~memrecall.interventions.knockout.neuron_masks`; None without
+            :attr:`norm_scales`.
+        """
+        if self.norm_scales is None:
+            return None
+        return {layer: self.norm_scales[layer].index_select(
+            0, index.to(self.norm_scales[layer].device)) for layer in layers}
 
     def block_input(self, layer: int, index: torch.Tensor) -> torch.Tensor:
         """The recorded input of block ``layer`` for rows ``index`` of the batch (may repeat).

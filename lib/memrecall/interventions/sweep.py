@@ -28,6 +28,10 @@ stay available as parameters.
 
 Groups (memorized / non-memorized idioms, Wikipedia prompts): put them in one probe frame with a
 ``group`` column; the sweep runs them together and summarises per group.
+
+Gemma 2/3 normalise the MLP output, scaling kept sub-updates back up: ``frozen_norm`` freezes
+that norm's scale at the clean run's where a window knocks neurons out, so the residual stream
+loses exactly the knocked-out sub-updates, as GPT-2's does (:mod:`.knockout`: where, and why).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..forward.batching import activation_bytes, activation_token_budget, halve_on_oom
+from ..forward.batching import activation_token_budget, halve_on_oom
 from ..models import LM
 from ..models.finite import check_finite
 from ..runmode import progress_bar
@@ -50,6 +54,7 @@ from .neurons import mlp_width, prediction_and_target, random_neurons, score_bat
 from .resume import (
     CleanRun,
     ProbeBatch,
+    fit_copies,
     map_batches,
     naming_prompts,
     probe_batches,
@@ -80,6 +85,9 @@ class SweepConfig:
             int, or ``{control: int}`` (missing controls: :data:`PAPER_MAX_WINDOW`).
         controls: any of :data:`CONTROLS`.
         scope: ``"all"`` positions (the authors') or ``"prediction"`` position only.
+        frozen_norm: a norm after the MLP (Gemma 2/3) keeps the clean run's scale where
+            neurons are knocked out (:mod:`.knockout`); False recomputes it. Other models: no
+            effect, and not in their :meth:`key`.
         seed: seeds the random control.
         per_probe: one row per (probe, configuration) instead of the summary.
         group_column: if the probes have this column, it is carried along and summaries are
@@ -90,6 +98,7 @@ class SweepConfig:
     max_window: int | Mapping[str, int] = PAPER_MAX_WINDOW
     controls: tuple[str, ...] = CONTROLS
     scope: Scope = "all"
+    frozen_norm: bool = True
     seed: int = 0
     per_probe: bool = False
     group_column: str = "group"
@@ -106,11 +115,17 @@ class SweepConfig:
     def __hash__(self) -> int:
         return hash(json.dumps(self.key(), sort_keys=True))
 
-    def key(self) -> dict:
-        """The fields as plain JSON values (lists and dicts), for a cache key."""
+    def key(self, lm: LM | None = None) -> dict:
+        """The fields as plain JSON values (lists and dicts), for a cache key.
+
+        With ``lm``, those that change its result: no ``frozen_norm`` without a post-MLP norm.
+        """
+        fields = asdict(self)
+        if lm is not None and not lm.arch.has_post_mlp_norm:
+            del fields["frozen_norm"]
         return {name: (list(value) if isinstance(value, tuple)
                        else dict(value) if isinstance(value, Mapping) else value)
-                for name, value in asdict(self).items()}
+                for name, value in fields.items()}
 
 
 def _check_controls(controls: Sequence[str]) -> None:
@@ -260,7 +275,8 @@ def _staggered(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, scope: Scope
             part = slice(*span)
             rows_c, rows_p = configs[part], probes[part]
             masks = plan.masks(range(layer, layer + 1), rows_c, batch.rows[rows_p], width)
-            with neuron_masks(lm, masks, positions=batch.positions[rows_p], scope=scope):
+            with neuron_masks(lm, masks, positions=batch.positions[rows_p], scope=scope,
+                              norm_scales=clean.scales_for(masks, rows_p)):
                 return clean.run_block(layer, hidden[part], rows_p)
 
         done = halve_on_oom(_spans(len(configs), max_rows), step, _halves, lm.device)
@@ -288,29 +304,14 @@ def _by_start(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, scope: Scope,
             rows_c, rows_p = configs[part], probes[part]
             layers = range(start, int(plan.end[rows_c].max()) + 1)
             masks = plan.masks(layers, rows_c, batch.rows[rows_p], width)
-            with neuron_masks(lm, masks, positions=batch.positions[rows_p], scope=scope):
+            with neuron_masks(lm, masks, positions=batch.positions[rows_p], scope=scope,
+                              norm_scales=clean.scales_for(layers, rows_p)):
                 normed = clean.forward_rows(start, rows_p)
             head.add(rows_c, batch.rows[rows_p], normed)
 
         halve_on_oom(_spans(len(configs), max_rows), step, _halves, lm.device)
         total += len(configs)
     return total
-
-
-def _fit(batches: list[ProbeBatch], n_configs: int, lm: LM) -> list[ProbeBatch]:
-    """Probe batches halved until all their rows in flight fit the activation budget."""
-    limit = activation_bytes(lm.device)
-    width = lm.arch.unembed_weight.shape[1]
-    out, pending = [], list(batches)
-    while pending:
-        batch = pending.pop(0)
-        need = 4 * n_configs * batch.input_ids.numel() * width
-        parts = batch.halves() if need > limit else []
-        if parts:
-            pending[:0] = parts
-        else:
-            out.append(batch)
-    return out
 
 
 def knockout_sweep(lm: LM, probes: pd.DataFrame | Sequence[str],
@@ -394,13 +395,13 @@ def _sweep(lm: LM, frame: pd.DataFrame, config: SweepConfig, batch_size: int | N
     budget = activation_token_budget(lm)
 
     def run_batch(batch: ProbeBatch) -> None:
-        clean = CleanRun(lm, batch, resume=resume)
+        clean = CleanRun(lm, batch, resume=resume, norm_scales=config.frozen_norm)
         cap = max_rows or max(1, budget // batch.input_ids.shape[1])
         run = _staggered if clean.resumes else _by_start
         bar.update(run(lm, plan, clean, cap, config.scope, head))
 
     with torch.no_grad(), bar:
-        map_batches(lm, _fit(batches, n_configs, lm), run_batch)
+        map_batches(lm, fit_copies(lm, batches, n_configs), run_batch)
         head.flush()
     pred_after, rank_after, prob_after = out
     return _detail(frame, configs, base, targets, pred_after, rank_after, prob_after, config)

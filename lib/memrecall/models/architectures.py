@@ -1,5 +1,9 @@
 """The one place that knows where each architecture keeps its blocks, final norm and unembedding.
 
+It also knows which architectures normalise the MLP's output before adding it to the residual
+stream (Gemma 2 and 3: ``post_feedforward_layernorm``), and how that norm computes, so that a
+knockout can freeze its scale (:mod:`memrecall.interventions.knockout`).
+
 Every other module asks :func:`resolve` and never touches ``model.transformer.h`` or similar.
 An entry lists candidate attribute paths; the first that exists on the loaded model wins, so one
 entry covers the ``*ForCausalLM`` class and its multimodal wrapper alike.
@@ -33,6 +37,9 @@ class ArchSpec:
     unembed_bias: tuple[str, ...]  # a separate bias parameter (BERT's MLM head), else empty
     mlp: tuple[str, ...]  # relative to one block
     mlp_out: tuple[str, ...]  # relative to the mlp module: the output (down) projection
+    # relative to one block: a Gemma RMSNorm on the MLP output before the residual add
+    # (Architecture.post_mlp_norm_at_scale is its formula); empty: the MLP output is added as is
+    post_mlp_norm: tuple[str, ...] = ()
 
 
 _DECODER = dict(
@@ -70,8 +77,9 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         mlp=("mlp",),
         mlp_out=("dense_4h_to_h",),
     ),
-    **{name: ArchSpec(**_DECODER) for name in ("llama", "mistral", "qwen2", "qwen3", "gemma",
-                                               "gemma2", "gemma3", "gemma3_text")},
+    **{name: ArchSpec(**_DECODER) for name in ("llama", "mistral", "qwen2", "qwen3", "gemma")},
+    **{name: ArchSpec(**_DECODER, post_mlp_norm=("post_feedforward_layernorm",))
+       for name in ("gemma2", "gemma3", "gemma3_text")},
     "bert": ArchSpec(
         kind="masked",
         backbone=("bert",),
@@ -122,6 +130,7 @@ class Architecture:
     logit_softcap: float | None
     mlp_paths: tuple[str, ...]
     mlp_out_paths: tuple[str, ...]
+    post_mlp_norm_paths: tuple[str, ...] = ()
 
     @property
     def n_layers(self) -> int:
@@ -136,6 +145,52 @@ class Architecture:
         """The MLP's output projection: its input is the neuron activations."""
         return _first(self.mlp(layer), self.mlp_out_paths, "MLP output projection",
                       self.model_type)
+
+    @property
+    def has_post_mlp_norm(self) -> bool:
+        """Whether each block normalises its MLP output before the residual add (Gemma 2/3)."""
+        return bool(self.post_mlp_norm_paths)
+
+    def post_mlp_norm(self, layer: int) -> nn.Module | None:
+        """The norm on block ``layer``'s MLP output before the residual add; None if none.
+
+        Its forward is :meth:`post_mlp_norm_at_scale` at the scale :meth:`post_mlp_norm_scale`
+        of its input.
+        """
+        if not self.post_mlp_norm_paths:
+            return None
+        return _first(self.blocks[layer], self.post_mlp_norm_paths, "post-MLP norm",
+                      self.model_type)
+
+    def post_mlp_norm_scale(self, layer: int, hidden: torch.Tensor) -> torch.Tensor:
+        """The post-MLP norm's scale ``1 / rms`` of its input: ``(..., d) -> (..., 1)`` float32.
+
+        ``rsqrt(mean(x^2) + eps)`` in float32, as Gemma's RMSNorm computes it.
+        """
+        norm = self._post_mlp_norm(layer)
+        return torch.rsqrt(hidden.float().pow(2).mean(-1, keepdim=True) + norm.eps)
+
+    def post_mlp_norm_at_scale(self, layer: int, hidden: torch.Tensor,
+                               scale: torch.Tensor) -> torch.Tensor:
+        """The post-MLP norm with its scale given: ``(x * scale) * (1 + w)`` (Gemma's RMSNorm).
+
+        Computed in float32 and cast back to ``hidden``'s dtype in the norm's own order of
+        operations, so at ``scale = post_mlp_norm_scale(layer, x)`` it equals the norm's output
+        bit for bit; at a fixed scale (a clean run's) it is linear in ``x``.
+
+        Args:
+            layer: the block.
+            hidden: ``(..., d)`` the norm's input (the MLP output).
+            scale: ``(..., 1)`` float32, broadcast against ``hidden``.
+        """
+        norm = self._post_mlp_norm(layer)
+        return ((hidden.float() * scale) * (1.0 + norm.weight.float())).type_as(hidden)
+
+    def _post_mlp_norm(self, layer: int) -> nn.Module:
+        norm = self.post_mlp_norm(layer)
+        if norm is None:
+            raise ValueError(f"{self.model_type} has no norm after the MLP")
+        return norm
 
     def pre_unembed(self, hidden: torch.Tensor) -> torch.Tensor:
         """Final norm (and BERT's MLM transform): ``(..., d) -> (..., d)``."""
@@ -190,4 +245,5 @@ def resolve(model: nn.Module) -> Architecture:
         logit_softcap=getattr(text_config, "final_logit_softcapping", None),
         mlp_paths=spec.mlp,
         mlp_out_paths=spec.mlp_out,
+        post_mlp_norm_paths=spec.post_mlp_norm,
     )

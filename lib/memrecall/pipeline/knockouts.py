@@ -24,6 +24,7 @@ __all__ = [
     "KnockoutResults",
     "cached_knockout_sweep",
     "knockout_config",
+    "knockout_norm_comparison",
     "knockout_results",
     "knockout_runtime",
     "write_knockout_outputs",
@@ -37,26 +38,30 @@ def cached_knockout_sweep(lm: LM, probes: pd.DataFrame, cache_dir: str | Path | 
     """:func:`memrecall.interventions.knockout_sweep` through the results cache.
 
     The key is the model, the probes (prompt, target token, group) and every
-    :class:`~memrecall.interventions.SweepConfig` field (plus the code fingerprint of
-    :func:`memrecall.cache.result_key`); ``batch_size``, ``progress`` and ``resume`` change
+    :class:`~memrecall.interventions.SweepConfig` field that changes this model's result
+    (``frozen_norm`` only for a model with a norm after its MLP:
+    :meth:`~memrecall.interventions.SweepConfig.key`), plus the code fingerprint of
+    :func:`memrecall.cache.result_key`; ``batch_size``, ``progress`` and ``resume`` change
     speed, not numbers, and stay out of it. ``fields`` replace those of ``config``.
     """
     config = replace(config or SweepConfig(), **fields)
     columns = [c for c in ("prompt", "target_token", config.group_column) if c in probes.columns]
-    key = result_key(lm, frame_sha256(probes, columns), "knockout_sweep", **config.key())
+    key = result_key(lm, frame_sha256(probes, columns), "knockout_sweep", **config.key(lm))
     return cached(cache_dir, key, lambda: interventions.knockout_sweep(
         lm, probes, config, batch_size=batch_size, progress=progress, resume=resume))
 
 
-
-
-def knockout_config(run: Settings) -> SweepConfig:
+def knockout_config(run: Settings, frozen_norm: bool = True) -> SweepConfig:
     """The sweep of notebook 05 for ``run``: the profile's k and windows, every control.
 
     The profiles hold the paper's design (k = 10, windows of 1-3 layers); rows are per probe.
+    ``frozen_norm=False`` recomputes Gemma 2/3's post-MLP norm on the knocked-out output
+    instead of freezing it at the clean scale (:class:`~memrecall.interventions.SweepConfig`);
+    for other models the two configurations give (and cache) the same sweep.
     """
     return SweepConfig(ks=run.knockout_ks, max_window=run.knockout_max_window,
-                       controls=interventions.CONTROLS, seed=run.seed, per_probe=True)
+                       controls=interventions.CONTROLS, frozen_norm=frozen_norm, seed=run.seed,
+                       per_probe=True)
 
 
 @dataclass
@@ -79,6 +84,7 @@ class KnockoutResults:
             ``example_group`` (None when that group is empty).
         example_ranks: per example (columns ``prompt -> prediction``), the best rank of the
             prediction over each layer's top-10 sub-updates, by layer (1-based index).
+        config: the sweep.
     """
 
     model: str
@@ -91,6 +97,7 @@ class KnockoutResults:
     example_group: str
     examples: pd.DataFrame | None
     example_ranks: pd.DataFrame | None
+    config: SweepConfig
 
     def describe(self) -> list[str]:
         """What a run log says about this model: group sizes, configurations and time."""
@@ -154,7 +161,39 @@ def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
     return KnockoutResults(model=lm.name, n_layers=lm.n_layers, probes=probes, detail=detail,
                            summary=interventions.summarize_sweep(detail),
                            table=knockout_stats.knockout_table(detail), runtime=runtime,
-                           example_group=group, examples=examples, example_ranks=ranks)
+                           example_group=group, examples=examples, example_ranks=ranks,
+                           config=config)
+
+
+def knockout_norm_comparison(frozen: KnockoutResults, free: KnockoutResults,
+                             value: str = "changed_pct") -> pd.DataFrame:
+    """One model's knockouts with its post-MLP norm frozen and recomputed, side by side.
+
+    For Gemma 2/3 (a norm after the MLP): ``frozen`` from :func:`knockout_results` with
+    :func:`knockout_config` (``frozen_norm=True``, the default), ``free`` with
+    ``knockout_config(run, frozen_norm=False)``, on the same probes.
+
+    Args:
+        frozen: the results with the norm frozen at the clean scale.
+        free: the results with the norm recomputed.
+        value: the read-out (:data:`memrecall.analysis.READOUTS`; default % changed).
+
+    Returns:
+        :func:`memrecall.analysis.norm_comparison` of the two tables (per group and
+        configuration: ``{value}_frozen``, ``{value}_free``, their ``_lo`` / ``_hi``
+        intervals, ``difference``) with **1-based** ``start_layer`` / ``end_layer``: layer 1
+        alone is the row of ``start_layer == 1`` and ``window == 1``.
+
+    Raises:
+        ValueError: the results are of different models, or not frozen / recomputed as named.
+    """
+    if frozen.model != free.model:
+        raise ValueError(f"results of two models: {frozen.model} and {free.model}")
+    if not frozen.config.frozen_norm or free.config.frozen_norm:
+        raise ValueError("pass the results with frozen_norm=True first, then frozen_norm=False")
+    out = knockout_stats.norm_comparison(frozen.table, free.table, value)
+    return out.assign(start_layer=to_display_layer(out["start_layer"]),
+                      end_layer=to_display_layer(out["end_layer"]))
 
 
 def knockout_runtime(results: dict[str, KnockoutResults]) -> pd.DataFrame:
