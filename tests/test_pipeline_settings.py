@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from memrecall import pipeline
 from memrecall.interventions import SweepConfig
 
@@ -37,10 +39,14 @@ def test_the_header_names_profile_models_details_and_where_outputs_go(tmp_path):
     run = pipeline.settings("smoke", ["tiny-gpt2", "tiny-bert"], root=tmp_path, n_idioms=7)
     lines = run.describe("extra detail", run.sizes()).split("\n")
     assert lines == ["profile smoke: models tiny-gpt2, tiny-bert", "extra detail",
-                     f"idioms: 7, Wikipedia texts: {run.n_wiki}",
+                     f"idioms: 7 (analysed: {run.population_label}), Wikipedia texts: "
+                     f"{run.n_wiki}",
                      f"results -> {run.results_dir}", f"figures -> {run.figures_dir}"]
     everything = pipeline.settings("offline", root=tmp_path, n_idioms=None)
-    assert everything.sizes().startswith("idioms: all,")
+    assert everything.sizes().startswith("idioms: all (analysed: idioms that pass the paper's")
+    assert pipeline.settings("offline", root=tmp_path, population="all").population == "all"
+    with pytest.raises(ValueError, match="population"):
+        pipeline.settings("offline", root=tmp_path, population="most")
 
 
 def test_table_display_sets_the_notebooks_pandas_options():

@@ -40,6 +40,15 @@ def test_round_trip_keeps_arrays_and_types(lm, probes, tmp_path):
     assert sidecar["files"]["r.parquet"]["sha256"] == sha256_file(tmp_path / "r.parquet")
 
 
+def test_numbers_under_an_array_column_name_stay_numbers(tmp_path):
+    """A knockout sweep's per-probe ``target_prob`` is one number per row, not a layer array."""
+    frame = pd.DataFrame({"probe": [0, 1], "target_prob": [0.25, 0.5], "pred_rank": [1, 2]})
+    cache.save_frame(frame, tmp_path / "k.parquet", provenance={"model": "x"})
+    back = cache.load_frame(tmp_path / "k.parquet")
+    assert back["target_prob"].dtype == np.float64 and back["pred_rank"].dtype == np.int64
+    pd.testing.assert_frame_equal(back, frame)
+
+
 def test_cached_project_computes_once(lm, probes, tmp_path, monkeypatch):
     first = pipeline.cached_project(lm, probes, tmp_path)
     files = list(tmp_path.glob("*.parquet"))

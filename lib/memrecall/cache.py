@@ -98,10 +98,14 @@ def save_frame(frame: pd.DataFrame, path: str | Path, provenance: Mapping | None
 
 
 def load_frame(path: str | Path) -> pd.DataFrame:
-    """Read a frame written by :func:`save_frame`; per-layer cells come back as numpy arrays."""
+    """Read a frame written by :func:`save_frame`; per-layer cells come back as numpy arrays.
+
+    Only object columns hold per-layer cells: a column of plain numbers under one of the
+    :data:`ARRAY_COLUMNS` names (a knockout sweep's ``target_prob``) stays numeric.
+    """
     frame = pd.read_parquet(path)
     for column in ARRAY_COLUMNS:
-        if column in frame.columns:
+        if column in frame.columns and frame[column].dtype == object:
             frame[column] = [np.asarray(cell) for cell in frame[column]]
     return frame
 
