@@ -185,3 +185,32 @@ def unwritable(tmp_path):
     folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
     yield folder
     folder.chmod(stat.S_IRWXU)
+
+
+def one_configuration(lm, batch, chosen, config, tokens, **knockout_kwargs):
+    """One sweep configuration knocked out on its own, in a whole forward: the reference a
+    batched sweep's rows must match.
+
+    Returns:
+        ``(logits, pred, rank, prob)`` at the prediction positions of ``batch`` (``tokens``:
+        ``(rows, 2)`` prediction and target ids whose rank and probability are read).
+    """
+    from memrecall import interventions
+    from memrecall.interventions import resume
+
+    neurons = {layer: chosen[batch.rows, layer, :config.k]
+               for layer in range(config.start_layer, config.end_layer + 1)}
+    with interventions.knockout(lm, neurons, complement=config.control == "non_dominant",
+                                **knockout_kwargs):
+        normed, _ = resume.forward(lm, batch)
+    pred, _ = lm.head.predict(normed)
+    rank, prob = lm.head.rank_and_prob(normed, tokens)
+    return lm.head.logits(normed).float(), pred, rank, prob
+
+
+def sweep_rows(detail, config, batch):
+    """The per-probe sweep's rows of one configuration, in ``batch``'s probe order."""
+    rows = detail[(detail.control == config.control) & (detail.k == config.k)
+                  & (detail.start_layer == config.start_layer)
+                  & (detail.end_layer == config.end_layer)].set_index("probe")
+    return rows.loc[batch.rows.numpy()]

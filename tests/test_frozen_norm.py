@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import assert_ranks_match, assert_tokens_match
+from conftest import assert_ranks_match, assert_tokens_match, one_configuration, sweep_rows
 
 import memrecall as mr
 from memrecall import analysis, pipeline
@@ -217,20 +217,11 @@ def test_sweep_rows_equal_one_configuration_at_a_time(gemma, probes, frozen, res
     tokens = torch.stack([top.pred_token[batch.rows], targets], 1)
     for config in iv.knockout_configs(gemma.n_layers, width, ks, 3).itertuples():
         chosen = drawn if config.control == "random" else top.indices
-        neurons = {layer: chosen[batch.rows, layer, :config.k]
-                   for layer in range(config.start_layer, config.end_layer + 1)}
-        with iv.knockout(gemma, neurons, complement=config.control == "non_dominant",
-                         frozen_norm=frozen):
-            normed, _ = resume.forward(gemma, batch)
-        pred, _ = gemma.head.predict(normed)
-        rank, prob = gemma.head.rank_and_prob(normed, tokens)
-        rows = detail[(detail.control == config.control) & (detail.k == config.k)
-                      & (detail.start_layer == config.start_layer)
-                      & (detail.end_layer == config.end_layer)].set_index("probe")
-        rows = rows.loc[batch.rows.numpy()]
+        logits, pred, rank, prob = one_configuration(gemma, batch, chosen, config, tokens,
+                                                     frozen_norm=frozen)
+        rows = sweep_rows(detail, config, batch)
         # differently batched float32 forwards: probabilities to 1e-6, tokens and ranks equal
         # up to float ties of the reference's logits (conftest.TIE_EPS)
-        logits = gemma.head.logits(normed).float()
         assert_tokens_match(torch.as_tensor(rows.pred_token.to_numpy()), pred, logits)
         np.testing.assert_allclose(rows.pred_prob, prob[:, 0].numpy(), atol=1e-6)
         np.testing.assert_allclose(rows.target_prob, prob[:, 1].numpy(), atol=1e-6)

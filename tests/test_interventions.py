@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import assert_ranks_match, assert_tokens_match
+from conftest import assert_ranks_match, assert_tokens_match, one_configuration, sweep_rows
 
 import memrecall as mr
 from memrecall import analysis, forward, pipeline
@@ -357,20 +357,11 @@ def test_sweep_rows_equal_one_configuration_at_a_time(tiny, probes):
     tokens = torch.stack([top.pred_token[batch.rows], targets], 1)
     for config in configs.itertuples():
         chosen = drawn if config.control == "random" else top.indices
-        neurons = {layer: chosen[batch.rows, layer, :config.k]
-                   for layer in range(config.start_layer, config.end_layer + 1)}
-        with iv.knockout(tiny, neurons, complement=config.control == "non_dominant"):
-            normed, _ = resume.forward(tiny, batch)
-        pred, _ = tiny.head.predict(normed)
-        rank, prob = tiny.head.rank_and_prob(normed, tokens)
-        rows = detail[(detail.control == config.control) & (detail.k == config.k)
-                      & (detail.start_layer == config.start_layer)
-                      & (detail.end_layer == config.end_layer)].set_index("probe")
-        rows = rows.loc[batch.rows.numpy()]
+        logits, pred, rank, prob = one_configuration(tiny, batch, chosen, config, tokens)
+        rows = sweep_rows(detail, config, batch)
         # Rows batched with other configurations and a whole forward round differently (float32,
         # ~1e-6 relative, and differently on each CPU's kernels): tokens and ranks may differ
         # only at float ties of the reference's logits (conftest.TIE_EPS).
-        logits = tiny.head.logits(normed).float()
         ours = torch.as_tensor(rows.pred_token.to_numpy())
         assert_tokens_match(ours, pred, logits)
         np.testing.assert_array_equal(rows.changed, (ours != top.pred_token[batch.rows]).numpy())
