@@ -123,6 +123,16 @@ def test_select_population_keeps_other_sources():
         analysis.select_population(frame, "most")
 
 
+def test_select_population_on_idiom_results_with_idiomems_source_column():
+    """IdioMem's own ``source`` (the dictionary: MAGPIE, LIdiom...) is not a row's kind."""
+    idioms = pd.DataFrame({"source": ["MAGPIE", "LIdiom", "MAGPIE", "EPIC"],
+                           "hard_to_guess": [True, False, True, False], "is_memorized": True})
+    assert len(analysis.select_population(idioms, "filtered")) == 2
+    labelled = analysis.label_groups(idioms)  # label_groups sets source = "idioms"
+    assert len(analysis.select_population(labelled, "filtered")) == 2
+    assert len(analysis.select_population(idioms, "all")) == 4
+
+
 def test_clusters_claim_measures_the_share_in_gaining_clusters():
     idioms = _labelled(n=40).query("source == 'idioms'").reset_index(drop=True)
     row = analysis.clusters_claim("m", idioms, "filtered", n_boot=200)

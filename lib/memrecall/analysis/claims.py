@@ -252,8 +252,9 @@ def merge_claims(old: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
 def select_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:
     """The rows of ``population``, fresh index: idioms of ``filtered`` (``hard_to_guess``) or all.
 
-    ``frame``: idiom results, or a labelled frame (:func:`memrecall.analysis.label_groups`)
-    whose rows of other sources (Wikipedia, facts) are always kept.
+    ``frame``: idiom results (every row an idiom; IdioMem's ``source`` column names the
+    dictionary it came from), or a labelled frame (:func:`memrecall.analysis.label_groups`,
+    with ``group``) whose rows of other sources (Wikipedia, facts) are always kept.
     """
     if population not in POPULATIONS:
         raise ValueError(f"population {population!r}: expected one of {list(POPULATIONS)}")
@@ -261,6 +262,9 @@ def select_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:
         return frame.reset_index(drop=True)
     if "hard_to_guess" not in frame.columns:
         raise ValueError("population 'filtered' needs IdioMem's hard_to_guess column")
-    idiom = frame["source"].eq("idioms") if "source" in frame.columns else True
+    # a labelled frame's ``source`` says idioms / wikipedia / facts; a plain idiom frame's is
+    # IdioMem's own column (the dictionary an idiom came from), so every row is an idiom
+    labelled = "group" in frame.columns and "source" in frame.columns
+    idiom = frame["source"].eq("idioms") if labelled else pd.Series(True, index=frame.index)
     keep = ~idiom | frame["hard_to_guess"].fillna(False).astype(bool)
     return frame[keep].reset_index(drop=True)
