@@ -131,3 +131,28 @@ def test_depth_slope_stat_too_few_windows():
     assert analysis.depth_slope_stat(slope_detail(), 20, group="wikipedia")["n"] == 0
     with pytest.raises(ValueError, match="early"):
         analysis.depth_slope_stat(slope_detail(), 20, "middle")
+
+
+def test_knockout_claims_on_a_sweep_with_known_answers():
+    """Layer 1 changes every memorized prediction and nothing else does; non-memorized ones never
+    change; 3-layer windows fall from 80% to 40% by 40% of the depth, then stay at 20%."""
+    n, none, every = 20, np.zeros(20, bool), np.ones(20, bool)
+    single = {start: every if start == 0 else none for start in range(10)}
+    shares = {0: 0.9, 1: 0.8, 2: 0.6, 3: 0.4, 4: 0.2, 5: 0.2, 6: 0.2, 7: 0.2}
+    detail = pd.concat([
+        detail_from(single),
+        detail_from(single, control="dominant"),
+        detail_from(dict.fromkeys(range(10), none), group="non-memorized", first_probe=100),
+        detail_from({s: first_n(round(v * n), n) for s, v in shares.items()}, window=3),
+    ], ignore_index=True)
+    rows = pd.DataFrame(analysis.knockout_claims("m", detail, 10, "filtered"))
+    verdicts = rows.set_index("claim")["verdict"].to_dict()
+    assert verdicts == {"knockout_layer1_nondominant": "supported",
+                        "knockout_layer1_dominant": "supported",
+                        "knockout_specific": "supported",
+                        "knockout_falls_early": "supported",
+                        "knockout_flat_late": "supported"}
+    values = rows.set_index("claim")["value"]
+    assert values["knockout_layer1_nondominant"] == 100 and values["knockout_specific"] == 100
+    assert values["knockout_flat_late"] == 0  # the same probes change in every late window
+    assert set(rows["population"]) == {"filtered"} and set(rows["lens"]) == {"logit"}

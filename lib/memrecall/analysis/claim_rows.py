@@ -144,13 +144,13 @@ def knockout_claims(model: str, detail: pd.DataFrame, n_layers: int, population:
         "knockout_falls_early": depth_slope_stat(detail, n_layers, "early", **kw),
         "knockout_flat_late": depth_slope_stat(detail, n_layers, "late", **kw),
     }
+    statistic = {claim: CLAIMS[claim].statistic for claim in stats}
     wiki = group_difference(detail, "non_dominant", b="wikipedia", **kw)
     if np.isfinite(wiki["value"]):
-        stats["knockout_specific"]["statistic"] = (
-            f"{CLAIMS['knockout_specific'].statistic}; memorized minus Wikipedia: "
-            f"{wiki['value']:+.0f} [{wiki['ci_low']:+.0f}, {wiki['ci_high']:+.0f}]")
-    return [claim_row(claim, model, population, "logit", {**stat, "statistic": stat.get(
-        "statistic") if claim == "knockout_specific" else CLAIMS[claim].statistic})
+        statistic["knockout_specific"] += (
+            f"; memorized minus Wikipedia: {wiki['value']:+.0f} [{wiki['ci_low']:+.0f}, "
+            f"{wiki['ci_high']:+.0f}]")
+    return [claim_row(claim, model, population, "logit", {**stat, "statistic": statistic[claim]})
             for claim, stat in stats.items()]
 
 
