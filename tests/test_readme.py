@@ -292,3 +292,16 @@ def test_make_readme_defaults_to_offline_and_passes_profile_as_text(tmp_path):
     injected = tmp_path / "injected"
     assert args(f"PROFILE=$(shell touch {injected})")[-1] == f"$(shell touch {injected})"
     assert not injected.exists()
+
+
+def test_lens_kl_block_gives_the_convergence_rule_when_it_can_be_applied():
+    """With standard errors and all three lenses, the last column is the rule's decision."""
+    rows = []
+    for lens, bits in (("logit lens", [8.0, 4.0, 0.0]), ("linear shortcut", [2.0, 1.0, 0.0]),
+                       ("tuned lens", [1.5, 1.5, 0.0])):  # tuned: worse than the shortcut at 2
+        rows += [{"model": "m", "lens": lens, "layer": layer, "kl_bits": kl, "se_bits": 0.01}
+                 for layer, kl in enumerate(bits)]
+    lines = report.lens_kl_block(pd.DataFrame(rows)).splitlines()
+    assert lines[0].endswith("| mean KL over all layers but the last | convergence rule |")
+    assert lines[2].endswith("| — |") and lines[3].endswith("| admitted |")
+    assert lines[4].endswith("| left out: layers 2 (linear shortcut) |")

@@ -6,7 +6,8 @@ summaries, group tests), :mod:`.memorization` (who memorizes what), :mod:`.landm
 :mod:`.knockouts` (the per-probe knockout sweep's statistics), :mod:`.knockout_claims` (the
 knockout claims with intervals and p-values), :mod:`.dataset` (notebook 01's tables of the
 data), :mod:`.claims` (each claim of the paper and the verdict rule), :mod:`.effects` (effect
-sizes with intervals), :mod:`.claim_rows` (each claim measured on a model's results).
+sizes with intervals), :mod:`.claim_rows` (each claim measured on a model's results),
+:mod:`.lens_convergence` (which fitted lenses may enter the verdicts).
 """
 
 from .claim_rows import (
@@ -99,6 +100,7 @@ from .knockouts import (
     window_depth,
 )
 from .landmarks import LANDMARK_COLUMNS, curve_landmarks, mean_curves
+from .lens_convergence import ADMISSION_COLUMNS, layer_runs, lens_admission
 from .memorization import (
     COUNT_SUBSETS,
     memorization_by,
@@ -136,6 +138,7 @@ from .projection import (
 )
 
 __all__ = [
+    "ADMISSION_COLUMNS",
     "CLAIMS",
     "CLAIM_COLUMNS",
     "CLAIM_KEYS",
@@ -214,6 +217,8 @@ __all__ = [
     "length_counts",
     "length_shares",
     "length_summary",
+    "layer_runs",
+    "lens_admission",
     "line_slopes",
     "mean_curves",
     "median_by_model",

@@ -237,16 +237,22 @@ def find_claim(rows: pd.DataFrame | Iterable[Mapping[str, Any]], claim: str, mod
     return hit.iloc[0].to_dict() if len(hit) else None
 
 
-def merge_claims(old: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
+def merge_claims(old: pd.DataFrame | None, rows: pd.DataFrame,
+                 retract: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
     """``old`` with every (claim, model, population, lens) of ``rows`` replaced by ``rows``'s.
 
-    Each notebook writes the claims it measures; the others' rows stay.
+    Each notebook writes the claims it measures; the others' rows stay, except those matching
+    one of ``retract`` (column -> value, e.g. ``{"model": m, "lens": "tuned"}`` for a lens that
+    no longer enters the verdicts), which are removed.
     """
     keys = ["claim", "model", "population", "lens"]
     if old is None or old.empty:
         return claims_frame(rows.to_dict("records"))
-    replaced = old.set_index(keys).index.isin(rows.set_index(keys).index)
-    return claims_frame([*old[~replaced].to_dict("records"), *rows.to_dict("records")])
+    dropped = old.set_index(keys).index.isin(rows.set_index(keys).index)
+    for match in retract:
+        dropped |= np.logical_and.reduce([old[column].eq(value).to_numpy()
+                                          for column, value in match.items()])
+    return claims_frame([*old[~dropped].to_dict("records"), *rows.to_dict("records")])
 
 
 def select_population(frame: pd.DataFrame, population: str) -> pd.DataFrame:

@@ -12,7 +12,7 @@ from .knockouts import (
     plot_depth_lines,
     plot_knockout_lines,
 )
-from .lenses import LENS_STYLES, plot_lens_kl
+from .lenses import LENS_STYLES, plot_lens_kl, plot_tuned_training
 from .paper import PAPER_LABEL, plot_clusters_beside_paper, plot_curves_beside_paper
 from .projection import plot_cross_model, plot_layerwise, plot_promotion, plot_target_layerwise
 from .style import (
@@ -62,6 +62,7 @@ __all__ = [
     "plot_lens_kl",
     "plot_promotion",
     "plot_target_layerwise",
+    "plot_tuned_training",
     "rank_axis",
     "save_figure",
     "split_line",

@@ -12,7 +12,7 @@ Fit on WikiText-2 ``valid.txt``, evaluate on ``test.txt``::
 
     fit_text = lenses.wikitext_chunks(lm, "valid", n_tokens=4096)
     shortcut = lenses.LinearShortcut.fit(lm, fit_text)
-    tuned = lenses.TunedLens.fit(lm, fit_text, vocab_sample=4096)
+    tuned = lenses.TunedLens.fit(lm, fit_text, init=shortcut, vocab_sample=4096)
     tuned.save("tuned_gemma")            # tuned_gemma.safetensors + tuned_gemma.json
     tuned = lenses.load_lens("tuned_gemma", lm)   # refuses another model or revision
     res = mr.project(lm, probes, lens=tuned)
@@ -34,7 +34,7 @@ from .projection import (
 )
 from .shortcut import DEFAULT_RIDGE, LinearShortcut, NormalEquations
 from .text import TextChunks, hidden_batches, text_chunks, wikitext_chunks
-from .tuned import TunedLens
+from .tuned import TunedLens, sampled_vocabulary
 
 READINGS = (LogitLens, LinearShortcut, TunedLens)
 """The readings notebook 06 compares, in its order (the first is the paper's)."""
@@ -62,6 +62,7 @@ __all__ = [
     "load_lens",
     "project",
     "reference_logits",
+    "sampled_vocabulary",
     "text_chunks",
     "top_k_tokens",
     "translate",

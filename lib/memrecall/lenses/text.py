@@ -59,6 +59,24 @@ class TextChunks:
         """Positions used (the token budget)."""
         return int(self.scored.sum())
 
+    def split(self, n_held: int) -> tuple[TextChunks, TextChunks]:
+        """``(fit, held)``: the last chunks holding at least ``n_held`` positions are held out.
+
+        The chunks are in stream order, so the held-out part is the end of the text, apart from
+        what the fit reads (used to monitor the tuned lens's training, :mod:`.tuned`).
+
+        Raises:
+            ValueError: ``n_held`` is not positive or would leave nothing to fit on.
+        """
+        from_end = self.scored.sum(1).flip(0).cumsum(0)
+        n_chunks = int((from_end < n_held).sum()) + 1
+        if n_held < 1 or n_chunks >= len(self.ids):
+            raise ValueError(f"cannot hold out {n_held} of {self.n_tokens} positions "
+                             f"({len(self.ids)} chunks) and still fit on the rest")
+        parts = (slice(None, -n_chunks), slice(-n_chunks, None))
+        return tuple(TextChunks(ids=self.ids[part], scored=self.scored[part], source=self.source,
+                                sha256=self.sha256, seed=self.seed) for part in parts)
+
     def provenance(self) -> dict[str, str | int]:
         """What identifies this text, for a lens's metadata and the cache key."""
         return {"source": self.source, "sha256": self.sha256, "n_tokens": self.n_tokens,

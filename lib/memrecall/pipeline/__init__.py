@@ -11,6 +11,7 @@ from .claims import (
     CLAIMS_FILE,
     facts_claims,
     knockout_claims,
+    left_out_claims,
     lens_claims,
     projection_claims,
     write_claims,
@@ -25,7 +26,14 @@ from .knockouts import (
     knockout_runtime,
     write_knockout_outputs,
 )
-from .lenses import LENS_CHOICES, cached_lens, fitted_lenses, lens_kl, lens_results, lens_text
+from .lenses import (
+    LENS_CHOICES,
+    cached_lens,
+    fitted_lenses,
+    lens_kl,
+    lens_results,
+    lens_text,
+)
 from .projection import (
     ClassifierResults,
     cached_project,
@@ -65,6 +73,7 @@ __all__ = [
     "knockout_runtime",
     "layerwise_figures",
     "lens_claims",
+    "left_out_claims",
     "lens_kl",
     "lens_results",
     "lens_text",

@@ -23,8 +23,8 @@ from ..report.claims import merge_claims_file
 from .projection import classifier_results
 from .runs import Settings
 
-__all__ = ["CLAIMS_FILE", "facts_claims", "knockout_claims", "lens_claims", "projection_claims",
-           "write_claims"]
+__all__ = ["CLAIMS_FILE", "facts_claims", "knockout_claims", "lens_claims", "left_out_claims",
+           "projection_claims", "write_claims"]
 
 CLAIMS_FILE = "claims.csv"
 
@@ -56,7 +56,7 @@ def projection_claims(lm: LM, run: Settings, idiom_res: pd.DataFrame,
 
 
 def lens_claims(model: str, labelled: Mapping[str, pd.DataFrame], lens_ids: Mapping[str, str],
-                seed: int = 0) -> list[dict]:
+                seed: int = 0, admission: pd.DataFrame | None = None) -> list[dict]:
     """The intermediate-layer claims of ``model`` under each reading, on both populations.
 
     Args:
@@ -65,10 +65,27 @@ def lens_claims(model: str, labelled: Mapping[str, pd.DataFrame], lens_ids: Mapp
             (:func:`memrecall.pipeline.lens_results`).
         lens_ids: reading label -> its ``claims.csv`` id (``logit``, ``shortcut``, ``tuned``).
         seed: seeds the bootstraps.
+        admission: :func:`memrecall.analysis.lens_admission` rows; a reading it does not admit
+            for ``model`` is left out (see :func:`left_out_claims`).
     """
-    return [row for label, frame in labelled.items() for population in POPULATIONS
+    left_out = set() if admission is None else set(
+        admission.loc[(admission["model"] == model) & ~admission["admitted"], "lens"])
+    return [row for label, frame in labelled.items() if label not in left_out
+            for population in POPULATIONS
             for row in claim_rows.group_claims(model, select_population(frame, population),
                                                population, lens_ids[label], seed)]
+
+
+def left_out_claims(admission: pd.DataFrame,
+                    lens_ids: Mapping[str, Mapping[str, str]]) -> list[dict[str, str]]:
+    """What to retract from ``claims.csv``: ``{"model", "lens"}`` of every lens not admitted.
+
+    Args:
+        admission: :func:`memrecall.analysis.lens_admission` rows.
+        lens_ids: model -> reading label -> its ``claims.csv`` id.
+    """
+    return [{"model": row.model, "lens": lens_ids[row.model][row.lens]}
+            for row in admission.itertuples() if not row.admitted]
 
 
 def facts_claims(model: str, labelled: pd.DataFrame, seed: int = 0) -> list[dict]:
@@ -105,8 +122,12 @@ def knockout_claims(run: Settings, results: Mapping[str, Any]) -> pd.DataFrame:
     return write_claims(run, rows)
 
 
-def write_claims(run: Settings, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Merge ``rows`` into ``<results>/claims.csv``; returns the rows written, as a frame."""
+def write_claims(run: Settings, rows: Iterable[Mapping[str, Any]],
+                 retract: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
+    """Merge ``rows`` into ``<results>/claims.csv``; returns the rows written, as a frame.
+
+    ``retract``: rows to remove besides (column -> value; e.g. a lens left out of the verdicts).
+    """
     rows = claims_frame(list(rows))
-    merge_claims_file(run.results_dir / CLAIMS_FILE, rows.to_dict("records"))
+    merge_claims_file(run.results_dir / CLAIMS_FILE, rows.to_dict("records"), retract)
     return rows

@@ -1,7 +1,8 @@
 """Notebook 06 per model: the logit lens against the fitted lenses, each fitted once and cached.
 
-The linear shortcut and the tuned lens are fitted on WikiText-2 ``valid.txt`` with the
-profile's budget (``run.lens``) and evaluated on ``test.txt``.
+The linear shortcut and the tuned lens (started from the shortcut) are fitted on WikiText-2
+``valid.txt`` with the profile's budget (``run.lens``) and evaluated on ``test.txt`` (what the
+convergence rule, :func:`memrecall.analysis.lens_admission`, judges).
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ LENS_CHOICES = tuple(reading.label for reading in lenses.READINGS)
 
 
 def lens_text(lm: LM, run: Settings, split: str) -> lenses.TextChunks:
-    """The WikiText-2 chunks of ``run``'s lens budget: ``valid`` to fit, ``test`` to evaluate."""
+    """The WikiText-2 chunks of ``run``'s lens budget.
+
+    ``valid``: the fit text and, after it, the tuned lens's monitor text (split them with
+    ``.split(run.lens.monitor_tokens)``); ``test``: the held-out evaluation.
+    """
     budget = run.lens
-    n_tokens = budget.fit_tokens if split == "valid" else budget.eval_tokens
+    n_tokens = (budget.fit_tokens + budget.monitor_tokens if split == "valid"
+                else budget.eval_tokens)
     return lenses.wikitext_chunks(lm, split, n_tokens=n_tokens, chunk_len=budget.chunk_len,
                                   seed=run.seed)
 
@@ -38,23 +44,29 @@ def lens_text(lm: LM, run: Settings, split: str) -> lenses.TextChunks:
 def fitted_lenses(lm: LM, run: Settings) -> dict[str, Lens]:
     """The readings of :data:`LENS_CHOICES` for ``lm``: the logit lens and both fitted lenses.
 
-    Each fitted lens is read from the cache when one was fitted for this model, revision, text
-    (its sha256, token count, chunk length, seed), hyperparameters and code fingerprint; else it
-    is fitted (on ``valid.txt``, ``run.lens``'s budget) and saved there.
+    The linear shortcut is fitted on ``valid.txt`` (``run.lens.fit_tokens``); the tuned lens
+    starts from it and is trained on the same text, its checkpoints judged on the monitor text
+    held out after it. Each is read from the cache when one was fitted for this model,
+    revision, text (its sha256, token count, chunk length, seed), hyperparameters (for the tuned
+    lens also the shortcut it started from) and code fingerprint; else it is fitted and saved.
     """
     budget = run.lens
-    text = lens_text(lm, run, "valid")
-    shortcut_key = result_key(lm, text.sha256, "lens_linear_shortcut", **text.provenance(),
-                              ridge=budget.ridge)
+    fit_text, monitor_text = lens_text(lm, run, "valid").split(budget.monitor_tokens)
+    shortcut_key = result_key(lm, fit_text.sha256, "lens_linear_shortcut",
+                              **fit_text.provenance(), ridge=budget.ridge)
+    shortcut = cached_lens(run.cache_dir, shortcut_key, lm, lambda: (
+        lenses.LinearShortcut.fit(lm, fit_text, ridge=budget.ridge)))
     tuned = dict(steps=budget.tuned_steps, lr=budget.tuned_lr, rows_per_step=budget.tuned_rows,
-                 vocab_sample=budget.vocab_sample)
-    tuned_key = result_key(lm, text.sha256, "lens_tuned_lens", **text.provenance(), **tuned)
+                 vocab_sample=budget.vocab_sample, monitor_every=budget.monitor_every)
+    tuned_key = result_key(lm, fit_text.sha256, "lens_tuned_lens", **fit_text.provenance(),
+                           monitor=monitor_text.provenance(), init=shortcut.fingerprint(),
+                           **tuned)
     return {
         LogitLens.label: LogitLens(),
-        lenses.LinearShortcut.label: cached_lens(run.cache_dir, shortcut_key, lm, lambda: (
-            lenses.LinearShortcut.fit(lm, text, ridge=budget.ridge))),
+        lenses.LinearShortcut.label: shortcut,
         lenses.TunedLens.label: cached_lens(run.cache_dir, tuned_key, lm, lambda: (
-            lenses.TunedLens.fit(lm, text, **tuned, seed=run.seed))),
+            lenses.TunedLens.fit(lm, fit_text, init=shortcut, monitor=monitor_text, **tuned,
+                                 seed=run.seed))),
     }
 
 

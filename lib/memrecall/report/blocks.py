@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..analysis.lens_convergence import REFERENCES, lens_admission
 from .lenses import depth_layer
 from .paper import ANALYSES
 
@@ -236,10 +237,19 @@ def paper_differs_block(comparison: pd.DataFrame) -> str:
 def lens_kl_block(kl: pd.DataFrame, depths: Sequence[float] = KL_DEPTHS) -> str:
     """Per model and lens: held-out KL (bits) at a few depths and its mean before the output.
 
+    When ``kl`` holds standard errors and every lens the convergence rule judges, a last column
+    gives the rule's decision (:func:`memrecall.analysis.lens_admission`).
+
     Args:
-        kl: ``lens_kl.csv``: ``lens, layer`` (0-based), ``kl_bits, model``.
+        kl: ``lens_kl.csv``: ``lens, layer`` (0-based), ``kl_bits``, ``model`` (``se_bits``).
         depths: relative depths, each shown at :func:`memrecall.report.depth_layer`.
     """
+    judged = "se_bits" in kl and {*REFERENCES, *(r for refs in REFERENCES.values()
+                                                 for r in refs)} <= set(kl["lens"])
+    decisions = {} if not judged else {
+        (row.model, row.lens): ("admitted" if row.admitted
+                                else f"left out: layers {row.failing_layers}")
+        for row in lens_admission(kl).itertuples()}
     rows = []
     for model in _order(kl["model"]):
         part = kl[kl["model"] == model]
@@ -249,9 +259,10 @@ def lens_kl_block(kl: pd.DataFrame, depths: Sequence[float] = KL_DEPTHS) -> str:
             rows.append([model, lens,
                          *(f"{_num(bits.get(depth_layer(d, n_layers) - 1), 2)} (layer "
                            f"{depth_layer(d, n_layers)} of {n_layers})" for d in depths),
-                         _num(bits[bits.index < n_layers - 1].mean(), 2)])
+                         _num(bits[bits.index < n_layers - 1].mean(), 2),
+                         *([decisions.get((model, lens), "—")] if judged else [])])
     header = ["model", "lens", *(f"KL at {d:.0%} depth" for d in depths),
-              "mean KL over all layers but the last"]
+              "mean KL over all layers but the last", *(["convergence rule"] if judged else [])]
     return _table(header, rows)
 
 

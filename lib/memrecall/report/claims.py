@@ -50,23 +50,26 @@ def claims_for_reading(rows: pd.DataFrame | Iterable[Mapping[str, Any]],
     })
 
 
-def merge_claims_file(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+def merge_claims_file(path: str | Path, rows: Iterable[Mapping[str, Any]],
+                      retract: Iterable[Mapping[str, Any]] = ()) -> pd.DataFrame:
     """Merge ``rows`` into ``claims.csv`` (:func:`memrecall.analysis.merge_claims`), atomically.
 
-    Rows with the same (claim, model, population, lens) are replaced, others kept, so each
-    notebook writes the claims it measures; the read, merge and write hold the folder's lock,
-    and the code is recorded in ``provenance.json`` (:func:`memrecall.report.recorded`). A
-    file that is not a claims table (other columns, not CSV, not UTF-8) is moved to
-    ``<name>.bak`` with a :class:`CacheWarning` and replaced.
+    Rows with the same (claim, model, population, lens) are replaced, others kept (except those
+    matching one of ``retract``, removed), so each notebook writes the claims it measures; the
+    read, merge and write hold the folder's lock, and the code is recorded in
+    ``provenance.json`` (:func:`memrecall.report.recorded`). A file that is not a claims table
+    (other columns, not CSV, not UTF-8) is moved to ``<name>.bak`` with a :class:`CacheWarning`
+    and replaced.
 
     Returns:
         The whole merged table.
     """
     with recorded(path) as path:
-        return _merge_into(path, claims_frame(rows))
+        return _merge_into(path, claims_frame(rows), list(retract))
 
 
-def _merge_into(path: Path, new: pd.DataFrame) -> pd.DataFrame:
+def _merge_into(path: Path, new: pd.DataFrame,
+                retract: list[Mapping[str, Any]]) -> pd.DataFrame:
     """:func:`merge_claims_file`'s read, merge and write (the caller holds the lock)."""
     old = None
     if path.is_file():
@@ -82,6 +85,6 @@ def _merge_into(path: Path, new: pd.DataFrame) -> pd.DataFrame:
             warnings.warn(f"{path}: not merged into, {problem}; kept as {backup}", CacheWarning,
                           stacklevel=2)
             old = None
-    merged = merge_claims(old, new)
+    merged = merge_claims(old, new, retract)
     atomic_write_text(path, merged.to_csv(index=False))
     return merged

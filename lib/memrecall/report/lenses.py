@@ -55,7 +55,8 @@ def _change(base: int | None, other: int | None, base_effect: float, effect: flo
 
 
 def lens_verdicts(tests: pd.DataFrame, baseline: str = LogitLens.label, a: str = "memorized",
-                  b: str = "non-memorized", alpha: float = 0.05) -> pd.DataFrame:
+                  b: str = "non-memorized", alpha: float = 0.05,
+                  admission: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per model and lens: the two-step picture, and what the lens does to it.
 
     The strength of the picture is the mean of the two effects in its direction (earlier
@@ -71,12 +72,17 @@ def lens_verdicts(tests: pd.DataFrame, baseline: str = LogitLens.label, a: str =
         a: the group recalled from memory (memorized idioms).
         b: the group it is compared with (non-memorized idioms).
         alpha: significance level.
+        admission: :func:`memrecall.analysis.lens_admission` rows; a lens it does not admit
+            gets ``change`` "left out: not converged (layers ...)" instead of a comparison.
 
     Returns:
         One row per (model, lens): ``two_step`` (:func:`two_step_verdict`), the deltas
         ``promotion_delta`` and ``boost_delta``, ``strength`` and ``change`` (one of
         :data:`LENS_CHANGES`; ``baseline`` for the baseline itself).
     """
+    left_out = {} if admission is None else {
+        (row.model, row.lens): row.failing_layers
+        for row in admission.itertuples() if not row.admitted}
     rows = []
     for (model, lens), part in tests.groupby(["model", "lens"], sort=False):
         pair = part[(part["a"] == a) & (part["b"] == b)].set_index("measure")
@@ -98,6 +104,8 @@ def lens_verdicts(tests: pd.DataFrame, baseline: str = LogitLens.label, a: str =
         base = out[(out["model"] == row.model) & (out["lens"] == baseline)]
         if row.lens == baseline:
             changes.append("baseline")
+        elif (row.model, row.lens) in left_out:
+            changes.append(f"left out: not converged (layers {left_out[row.model, row.lens]})")
         elif base.empty:
             changes.append("not tested")
         else:
