@@ -6,6 +6,8 @@ Cases (same model, same inputs, same process for every method of a case):
   weights, built from a config (no download), the real GPT-2 BPE (offline); the 852 IdioMem idioms.
 * ``gemma-3-270m``: the packaged Gemma 3 270M (vocabulary 262k): the same timings, then the
   memory test: peak extra RSS of ``project`` over all IdioMem + ``--wiki`` Wikipedia prompts.
+* ``lenses``: notebook 06's lens fitting and held-out KL per model against its FLOP bound
+  (:mod:`lens_fitting`).
 * ``knockout``: the paper's knockout design on the packaged Gemma 3 270M (``--knockout-model``):
   ``--knockout-probes`` memorized idioms, as many non-memorized ones and Wikipedia prompts
   (seeded), the dominant / non-dominant / random controls, k = 10, windows of 1-3 layers.
@@ -60,6 +62,7 @@ from baselines import (  # noqa: E402
     per_config_sweep,
     plain_forward,
 )
+from lens_fitting import bench_lenses  # noqa: E402
 from measure import (  # noqa: E402
     PeakMemory,
     environment,
@@ -71,7 +74,7 @@ from measure import (  # noqa: E402
     timed,
 )
 
-CASES = ["gpt2-medium-shape", "gemma-3-270m", "knockout"]
+CASES = ["gpt2-medium-shape", "gemma-3-270m", "knockout", "lenses"]
 RESULTS = Path(__file__).resolve().parent / "results"
 GIB = 2**30
 
@@ -352,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="configurations the per-configuration loop runs (extrapolated)")
     parser.add_argument("--knockout-detail", type=Path, default=None,
                         help="write the knockout case's per-probe sweep here (parquet)")
+    parser.add_argument("--lens-models", default=",".join(mr.profile_models("offline")),
+                        help="the lenses case's models (comma-separated)")
     parser.add_argument("--wiki", type=int, default=1000,
                         help="Wikipedia prompts added for the Gemma memory test (0: skip)")
     parser.add_argument("--quick", action="store_true",
@@ -395,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "knockout":
             records[name] = bench_knockout(args, rate["best_gflops"])
             print_knockout(records[name])
+            continue
+        if name == "lenses":
+            records[name] = bench_lenses(args, rate["best_gflops"], log)
             continue
         records[name] = bench_case(name, args, rate["best_gflops"])
         print_table(name, records[name])

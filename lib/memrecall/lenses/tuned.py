@@ -25,7 +25,8 @@ the distribution the lens reads at layer ``l``, averaged over the positions of o
 * ``b_l`` is learnt in units of the layer's residual scale (root mean square of its block
   outputs), so one learning rate suits every layer; Adam's rate decays to 0 on a cosine.
 
-``meta["train_kl_bits"]`` is the training objective per step (mean over layers, bits);
+``meta["train_kl_bits"]`` is the training objective per step (mean over layers, bits),
+``meta["mean_vocab_per_step"]`` the tokens its logits covered;
 ``meta["monitor"]`` the held-out curve: checkpoint steps, mean and per-layer exact KL, and the
 step each layer's translator was kept from.
 """
@@ -228,7 +229,7 @@ class TunedLens(AffineLens):
             optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / max(steps, 1))))
         checkpoints = _Checkpoints(_Monitor(lm, monitor, batch_chunks) if monitor else None,
                                    weights, biases, scale)
-        head, history, hidden = lm.head, [], first
+        head, history, hidden, vocab_sizes = lm.head, [], first, []
         with _frozen(lm.model):
             for step in range(steps):
                 if step and monitor_every and step % monitor_every == 0:
@@ -237,6 +238,7 @@ class TunedLens(AffineLens):
                     hidden = next(batches)
                 log_final, entropy = _target(lm, hidden[-1])
                 ids, log_weights = sampled_vocabulary(log_final, vocab_sample, top_k, generator)
+                vocab_sizes.append(head.vocab_size if ids is None else len(ids))
                 optimizer.zero_grad()
                 total = 0.0
                 for layer in range(lm.n_layers - 1):  # one layer's logits in memory at a time
@@ -257,6 +259,7 @@ class TunedLens(AffineLens):
                  "monitor_every": monitor_every}
         meta = fit_meta(lm, chunks, hyper, seed=seed, seconds=time.perf_counter() - started)
         meta["train_kl_bits"] = [round(value, 5) for value in history]
+        meta["mean_vocab_per_step"] = round(sum(vocab_sizes) / len(vocab_sizes)) if steps else 0
         if checkpoints.monitor is not None:
             meta["monitor"] = checkpoints.summary()
         return cls(weight, bias, meta)
