@@ -198,3 +198,9 @@ def test_training_figure_draws_the_objective_and_the_monitor(tmp_path):
     assert list(lines["monitor"].get_xdata()) == [0, 2, 4]
     assert list(lines["train"].get_ydata()) == meta["train_kl_bits"]
     assert (tmp_path / "train.png").is_file()
+
+
+def test_a_start_fitted_for_another_model_is_refused(texts, shortcut):
+    other = mr.load("tiny-llama", device="cpu")
+    with pytest.raises(lenses.LensMismatchError, match="fitted for"):
+        lenses.TunedLens.fit(other, texts[0], init=shortcut, steps=1)

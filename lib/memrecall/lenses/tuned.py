@@ -14,8 +14,9 @@ the distribution the lens reads at layer ``l``, averaged over the positions of o
   vocabulary is the expensive part (Gemma 3: 262k tokens). Each step's vocabulary is the union
   of every row's ``top_k`` final tokens (kept exactly) and ``k`` tokens drawn uniformly, without
   replacement, from the rest, each standing for ``(vocab - top) / k`` tokens, so the lens's
-  normaliser and the cross-entropy term are estimated without the bias of a plain subset (which
-  ignores the mass the lens puts on the undrawn tokens). The target's own normaliser and
+  normaliser and the cross-entropy term are estimated without bias, unlike a plain subset, which
+  ignores the mass the lens puts on the undrawn tokens (the log of the normaliser is then low by
+  Jensen's inequality, by about half its relative variance). The target's own normaliser and
   entropy are always exact.
 * **Monitor.** With ``monitor`` (text held out of the fit, :meth:`TextChunks.split`), the
   exact per-layer KL on it is measured at the start and every ``monitor_every`` steps, and each
@@ -43,7 +44,7 @@ from torch import nn
 
 from ..models import LM
 from .affine import AffineLens, fit_meta, translate
-from .evaluate import kl_from_logits
+from .evaluate import LOGIT_TILE_FLOATS, kl_from_logits
 from .text import TextChunks, hidden_batches
 
 __all__ = ["TRAINING_CACHE_BYTES", "TunedLens", "sampled_vocabulary"]
@@ -51,8 +52,6 @@ __all__ = ["TRAINING_CACHE_BYTES", "TunedLens", "sampled_vocabulary"]
 # The training positions' block outputs are kept in memory (not recomputed each epoch) when they
 # fit in this many bytes; otherwise each step reads the next batch from a fresh forward pass.
 TRAINING_CACHE_BYTES = 2 * 2**30
-# Rows of full-vocabulary logits computed at once when measuring the monitor's exact KL.
-MONITOR_TILE_FLOATS = 16 * 2**20
 
 
 @contextmanager
@@ -152,7 +151,7 @@ class _Monitor:
     def kl_bits(self, weights: list[torch.Tensor], biases: list[torch.Tensor]) -> list[float]:
         """Mean exact KL in bits per layer (all but the last) of translators ``A_l``, ``b_l``."""
         head, hidden = self.lm.head, self.hidden
-        tile = max(1, MONITOR_TILE_FLOATS // head.vocab_size)
+        tile = max(1, LOGIT_TILE_FLOATS // head.vocab_size)
         totals = torch.zeros(len(weights), dtype=torch.float64)
         for r0 in range(0, self.n_tokens, tile):
             log_final, entropy = _target(self.lm, hidden[-1, r0:r0 + tile])
@@ -214,12 +213,12 @@ class TunedLens(AffineLens):
         """
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(seed)
+        start = init if init is not None else cls.identity(lm)
+        start.check(lm)
         batches = _row_batches(lm, chunks, rows_per_step, generator, batch_chunks, cache_bytes)
         first = next(batches)
         # each layer's residual scale, from the first batch: the unit its offset is learnt in
         scale = first[:-1].pow(2).mean(dim=(1, 2)).sqrt().clamp_min(1e-6)
-        start = init if init is not None else cls.identity(lm)
-        start.check(lm)
         # one (d, d) matrix and one offset per layer: a layer's backward touches only its own
         weights = [w.detach().clone().to(lm.device).requires_grad_(True) for w in start.weight]
         biases = [(b.detach().to(lm.device) / s).requires_grad_(True)
