@@ -1,4 +1,6 @@
-"""FFN sub-updates and neuron knockouts (Haviv et al. 2023, section 5; Geva et al. 2022).
+"""Knockouts: FFN sub-updates and neurons (Haviv et al. 2023; Geva et al. 2022), attention edges.
+
+Attention edges as in Geva et al. 2023 ("Dissecting Recall of Factual Associations").
 
 One engine that returns tensors and frames; no statistics, no prose (those are in
 :mod:`memrecall.analysis` and :mod:`memrecall.report`), no cache (:mod:`memrecall.pipeline`).
@@ -15,11 +17,15 @@ One engine that returns tensors and frames; no statistics, no prose (those are i
 * :mod:`~memrecall.interventions.sweep`: :class:`SweepConfig`, :func:`knockout_sweep` (many
   (configuration, probe) rows per forward), :func:`summarize_sweep`;
 * :mod:`~memrecall.interventions.readout`: window matrices, layer profiles, value-vector
-  read-outs.
+  read-outs;
+* :mod:`~memrecall.interventions.attention`: :func:`blocked_edges` (per row and layer, the keys
+  the prediction position may not read, through the attention functions' own mask) and
+  :func:`source_positions` (content / function words, first token, all previous positions).
 """
 
 from __future__ import annotations
 
+from .attention import SOURCE_SETS, blocked_edges, source_positions
 from .controls import CONTROL_TABLE, CONTROLS, PAPER_CONTROLS, Control, control
 from .knockout import Scope, knockout, neuron_masks
 from .neurons import (
@@ -55,17 +61,19 @@ __all__ = [
     "CONTROLS",
     "CONTROL_TABLE",
     "PAPER_CONTROLS",
-    "Control",
-    "control",
     "PAPER_KS",
     "PAPER_MAX_WINDOW",
     "RELEASED_KS",
     "RELEASED_MAX_WINDOW",
+    "SOURCE_SETS",
     "SWEEP_KEYS",
     "CleanRun",
+    "Control",
     "Scope",
     "SweepConfig",
     "TopNeurons",
+    "blocked_edges",
+    "control",
     "knockout",
     "knockout_configs",
     "knockout_sweep",
@@ -75,6 +83,7 @@ __all__ = [
     "neuron_scores",
     "prediction_rank_in_value_vectors",
     "random_neurons",
+    "source_positions",
     "sub_update_examples",
     "summarize_sweep",
     "top_neurons",

@@ -40,6 +40,8 @@ class ArchSpec:
     # relative to one block: a Gemma RMSNorm on the MLP output before the residual add
     # (Architecture.post_mlp_norm_at_scale is its formula); empty: the MLP output is added as is
     post_mlp_norm: tuple[str, ...] = ()
+    # relative to one block: the self-attention module that calls the attention function
+    attention: tuple[str, ...] = ("self_attn",)
 
 
 _DECODER = dict(
@@ -65,6 +67,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         unembed_bias=(),
         mlp=("mlp",),
         mlp_out=("c_proj",),
+        attention=("attn",),
     ),
     "gpt_neox": ArchSpec(
         kind="causal",
@@ -76,6 +79,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         unembed_bias=(),
         mlp=("mlp",),
         mlp_out=("dense_4h_to_h",),
+        attention=("attention",),
     ),
     **{name: ArchSpec(**_DECODER) for name in ("llama", "mistral", "qwen2", "qwen3", "gemma")},
     **{name: ArchSpec(**_DECODER, post_mlp_norm=("post_feedforward_layernorm",))
@@ -90,6 +94,7 @@ ARCHITECTURES: dict[str, ArchSpec] = {
         unembed_bias=("cls.predictions.bias",),
         mlp=("",),
         mlp_out=("output.dense",),
+        attention=("attention.self",),
     ),
 }
 
@@ -131,6 +136,7 @@ class Architecture:
     mlp_paths: tuple[str, ...]
     mlp_out_paths: tuple[str, ...]
     post_mlp_norm_paths: tuple[str, ...] = ()
+    attention_paths: tuple[str, ...] = ("self_attn",)
 
     @property
     def n_layers(self) -> int:
@@ -140,6 +146,10 @@ class Architecture:
     def mlp(self, layer: int) -> nn.Module:
         """The feed-forward module of block ``layer``."""
         return _first(self.blocks[layer], self.mlp_paths, "MLP", self.model_type)
+
+    def attention(self, layer: int) -> nn.Module:
+        """The self-attention module of block ``layer``: it calls the attention function."""
+        return _first(self.blocks[layer], self.attention_paths, "attention", self.model_type)
 
     def mlp_out(self, layer: int) -> nn.Module:
         """The MLP's output projection: its input is the neuron activations."""
@@ -246,4 +256,5 @@ def resolve(model: nn.Module) -> Architecture:
         mlp_paths=spec.mlp,
         mlp_out_paths=spec.mlp_out,
         post_mlp_norm_paths=spec.post_mlp_norm,
+        attention_paths=spec.attention,
     )
