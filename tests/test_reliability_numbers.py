@@ -109,14 +109,14 @@ def test_an_inf_hidden_state_stops_the_knockout_sweep_naming_the_prompt():
 @pytest.mark.parametrize("resume", [True, False])
 def test_infinite_logits_after_a_knockout_stop_the_sweep(monkeypatch, resume):
     lm = mr.load("tiny-gpt2", device="cpu")
-    real = iv.sweep._Head.flush
+    real = iv.rows.HeadQueue.flush
 
     def overflowing(self):
         for _, _, normed in self.pending:
             normed[0] = torch.inf
         real(self)
 
-    monkeypatch.setattr(iv.sweep._Head, "flush", overflowing)
+    monkeypatch.setattr(iv.rows.HeadQueue, "flush", overflowing)
     with pytest.raises(NonFiniteError, match=r"logit at layer 4 \(1-based.*after a knockout.*"
                                              r"prompt \d \('"):
         iv.knockout_sweep(lm, PROMPTS, ks=(2,), max_window=1, progress=False, resume=resume)

@@ -46,7 +46,6 @@ import torch
 
 from ..forward.batching import activation_token_budget, halve_on_oom
 from ..models import LM
-from ..models.finite import check_finite
 from ..runmode import progress_bar
 from .controls import CONTROLS, control
 from .knockout import Scope, neuron_mask, neuron_masks
@@ -61,6 +60,7 @@ from .resume import (
     probe_frame,
     target_tokens,
 )
+from .rows import HEAD_ROWS, HeadQueue, halves, spans
 from .summary import SWEEP_KEYS, summarize_sweep
 
 __all__ = ["PAPER_KS", "PAPER_MAX_WINDOW", "RELEASED_KS", "RELEASED_MAX_WINDOW",
@@ -196,59 +196,8 @@ class _Plan:
         return out
 
 
-class _Head:
-    """Final-head read-outs of many rows at once: rows wait until enough of them share a scan.
-
-    One pass over the unembedding reads all of it whatever the number of rows, so a few rows at
-    a time would be memory-bound; :data:`HEAD_ROWS` rows (or all, on an accelerator) are not.
-    """
-
-    def __init__(self, lm: LM, tokens: torch.Tensor, out: tuple[torch.Tensor, ...],
-                 rows: int) -> None:
-        self.lm, self.tokens, self.rows = lm, tokens, rows
-        self.pred, self.rank, self.prob = out
-        self.pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        self.count = 0
-
-    def add(self, configs: torch.Tensor, probes: torch.Tensor, normed: torch.Tensor) -> None:
-        """Queue ``(rows, d)`` normed states of rows (configuration, probe); scan when enough."""
-        self.pending.append((configs, probes, normed))
-        self.count += len(configs)
-        if self.count >= self.rows:
-            self.flush()
-
-    def flush(self) -> None:
-        """Scan every queued row: the new prediction, ranks and probabilities of the tokens."""
-        if not self.pending:
-            return
-        configs, probes, normed = (torch.cat(parts) for parts in zip(*self.pending))
-        self.pending, self.count = [], 0
-        scan = self.lm.head.scan(normed, self.tokens[probes], argmax=True)
-        check_finite(self.lm, scan.log_norm.unsqueeze(0), "logit",
-                     layers=[self.lm.n_layers - 1], rows=probes, where=" after a knockout")
-        self.pred[configs, probes] = scan.pred
-        self.rank[configs, probes] = scan.larger
-        self.prob[configs, probes] = torch.exp(scan.own - scan.log_norm.unsqueeze(1))
-
-
-HEAD_ROWS = 4096
-"""Rows per head scan on CPU (the scan's own row tile); all rows at once on an accelerator."""
-
-
-def _halves(span: tuple[int, int]) -> list[tuple[int, int]]:
-    lo, hi = span
-    if hi - lo < 2:
-        return []
-    mid = (lo + hi) // 2
-    return [(lo, mid), (mid, hi)]
-
-
-def _spans(total: int, size: int) -> list[tuple[int, int]]:
-    return [(lo, min(lo + size, total)) for lo in range(0, total, size)]
-
-
 def _staggered(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, scope: Scope,
-               head: _Head) -> int:
+               head: HeadQueue) -> int:
     """Every (configuration, probe) row of one probe batch, in one pass over the blocks.
 
     A row joins at its window's first block, on its probe's recorded input there; at each block
@@ -279,16 +228,16 @@ def _staggered(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, scope: Scope
                               norm_scales=clean.scales_for(masks, rows_p)):
                 return clean.run_block(layer, hidden[part], rows_p)
 
-        done = halve_on_oom(_spans(len(configs), max_rows), step, _halves, lm.device)
+        done = halve_on_oom(spans(len(configs), max_rows), step, halves, lm.device)
         hidden = torch.cat([out for _, out in done])
-    for lo, hi in _spans(len(configs), max_rows):
+    for lo, hi in spans(len(configs), max_rows):
         head.add(configs[lo:hi], batch.rows[probes[lo:hi]],
                  clean.readout(hidden[lo:hi], probes[lo:hi]))
     return len(configs)
 
 
 def _by_start(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, scope: Scope,
-              head: _Head) -> int:
+              head: HeadQueue) -> int:
     """The rows of :func:`_staggered` without a recording: whole forwards, by start layer."""
     batch, width = clean.batch, mlp_width(lm)
     size, device = len(batch.rows), batch.rows.device
@@ -309,7 +258,7 @@ def _by_start(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, scope: Scope,
                 normed = clean.forward_rows(start, rows_p)
             head.add(rows_c, batch.rows[rows_p], normed)
 
-        halve_on_oom(_spans(len(configs), max_rows), step, _halves, lm.device)
+        halve_on_oom(spans(len(configs), max_rows), step, halves, lm.device)
         total += len(configs)
     return total
 
@@ -388,7 +337,7 @@ def _sweep(lm: LM, frame: pd.DataFrame, config: SweepConfig, batch_size: int | N
     out = (torch.zeros(n_configs, n, dtype=torch.long, device=device),
            torch.zeros(n_configs, n, tokens.shape[1], dtype=torch.long, device=device),
            torch.zeros(n_configs, n, tokens.shape[1], device=device))
-    head = _Head(lm, tokens, out, HEAD_ROWS if device.type == "cpu" else n_configs * n)
+    head = HeadQueue(lm, tokens, out, HEAD_ROWS if device.type == "cpu" else n_configs * n)
     show = progress if progress is not None else n_configs * n > 5000
     bar = progress_bar(total=n_configs * n, desc=f"knockouts {lm.name} ({n_configs} configs)",
                        unit="row", unit_scale=True, disable=not show)
