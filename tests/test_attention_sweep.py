@@ -1,10 +1,12 @@
 """The attention-edge sweep: its configurations, and every row equal to a run of its own."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import memrecall as mr
+from memrecall.analysis import ATTENTION_COLUMNS, attention_table
 from memrecall.interventions.attention import blocked_edges, source_positions
 from memrecall.interventions.attention_sweep import (
     ATTENTION_KEYS,
@@ -65,3 +67,35 @@ def test_unknown_source_sets_are_refused():
     lm = mr.load("tiny-gpt2", device="cpu")
     with pytest.raises(ValueError, match="unknown source set"):
         attention_sweep(lm, PROMPTS, sources=("nouns",))
+
+
+def constructed_detail() -> pd.DataFrame:
+    """Two groups x 4 probes, one source set, windows of 1 over 3 layers, known read-outs.
+
+    Memorized probes lose half of the prediction's probability at layer 1 (-50%) and change
+    there in 2 of 4 probes; nothing happens elsewhere. Probe 3 has no source position.
+    """
+    rows = []
+    for group, probes in (("memorized", range(4)), ("wikipedia", range(4, 8))):
+        for probe in probes:
+            for start in range(3):
+                hit = group == "memorized" and start == 0
+                rows.append({"probe": probe, "group": group, "sources": "content", "window": 1,
+                             "start_layer": start, "end_layer": start,
+                             "n_sources": 0 if probe == 3 else 2, "base_pred_prob": 0.4,
+                             "pred_prob": 0.2 if hit else 0.4,
+                             "changed": hit and probe in (0, 1)})
+    return pd.DataFrame(rows)
+
+
+def test_attention_table_reads_known_answers():
+    table = attention_table(constructed_detail())
+    assert list(table.columns) == ATTENTION_COLUMNS
+    first = table[(table["group"] == "memorized") & (table["start_layer"] == 1)].iloc[0]
+    assert first["end_layer"] == 1 and first["n_probes"] == 3  # probe 3 blocks nothing: out
+    assert first["prob_change_rel_pct"] == pytest.approx(-50.0)
+    assert first["ci_low"] == pytest.approx(-50.0) and first["ci_high"] == pytest.approx(-50.0)
+    assert first["changed_pct"] == pytest.approx(200 / 3)
+    rest = table[(table["group"] == "wikipedia") | (table["start_layer"] > 1)]
+    assert (rest["prob_change_rel_pct"] == 0).all() and (rest["changed_pct"] == 0).all()
+    assert sorted(table["start_layer"].unique()) == [1, 2, 3]  # 1-based

@@ -7,9 +7,11 @@ summaries, group tests), :mod:`.memorization` (who memorizes what), :mod:`.landm
 knockout claims with intervals and p-values), :mod:`.dataset` (notebook 01's tables of the
 data), :mod:`.claims` (each claim of the paper and the verdict rule), :mod:`.effects` (effect
 sizes with intervals), :mod:`.claim_rows` (each claim measured on a model's results),
-:mod:`.lens_convergence` (which fitted lenses may enter the verdicts).
+:mod:`.lens_convergence` (which fitted lenses may enter the verdicts), :mod:`.attention` (the
+attention-edge sweep's read-outs).
 """
 
+from .attention import ATTENTION_COLUMNS, attention_table
 from .claim_rows import (
     classifier_claims,
     clusters_claim,
@@ -139,6 +141,7 @@ from .projection import (
 
 __all__ = [
     "ADMISSION_COLUMNS",
+    "ATTENTION_COLUMNS",
     "CLAIMS",
     "CLAIM_COLUMNS",
     "CLAIM_KEYS",
@@ -163,6 +166,7 @@ __all__ = [
     "TEST_COLUMNS",
     "VERDICTS",
     "Claim",
+    "attention_table",
     "balanced_splits",
     "bootstrap_mean_ci",
     "bootstrap_p_value",
