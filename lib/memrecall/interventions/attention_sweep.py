@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..forward.batching import activation_token_budget, halve_on_oom
+from ..forward.batching import activation_token_budget
 from ..models import LM
 from ..runmode import progress_bar
 from .attention import SOURCE_SETS, blocked_edges, source_positions
@@ -36,7 +36,7 @@ from .resume import (
     probe_batches,
     probe_frame,
 )
-from .rows import HEAD_ROWS, HeadQueue, halves, spans
+from .rows import HEAD_ROWS, HeadQueue, staggered_rows
 
 __all__ = ["ATTENTION_KEYS", "AttentionSweepConfig", "attention_configs", "attention_sweep",
            "attention_windows"]
@@ -123,43 +123,24 @@ def _source_masks(lm: LM, prompts: Sequence[str], sources: Sequence[str],
 def _staggered(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, head: HeadQueue) -> int:
     """Every (configuration, probe) row of one probe batch, in one pass over the blocks.
 
-    Rows whose source set is empty for their probe are not run. Returns the number of rows.
+    :func:`~memrecall.interventions.rows.staggered_rows`, each row blocking its edges where its
+    window covers the block. Rows whose source set is empty for their probe are not run (they
+    keep the clean numbers). Returns the number of rows run.
     """
-    batch = clean.batch
-    size, device, keys = len(batch.rows), batch.rows.device, batch.input_ids.shape[1]
-    configs = probes = torch.empty(0, dtype=torch.long, device=device)
-    hidden = None
-    for layer in range(lm.n_layers):
-        joining = torch.nonzero(plan.start == layer).squeeze(1)
-        new_configs = joining.repeat_interleave(size)
-        new_probes = torch.arange(size, device=device).repeat(len(joining))
-        # a probe without a position in the set blocks nothing: it keeps its clean prediction
-        blocks = plan.masks[plan.source[new_configs], batch.rows[new_probes]].any(1)
-        new_configs, new_probes = new_configs[blocks], new_probes[blocks]
-        if len(new_configs):
-            configs = torch.cat([configs, new_configs])
-            probes = torch.cat([probes, new_probes])
-            entering = clean.block_input(layer, new_probes)
-            hidden = entering if hidden is None else torch.cat([hidden, entering])
-        if hidden is None:
-            continue
+    batch, keys = clean.batch, clean.batch.input_ids.shape[1]
 
-        def step(span: tuple[int, int], layer: int = layer, configs: torch.Tensor = configs,
-                 probes: torch.Tensor = probes, hidden: torch.Tensor = hidden) -> torch.Tensor:
-            part = slice(*span)
-            rows_c, rows_p = configs[part], probes[part]
-            edges = plan.edges(layer, lm.n_layers, rows_c, batch.rows[rows_p], keys)
-            if not edges.any():  # every window here is over, or yet to come: the clean block
-                return clean.run_block(layer, hidden[part], rows_p)
-            with blocked_edges(lm, edges, batch.positions[rows_p]):
-                return clean.run_block(layer, hidden[part], rows_p)
+    def blocks_something(configs: torch.Tensor, probes: torch.Tensor) -> torch.Tensor:
+        return plan.masks[plan.source[configs], batch.rows[probes]].any(1)
 
-        done = halve_on_oom(spans(len(configs), max_rows), step, halves, lm.device)
-        hidden = torch.cat([out for _, out in done])
-    for lo, hi in spans(len(configs), max_rows):
-        head.add(configs[lo:hi], batch.rows[probes[lo:hi]],
-                 clean.readout(hidden[lo:hi], probes[lo:hi]))
-    return len(configs)
+    def run_block(layer: int, configs: torch.Tensor, probes: torch.Tensor,
+                  hidden: torch.Tensor) -> torch.Tensor:
+        edges = plan.edges(layer, lm.n_layers, configs, batch.rows[probes], keys)
+        if not edges.any():  # every window here is over, or yet to come: the clean block
+            return clean.run_block(layer, hidden, probes)
+        with blocked_edges(lm, edges, batch.positions[probes]):
+            return clean.run_block(layer, hidden, probes)
+
+    return staggered_rows(lm, clean, plan.start, max_rows, head, run_block, blocks_something)
 
 
 def attention_sweep(lm: LM, probes: pd.DataFrame | Sequence[str],

@@ -60,7 +60,7 @@ from .resume import (
     probe_frame,
     target_tokens,
 )
-from .rows import HEAD_ROWS, HeadQueue, halves, spans
+from .rows import HEAD_ROWS, HeadQueue, halves, spans, staggered_rows
 from .summary import SWEEP_KEYS, summarize_sweep
 
 __all__ = ["PAPER_KS", "PAPER_MAX_WINDOW", "RELEASED_KS", "RELEASED_MAX_WINDOW",
@@ -200,40 +200,19 @@ def _staggered(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, scope: Scope
                head: HeadQueue) -> int:
     """Every (configuration, probe) row of one probe batch, in one pass over the blocks.
 
-    A row joins at its window's first block, on its probe's recorded input there; at each block
-    the rows in flight run in chunks of at most ``max_rows``, each with its own mask where its
-    window covers the block. Returns the number of rows.
+    :func:`~memrecall.interventions.rows.staggered_rows`, each row with its own neuron mask
+    where its window covers the block. Returns the number of rows.
     """
     batch, width = clean.batch, mlp_width(lm)
-    size, device = len(batch.rows), batch.rows.device
-    configs = probes = torch.empty(0, dtype=torch.long, device=device)
-    hidden = None
-    for layer in range(lm.n_layers):
-        joining = torch.nonzero(plan.start == layer).squeeze(1)
-        if len(joining):
-            new_probes = torch.arange(size, device=device).repeat(len(joining))
-            configs = torch.cat([configs, joining.repeat_interleave(size)])
-            probes = torch.cat([probes, new_probes])
-            entering = clean.block_input(layer, new_probes)
-            hidden = entering if hidden is None else torch.cat([hidden, entering])
-        if hidden is None:
-            continue
 
-        def step(span: tuple[int, int], layer: int = layer, configs: torch.Tensor = configs,
-                 probes: torch.Tensor = probes, hidden: torch.Tensor = hidden) -> torch.Tensor:
-            part = slice(*span)
-            rows_c, rows_p = configs[part], probes[part]
-            masks = plan.masks(range(layer, layer + 1), rows_c, batch.rows[rows_p], width)
-            with neuron_masks(lm, masks, positions=batch.positions[rows_p], scope=scope,
-                              norm_scales=clean.scales_for(masks, rows_p)):
-                return clean.run_block(layer, hidden[part], rows_p)
+    def run_block(layer: int, configs: torch.Tensor, probes: torch.Tensor,
+                  hidden: torch.Tensor) -> torch.Tensor:
+        masks = plan.masks(range(layer, layer + 1), configs, batch.rows[probes], width)
+        with neuron_masks(lm, masks, positions=batch.positions[probes], scope=scope,
+                          norm_scales=clean.scales_for(masks, probes)):
+            return clean.run_block(layer, hidden, probes)
 
-        done = halve_on_oom(spans(len(configs), max_rows), step, halves, lm.device)
-        hidden = torch.cat([out for _, out in done])
-    for lo, hi in spans(len(configs), max_rows):
-        head.add(configs[lo:hi], batch.rows[probes[lo:hi]],
-                 clean.readout(hidden[lo:hi], probes[lo:hi]))
-    return len(configs)
+    return staggered_rows(lm, clean, plan.start, max_rows, head, run_block)
 
 
 def _by_start(lm: LM, plan: _Plan, clean: CleanRun, max_rows: int, scope: Scope,
