@@ -257,6 +257,22 @@ def test_surplus_tensors_are_refused(saved_llama):
         mr.load(folder, device="cpu")
 
 
+def test_a_mis_shaped_tensor_is_refused(saved_llama):
+    from memrecall.models import ModelFolderError
+
+    folder, _ = saved_llama
+    weights = folder / "model.safetensors"
+    tensors = load_file(str(weights))
+    name = "model.layers.1.mlp.up_proj.weight"
+    rows, columns = tensors[name].shape
+    tensors[name] = torch.zeros(rows + 1, columns)  # one row too many: a checkpoint of another size
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    # transformers refuses the size mismatch itself (its load report names the tensor); either
+    # way the load fails with the folder named, never with the tensor re-initialised at random
+    with pytest.raises(ModelFolderError, match=r"llama.*(wrong shape|mismatched)"):
+        mr.load(folder, device="cpu")
+
+
 # --------------------------------------------------------------------------- converted manifests
 
 
