@@ -38,7 +38,7 @@ def test_a_flatness_claim(lo, hi, verdict):
 
 
 def test_every_claim_has_a_sentence_a_statistic_and_a_direction():
-    assert len(CLAIMS) == 16
+    assert len(CLAIMS) == 20
     for claim in CLAIMS.values():
         assert claim.sentence.endswith(".") and claim.statistic
         assert claim.expected_sign in (-1, 0, 1)

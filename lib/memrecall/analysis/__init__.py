@@ -8,11 +8,12 @@ knockout claims with intervals and p-values), :mod:`.dataset` (notebook 01's tab
 data), :mod:`.claims` (each claim of the paper and the verdict rule), :mod:`.effects` (effect
 sizes with intervals), :mod:`.claim_rows` (each claim measured on a model's results),
 :mod:`.lens_convergence` (which fitted lenses may enter the verdicts), :mod:`.attention` (the
-attention-edge sweep's read-outs).
+attention-edge sweep's read-outs), :mod:`.attention_claims` (its claims' statistics).
 """
 
 from .attention import ATTENTION_COLUMNS, attention_table
 from .claim_rows import (
+    attention_claims,
     classifier_claims,
     clusters_claim,
     frequency_claim,
@@ -166,6 +167,7 @@ __all__ = [
     "TEST_COLUMNS",
     "VERDICTS",
     "Claim",
+    "attention_claims",
     "attention_table",
     "balanced_splits",
     "bootstrap_mean_ci",

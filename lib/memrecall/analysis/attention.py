@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .attention_claims import relative_change
 from .projection import bootstrap_mean_ci
 
 __all__ = ["ATTENTION_COLUMNS", "attention_table"]
@@ -35,11 +36,7 @@ def attention_table(detail: pd.DataFrame, group_column: str = "group", ci: float
         seed: seeds the resampling.
     """
     groups = detail[group_column] if group_column in detail else pd.Series("all", detail.index)
-    before = detail["base_pred_prob"].to_numpy(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(before > 0, 100 * (detail["pred_prob"].to_numpy(np.float64) - before)
-                       / before, np.nan)
-    rows = detail.assign(group=groups.to_numpy(), rel=rel,
+    rows = detail.assign(group=groups.to_numpy(), rel=relative_change(detail),
                          changed_pct=100 * detail["changed"].astype(np.float64))
     rows = rows[rows["n_sources"] > 0]
     frames = []

@@ -1,9 +1,9 @@
 """Each claim of the paper measured on a model's results: rows of ``claims.csv``.
 
 :func:`group_claims` (promotion, boost, first-layer rank; facts), :func:`frequency_claim`,
-:func:`clusters_claim`, :func:`classifier_claims`, :func:`knockout_claims`. Each returns
-:func:`memrecall.analysis.claim_row` dicts; the statistics come from :mod:`.effects` and
-:mod:`.knockout_claims`.
+:func:`clusters_claim`, :func:`classifier_claims`, :func:`knockout_claims`,
+:func:`attention_claims`. Each returns :func:`memrecall.analysis.claim_row` dicts; the statistics
+come from :mod:`.effects`, :mod:`.knockout_claims` and :mod:`.attention_claims`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .attention_claims import before_vs_after, blocked_part, group_contrast, source_contrast
 from .claims import CLAIMS, claim_row
 from .classifier import classifier_above_chance, classifier_intermediate_layers
 from .clusters import cluster_labels, curve_gains
@@ -28,8 +29,8 @@ from .frequency import token_word, word_frequencies
 from .knockout_claims import depth_slope_stat, group_difference, layer1_vs_other_layers
 from .projection import per_example_table, stack
 
-__all__ = ["classifier_claims", "clusters_claim", "frequency_claim", "group_claims",
-           "knockout_claims"]
+__all__ = ["attention_claims", "classifier_claims", "clusters_claim", "frequency_claim",
+           "group_claims", "knockout_claims"]
 
 
 _GROUP_CLAIMS = (
@@ -150,6 +151,36 @@ def knockout_claims(model: str, detail: pd.DataFrame, n_layers: int, population:
         statistic["knockout_specific"] += (
             f"; memorized minus Wikipedia: {wiki['value']:+.0f} [{wiki['ci_low']:+.0f}, "
             f"{wiki['ci_high']:+.0f}]")
+    return [claim_row(claim, model, population, "logit", {**stat, "statistic": statistic[claim]})
+            for claim, stat in stats.items()]
+
+
+def attention_claims(model: str, detail: pd.DataFrame, window: int, promotion: pd.Series,
+                     population: str, seed: int = 0) -> list[dict]:
+    """The attention-edge claims on a per-probe attention sweep (:mod:`.attention_claims`).
+
+    Args:
+        model: the model's name.
+        detail: the per-probe sweep (groups memorized, non-memorized, Wikipedia).
+        window: the window size the claims read (the one nearest 20% of the depth).
+        promotion: per probe (index = ``probe``), its 0-based promotion layer.
+        population: the idioms the probes were drawn from.
+        seed: seeds the bootstraps.
+    """
+    stats = {
+        "attention_content_before_promotion": blocked_part(detail, window, promotion,
+                                                           seed=seed),
+        "attention_content_before_vs_after": before_vs_after(detail, window, promotion,
+                                                             seed=seed),
+        "attention_content_vs_nonmemorized": group_contrast(detail, window, seed=seed),
+        "attention_content_vs_function": source_contrast(detail, window, seed=seed),
+    }
+    statistic = {claim: f"{CLAIMS[claim].statistic}; {window}-layer windows" for claim in stats}
+    wiki = group_contrast(detail, window, b="wikipedia", seed=seed)
+    if np.isfinite(wiki["value"]):
+        statistic["attention_content_vs_nonmemorized"] += (
+            f"; memorized minus Wikipedia: {wiki['value']:+.1f} [{wiki['ci_low']:+.1f}, "
+            f"{wiki['ci_high']:+.1f}]")
     return [claim_row(claim, model, population, "logit", {**stat, "statistic": statistic[claim]})
             for claim, stat in stats.items()]
 

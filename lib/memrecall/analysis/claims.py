@@ -162,6 +162,28 @@ CLAIMS: dict[str, Claim] = _claims(
           note="A flatness claim: supported when the interval covers 0 and lies within "
                "+-50 %/depth (a change under 50 points over the whole depth), contradicted "
                "when it excludes 0."),
+    Claim("attention_content_before_promotion",
+          "Not tested by the paper: memorized predictions read the idiom's content words in the "
+          "layers up to their promotion (blocking the edges from the prediction position to "
+          "them there lowers the prediction's probability).",
+          "mean relative change of the prediction's probability (%), edges to the content "
+          "words blocked in windows of ~20% of the depth ending at or before the probe's "
+          "promotion layer (bootstrap over probes)", -1),
+    Claim("attention_content_before_vs_after",
+          "Not tested by the paper: memorized predictions read their content words before "
+          "promotion more than after it.",
+          "relative change (%), content words blocked before minus after the promotion layer, "
+          "paired per probe (windows of ~20% of the depth; bootstrap over probes)", -1),
+    Claim("attention_content_vs_nonmemorized",
+          "Not tested by the paper: memorized predictions depend on the idiom's content words "
+          "more than non-memorized ones do.",
+          "relative change (%) with the content words blocked, memorized minus non-memorized, "
+          "every window of ~20% of the depth (bootstrap per group)", -1),
+    Claim("attention_content_vs_function",
+          "Not tested by the paper: memorized predictions depend on the idiom's content words "
+          "more than on its function words.",
+          "relative change (%), content words blocked minus function words blocked, paired per "
+          "memorized probe, every window of ~20% of the depth (bootstrap over probes)", -1),
     Claim("facts_promotion",
           "Memorized facts are promoted earlier than non-memorized facts (§6, Figure 4).",
           "Cliff's delta (memorized vs non-memorized facts) of the promotion layer", -1,

@@ -27,8 +27,8 @@ from scipy import stats as scipy_stats
 
 from .knockouts import depth_slope_samples
 
-__all__ = ["CLAIM_KEYS", "bootstrap_p_value", "depth_slope_stat", "group_difference",
-           "layer1_vs_other_layers"]
+__all__ = ["CLAIM_KEYS", "bootstrap_p_value", "claim_stats", "depth_slope_stat",
+           "group_difference", "layer1_vs_other_layers", "resample_means"]
 
 CLAIM_KEYS = ("statistic", "value", "ci_low", "ci_high", "p_value", "n")
 """The keys every claim statistic has (some add their own after these)."""
@@ -51,9 +51,9 @@ def bootstrap_p_value(boots: np.ndarray) -> float:
     return float(np.clip(p, 1 / n_boot, 1.0))
 
 
-def _claim(statistic: str, value: float, boots: np.ndarray | None, n: int,
-           ci: float) -> dict:
-    """The claim dict; interval and p from ``boots`` (None: not resampled, NaN)."""
+def claim_stats(statistic: str, value: float, boots: np.ndarray | None, n: int,
+                ci: float) -> dict:
+    """The :data:`CLAIM_KEYS` dict; interval and p from ``boots`` (None: not resampled, NaN)."""
     if boots is None or len(boots) == 0:
         return {"statistic": statistic, "value": float(value), "ci_low": np.nan,
                 "ci_high": np.nan, "p_value": np.nan, "n": int(n)}
@@ -77,7 +77,7 @@ def _rows(detail: pd.DataFrame, control: str, window: int, group: str | None,
     return rows
 
 
-def _resample_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def resample_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """``(n_boot, L)`` column means of ``n_boot`` resamples of the rows of ``(n, L)`` values."""
     n = len(values)
     counts = rng.multinomial(n, np.full(n, 1 / n), size=n_boot)
@@ -111,16 +111,16 @@ def layer1_vs_other_layers(detail: pd.DataFrame, control: str, group: str | None
     statistic = f"layer 1 minus strongest other single layer, % changed ({control}, {group})"
     matrix = rows.pivot(index="probe", columns="start_layer", values="changed")
     if 0 not in matrix.columns or len(matrix.columns) < 2:
-        return {**_claim(statistic, np.nan, None, len(matrix), ci), "other_layer": -1}
+        return {**claim_stats(statistic, np.nan, None, len(matrix), ci), "other_layer": -1}
     others = [c for c in matrix.columns if c != 0]
     values = 100 * matrix[[0, *others]].to_numpy(np.float64)  # (n_probes, 1 + others)
     means = values.mean(0)
     boots = None
     if len(values) > 1:
-        resampled = _resample_means(values, n_boot, np.random.default_rng(seed))
+        resampled = resample_means(values, n_boot, np.random.default_rng(seed))
         boots = resampled[:, 0] - resampled[:, 1:].max(1)
     strongest = int(np.argmax(means[1:]))
-    return {**_claim(statistic, means[0] - means[1 + strongest], boots, len(values), ci),
+    return {**claim_stats(statistic, means[0] - means[1 + strongest], boots, len(values), ci),
             "other_layer": int(others[strongest])}
 
 
@@ -159,14 +159,14 @@ def group_difference(detail: pd.DataFrame, control: str, a: str = "memorized",
     n_a, n_b = len(changed_a), len(changed_b)
     sizes = {"n_a": n_a, "n_b": n_b}
     if n_a == 0 or n_b == 0:
-        return {**_claim(statistic, np.nan, None, n_a + n_b, ci), **sizes}
+        return {**claim_stats(statistic, np.nan, None, n_a + n_b, ci), **sizes}
     value = 100 * (changed_a.mean() - changed_b.mean())
     boots = None
     if n_a > 1 and n_b > 1:
         rng = np.random.default_rng(seed)
-        boots = 100 * (_resample_means(changed_a[:, None], n_boot, rng)[:, 0]
-                       - _resample_means(changed_b[:, None], n_boot, rng)[:, 0])
-    out = _claim(statistic, value, boots, n_a + n_b, ci)
+        boots = 100 * (resample_means(changed_a[:, None], n_boot, rng)[:, 0]
+                       - resample_means(changed_b[:, None], n_boot, rng)[:, 0])
+    out = claim_stats(statistic, value, boots, n_a + n_b, ci)
     hits_a, hits_b = int(changed_a.sum()), int(changed_b.sum())
     out["p_value"] = float(scipy_stats.fisher_exact(
         [[hits_a, n_a - hits_a], [hits_b, n_b - hits_b]], alternative="two-sided").pvalue)
@@ -208,9 +208,9 @@ def depth_slope_stat(detail: pd.DataFrame, n_layers: int, part: str = "early",
     statistic = (f"{part} slope of % changed per unit depth ({control}, {window}-layer windows, "
                  f"{group}, split {split:g})")
     if rows.empty:
-        return {**_claim(statistic, np.nan, None, 0, ci), "n_windows": 0}
+        return {**claim_stats(statistic, np.nan, None, 0, ci), "n_windows": 0}
     samples = depth_slope_samples(rows, n_layers, split, "changed", n_boot, seed)
     n = samples["n_probes"]
     boots = samples[f"{part}_boot"] if n > 1 else None
-    return {**_claim(statistic, samples[f"{part}_slope"], boots, n, ci),
+    return {**claim_stats(statistic, samples[f"{part}_slope"], boots, n, ci),
             "n_windows": samples[f"n_{part}"]}

@@ -61,13 +61,13 @@ def knockout_probe_groups(idiom_res: pd.DataFrame, wiki_res: pd.DataFrame | None
     Returns:
         One frame (fresh index; groups in :data:`GROUPS` order, each in its original order) with
         ``group``, ``source`` and the probe columns (``text``, ``prompt``, ``target``,
-        ``target_token``, ``is_memorized``) present in the inputs.
+        ``target_token``, ``is_memorized``, ``promotion_layer``) present in the inputs.
     """
     if n < 0:
         raise ValueError(f"n must be non-negative, got {n}")
     labelled = label_groups(idiom_res, wiki_res)
     keep = [c for c in ("group", "source", "text", "prompt", "target", "target_token",
-                        "is_memorized") if c in labelled.columns]
+                        "is_memorized", "promotion_layer") if c in labelled.columns]
     parts = []
     for group in group_order(labelled["group"]):
         rows = labelled[labelled["group"] == group]

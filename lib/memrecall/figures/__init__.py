@@ -1,11 +1,13 @@
 """Figures: every function takes a ``path``, saves PDF and PNG, and leaves no open figure.
 
 :mod:`.style` (palette, saving, axes), :mod:`.projection` (the paper's layer-wise figures),
-:mod:`.charts` (bars, heatmaps), :mod:`.knockouts`, :mod:`.lenses`, :mod:`.paper` (ours beside
+:mod:`.charts` (bars, heatmaps), :mod:`.knockouts`, :mod:`.attention` (notebook 07),
+:mod:`.lenses`, :mod:`.paper` (ours beside
 the paper's), :mod:`.trajectory` (one text through the lens; imported by itself, as the
 explorer does).
 """
 
+from .attention import plot_attention_curves, plot_attention_heatmap
 from .charts import plot_bars, plot_heatmaps
 from .knockouts import (
     PAPER_LINE_LABEL,
@@ -51,6 +53,8 @@ __all__ = [
     "group_color",
     "integer_layers",
     "n_label",
+    "plot_attention_curves",
+    "plot_attention_heatmap",
     "plot_bars",
     "plot_clusters_beside_paper",
     "plot_cross_model",

@@ -24,10 +24,11 @@ from .style import (
     styled,
 )
 
-__all__ = ["plot_bars", "plot_heatmaps"]
+__all__ = ["annotate_cells", "plot_bars", "plot_heatmaps"]
 
 
-def _annotate_cells(ax: Axes, values: np.ndarray, fmt: str, cmap: Any, norm: Any) -> None:
+def annotate_cells(ax: Axes, values: np.ndarray, fmt: str, cmap: Any, norm: Any) -> None:
+    """Write each finite value in its cell, white on dark colours and black on light ones."""
     for (i, j), value in np.ndenumerate(values):
         if np.isfinite(value):
             red, green, blue, _ = cmap(norm(value))
@@ -163,7 +164,7 @@ def plot_heatmaps(panels: Mapping[str, Mapping[str, pd.DataFrame]], path: str | 
             ax.set_xticks(ticks_x, [label(matrix.columns[t]) for t in ticks_x])
             ax.set_yticks(ticks_y, [label(matrix.index[t]) for t in ticks_y])
             if write:
-                _annotate_cells(ax, data, fmt, colour_map, norm)
+                annotate_cells(ax, data, fmt, colour_map, norm)
             ax.set_title(f"{column}\n{row}", fontsize=9)
             if i == len(rows) - 1:
                 ax.set_xlabel(f"{xlabel} (1-based)")

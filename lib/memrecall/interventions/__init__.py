@@ -20,12 +20,21 @@ One engine that returns tensors and frames; no statistics, no prose (those are i
   read-outs;
 * :mod:`~memrecall.interventions.attention`: :func:`blocked_edges` (per row and layer, the keys
   the prediction position may not read, through the attention functions' own mask) and
-  :func:`source_positions` (content / function words, first token, all previous positions).
+  :func:`source_positions` (content / function words, first token, all previous positions);
+* :mod:`~memrecall.interventions.attention_sweep`: :class:`AttentionSweepConfig`,
+  :func:`attention_sweep` (every window of layers and source set, many rows per forward).
 """
 
 from __future__ import annotations
 
 from .attention import SOURCE_SETS, blocked_edges, source_positions
+from .attention_sweep import (
+    ATTENTION_KEYS,
+    AttentionSweepConfig,
+    attention_configs,
+    attention_sweep,
+    attention_windows,
+)
 from .controls import CONTROL_TABLE, CONTROLS, PAPER_CONTROLS, Control, control
 from .knockout import Scope, knockout, neuron_masks
 from .neurons import (
@@ -58,6 +67,7 @@ from .sweep import (
 )
 
 __all__ = [
+    "ATTENTION_KEYS",
     "CONTROLS",
     "CONTROL_TABLE",
     "PAPER_CONTROLS",
@@ -67,11 +77,15 @@ __all__ = [
     "RELEASED_MAX_WINDOW",
     "SOURCE_SETS",
     "SWEEP_KEYS",
+    "AttentionSweepConfig",
     "CleanRun",
     "Control",
     "Scope",
     "SweepConfig",
     "TopNeurons",
+    "attention_configs",
+    "attention_sweep",
+    "attention_windows",
     "blocked_edges",
     "control",
     "knockout",

@@ -2,11 +2,19 @@
 
 :mod:`.settings` (:class:`Settings`), :mod:`.dataset` (notebook 01's tokenizer table),
 :mod:`.projection` (lens results of idioms, Wikipedia, facts; Table 5; the memorization split),
-:mod:`.knockouts` (notebook 05), :mod:`.lenses` (notebook 06), :mod:`.sections` (the group
+:mod:`.knockouts` (notebook 05), :mod:`.lenses` (notebook 06), :mod:`.attention` (notebook
+07), :mod:`.sections` (the group
 figures notebooks 03 and 04 both draw), :mod:`.claims` (each notebook's claims into
 ``claims.csv``).
 """
 
+from .attention import (
+    AttentionResults,
+    attention_claims,
+    attention_results,
+    cached_attention_sweep,
+    write_attention_outputs,
+)
 from .claims import (
     CLAIMS_FILE,
     facts_claims,
@@ -20,6 +28,7 @@ from .dataset import multi_token_table
 from .knockouts import (
     KnockoutResults,
     cached_knockout_sweep,
+    intervention_probes,
     knockout_config,
     knockout_norm_comparison,
     knockout_results,
@@ -49,12 +58,16 @@ from .runs import INTERACTIVE_DIR, Settings, settings, table_display
 from .sections import cross_model, cross_model_title, layerwise_figures, promotion_by_model
 
 __all__ = [
+    "AttentionResults",
     "CLAIMS_FILE",
     "INTERACTIVE_DIR",
     "LENS_CHOICES",
     "ClassifierResults",
     "KnockoutResults",
     "Settings",
+    "attention_claims",
+    "attention_results",
+    "cached_attention_sweep",
     "cached_knockout_sweep",
     "cached_lens",
     "cached_project",
@@ -66,6 +79,7 @@ __all__ = [
     "fitted_lenses",
     "idiom_results",
     "idioms",
+    "intervention_probes",
     "knockout_claims",
     "knockout_config",
     "knockout_norm_comparison",
@@ -85,6 +99,7 @@ __all__ = [
     "table_display",
     "wiki_results",
     "wiki_texts",
+    "write_attention_outputs",
     "write_claims",
     "write_knockout_outputs",
 ]

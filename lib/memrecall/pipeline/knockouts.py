@@ -10,7 +10,7 @@ import pandas as pd
 
 from .. import interventions
 from ..analysis import knockouts as knockout_stats
-from ..analysis.projection import GROUPS
+from ..analysis.projection import GROUPS, promotion_layer
 from ..cache import cached, frame_sha256, result_key
 from ..interventions import SweepConfig
 from ..models import LM
@@ -23,6 +23,7 @@ from .runs import Settings
 __all__ = [
     "KnockoutResults",
     "cached_knockout_sweep",
+    "intervention_probes",
     "knockout_config",
     "knockout_norm_comparison",
     "knockout_results",
@@ -49,6 +50,21 @@ def cached_knockout_sweep(lm: LM, probes: pd.DataFrame, cache_dir: str | Path | 
     key = result_key(lm, frame_sha256(probes, columns), "knockout_sweep", **config.key(lm))
     return cached(cache_dir, key, lambda: interventions.knockout_sweep(
         lm, probes, config, batch_size=batch_size, progress=progress, resume=resume))
+
+
+def intervention_probes(lm: LM, run: Settings) -> pd.DataFrame:
+    """The probes of notebooks 05 and 07: up to ``run.n_knockout`` per group, seeded.
+
+    Memorized and non-memorized idioms of ``run.population`` and Wikipedia prompts
+    (:func:`memrecall.analysis.knockout_probe_groups` on the cached lens results), each with
+    its 0-based ``promotion_layer`` under the logit lens.
+    """
+    def promoted(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.assign(promotion_layer=promotion_layer(frame["pred_rank"]))
+
+    return knockout_stats.knockout_probe_groups(
+        promoted(run.idioms_of(idiom_results(lm, run))), promoted(wiki_results(lm, run)),
+        run.n_knockout, seed=run.seed)
 
 
 def knockout_config(run: Settings, frozen_norm: bool = True) -> SweepConfig:
@@ -119,7 +135,8 @@ def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
     """Notebook 05 for one model: probe groups, the cached sweep, its table, sub-update examples.
 
     Reads the lens results of the idioms (those of ``run.population``) and the Wikipedia texts
-    (cached), draws up to ``run.n_knockout`` probes per group (seeded), runs the sweep
+    (cached), draws up to ``run.n_knockout`` probes per group (seeded,
+    :func:`intervention_probes`), runs the sweep
     (cached), and reads the top sub-updates of ``n_examples`` memorized idioms (non-memorized
     ones if there are none) at four layers spread over the depth.
 
@@ -132,9 +149,7 @@ def knockout_results(lm: LM, run: Settings, config: SweepConfig | None = None,
     config = config or knockout_config(run)
     if not config.per_probe:
         raise ValueError("knockout_results needs a per-probe sweep (SweepConfig(per_probe=True))")
-    probes = knockout_stats.knockout_probe_groups(run.idioms_of(idiom_results(lm, run)),
-                                                  wiki_results(lm, run), run.n_knockout,
-                                                  seed=run.seed)
+    probes = intervention_probes(lm, run)
     d_ff = interventions.mlp_width(lm)
     n_configs = len(interventions.knockout_configs(lm.n_layers, d_ff, config.ks,
                                                    config.max_window, config.controls))

@@ -1,7 +1,7 @@
 """What people read, 1-based: tables, verdicts, the summary row and the paper comparison.
 
 :mod:`.tables` (projection results), :mod:`.lenses` (notebook 06), :mod:`.knockouts` (notebook
-05), :mod:`.paper` (``paper_comparison.csv``),
+05), :mod:`.attention` (notebook 07), :mod:`.paper` (``paper_comparison.csv``),
 :mod:`.dataset` (notebook 01), :mod:`.memorization` (notebook 02), :mod:`.claims`
 (``claims.csv``), :mod:`.provenance` (which code made each result file: ``provenance.json``),
 :mod:`.blocks` (README's result blocks from frames) and :mod:`.markers` (generated blocks in a
@@ -10,6 +10,7 @@ and is imported on its own (``from memrecall.report import readme``), so ``pytho
 once.
 """
 
+from .attention import ffn_relation, promotion_medians, strongest_windows, where_lines
 from .blocks import (
     BASELINE,
     claim_verdicts_block,
@@ -118,6 +119,7 @@ __all__ = [
     "dataset_conclusions",
     "depth_layer",
     "depth_lines",
+    "ffn_relation",
     "figure2_rows",
     "figure3_rows",
     "figure4_rows",
@@ -143,6 +145,7 @@ __all__ = [
     "paper_counterpart",
     "paper_depth_line",
     "paper_differs_block",
+    "promotion_medians",
     "r_verdict",
     "read_provenance",
     "readable_tests",
@@ -151,6 +154,7 @@ __all__ = [
     "reference_group",
     "replace_blocks",
     "split_layer",
+    "strongest_windows",
     "style_tests",
     "summary_block",
     "summary_for_reading",
@@ -165,6 +169,7 @@ __all__ = [
     "two_step_verdict",
     "verdict",
     "verdict_counts",
+    "where_lines",
     "write_csv",
     "write_knockouts_csv",
     "write_memorization_csv",
