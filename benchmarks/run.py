@@ -8,6 +8,8 @@ Cases (same model, same inputs, same process for every method of a case):
   memory test: peak extra RSS of ``project`` over all IdioMem + ``--wiki`` Wikipedia prompts.
 * ``lenses``: notebook 06's lens fitting and held-out KL per model against its FLOP bound
   (:mod:`lens_fitting`).
+* ``attention``: notebook 07's attention-edge sweep on the knockout case's model and probes
+  (both windows, four source sets) against its FLOP lower bound (:mod:`attention_edges`).
 * ``knockout``: the paper's knockout design on the packaged Gemma 3 270M (``--knockout-model``):
   ``--knockout-probes`` memorized idioms, as many non-memorized ones and Wikipedia prompts
   (seeded), the dominant / non-dominant / random controls, k = 10, windows of 1-3 layers.
@@ -55,6 +57,7 @@ from memrecall.forward.batching import (
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from attention_edges import bench_attention  # noqa: E402
 from baselines import (  # noqa: E402
     agreement,
     authors_loop,
@@ -74,7 +77,7 @@ from measure import (  # noqa: E402
     timed,
 )
 
-CASES = ["gpt2-medium-shape", "gemma-3-270m", "knockout", "lenses"]
+CASES = ["gpt2-medium-shape", "gemma-3-270m", "knockout", "attention", "lenses"]
 RESULTS = Path(__file__).resolve().parent / "results"
 GIB = 2**30
 
@@ -329,6 +332,10 @@ def targets(records: dict) -> dict:
         out["knockout_within_2x_of_bound"] = {"value": ratio, "met": ratio <= 2}
         same = knock["agreement_with_per_config_loop"]["changed_equal"]
         out["knockout_verdicts_identical"] = {"value": same, "met": same == 1.0}
+    attention = records.get("attention")
+    if attention:
+        out["attention_within_2x_of_bound"] = {"value": attention["vs_bound"],
+                                               "met": attention["vs_bound"] <= 2}
     gemma = records.get("gemma-3-270m", {}).get("memory_test")
     if gemma:
         out["gemma_peak_extra_under_3gb"] = {"value": gemma["peak_extra_rss_gib"],
@@ -400,6 +407,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "knockout":
             records[name] = bench_knockout(args, rate["best_gflops"])
             print_knockout(records[name])
+            continue
+        if name == "attention":
+            records[name] = bench_attention(args, rate["best_gflops"], log, knockout_probes)
             continue
         if name == "lenses":
             records[name] = bench_lenses(args, rate["best_gflops"], log)
