@@ -98,6 +98,16 @@ def test_claims_block_baseline_only_with_intervals():
     assert "shortcut" not in block and "−0.30" not in block  # other lenses and populations left out
 
 
+def test_claims_block_keeps_only_the_statistic_text_the_models_share():
+    rows = [("edges", model, "filtered", "logit", f"relative change (%); {w}-layer windows; x",
+             -20.0, -30.0, -10.0, 1e-3, 50, "supported") for model, w in (("a", 4), ("b", 6))]
+    [line] = [line for line in report.claims_block(claims_frame(rows)).splitlines()
+              if line.startswith("| edges |")]
+    assert line.startswith("| edges | relative change (%); x; "
+                           "each model's details in claims.csv | ")
+    assert "4-layer" not in line and "6-layer" not in line
+
+
 def test_claim_verdicts_say_where_each_claim_holds_and_what_flips():
     paper = {"promotion": SimpleNamespace(id="promotion", sentence="Memorized tokens are "
                                           "promoted early.", expected_sign=-1)}

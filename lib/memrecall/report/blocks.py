@@ -153,10 +153,23 @@ def claims_block(claims: pd.DataFrame) -> str:
     """
     base = claims[(claims["population"] == BASELINE[0]) & (claims["lens"] == BASELINE[1])]
     grid = _claims_grid(base, ["claim"], "model")
-    statistic = base.groupby("claim", sort=False)["statistic"].agg(
-        lambda s: ", ".join(dict.fromkeys(s)))
+    statistic = base.groupby("claim", sort=False)["statistic"].agg(_shared_statistic)
     rows = [[claim, statistic[claim], *grid.loc[claim]] for claim in grid.index]
     return _table(["claim", "statistic", *grid.columns], rows)
+
+
+def _shared_statistic(texts: pd.Series) -> str:
+    """One statistic text for a claim's row of the README table.
+
+    The models' own text when they agree, else the ``; ``-separated parts they share (a model's
+    details, such as its window size, stay in ``claims.csv``).
+    """
+    unique = list(dict.fromkeys(texts))
+    if len(unique) == 1:
+        return unique[0]
+    parts = [part.split("; ") for part in unique]
+    shared = [part for part in parts[0] if all(part in other for other in parts[1:])]
+    return "; ".join(shared + ["each model's details in claims.csv"])
 
 
 def claim_verdicts_block(claims: pd.DataFrame, paper: Mapping[str, Any] | None = None) -> str:
