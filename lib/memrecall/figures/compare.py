@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .style import PNG_DPI
-from .trajectory import Trajectory, _drawing, draw_panels
+from .trajectory import Trajectory, draw_panels, drawing
 
 __all__ = ["Comparison"]
 
@@ -48,13 +48,13 @@ class Comparison:
 
     def figure(self) -> Figure:
         """The picture: the views left to right, all panels on one layer axis."""
-        with _drawing():
+        with drawing():
             return self._draw()
 
     def png(self) -> bytes:
         """The picture as PNG bytes."""
         buffer = io.BytesIO()
-        with _drawing():
+        with drawing():
             self._draw().savefig(buffer, format="png", dpi=PNG_DPI, metadata={"Software": None})
         return buffer.getvalue()
 

@@ -41,7 +41,7 @@ from ..probes import make_probes
 from ..report.tables import to_display_layer
 from .style import OKABE_ITO, PNG_DPI, STYLE
 
-__all__ = ["Trajectory", "draw_panels", "drawable", "token_label", "trajectory"]
+__all__ = ["Trajectory", "draw_panels", "drawable", "drawing", "token_label", "trajectory"]
 
 PREDICTION_COLOR = OKABE_ITO["blue"]
 TARGET_COLOR = OKABE_ITO["vermillion"]
@@ -174,13 +174,13 @@ class Trajectory:
         Rows line up across the three panels: layer 1 at the top, the model's output at the
         bottom. The rank axis is logarithmic above 1 (0 = top-1, drawn on a linear stretch).
         """
-        with _drawing():
+        with drawing():
             return _draw(self)
 
     def png(self) -> bytes:
         """The picture as PNG bytes."""
         buffer = io.BytesIO()
-        with _drawing():
+        with drawing():
             _draw(self).savefig(buffer, format="png", dpi=PNG_DPI, metadata={"Software": None})
         return buffer.getvalue()
 
@@ -191,7 +191,7 @@ class Trajectory:
             base = base.with_suffix("")
         base.parent.mkdir(parents=True, exist_ok=True)
         png = base.with_name(base.name + ".png")
-        with _drawing():
+        with drawing():
             figure = _draw(self)
             figure.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
             figure.savefig(base.with_name(base.name + ".pdf"), metadata={"CreationDate": None})
@@ -270,7 +270,7 @@ def _rank_tick(value: float, _position: int) -> str:
 
 
 @contextmanager
-def _drawing() -> Iterator[None]:
+def drawing() -> Iterator[None]:
     """The house style, and no warning per token that the font cannot draw (CJK, Thai...)."""
     with mpl.rc_context(STYLE), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Glyph .* missing")
