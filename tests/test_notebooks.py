@@ -13,7 +13,7 @@ from memrecall.reproduce import NOTEBOOKS, main, numbered_notebooks, run_noteboo
 
 NOTEBOOK_FILES = numbered_notebooks()
 PARAMETERS = ["profile", "models", "device", "batch_size", "results_dir", "figures_dir",
-              "interactive", "dtype"]
+              "interactive", "dtype", "quick"]
 # A block of this many consecutive non-trivial code lines found in two notebooks is copied logic.
 REPEATED_LINES = 6
 
