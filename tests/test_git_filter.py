@@ -16,7 +16,7 @@ from jupyter_server.services.contents.filemanager import FileContentsManager
 from nbclient import NotebookClient
 from traitlets.config import Config
 
-from memrecall.jupyter import lab
+from memrecall.jupyter import lab, serve
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,8 @@ HOOK = "memrecall.jupyter.lab.store_as_git_does"
 
 
 def test_make_lab_saves_through_the_hook():
-    assert f"--ContentsManager.pre_save_hook={HOOK}" in (ROOT / "Makefile").read_text()
+    assert "-m memrecall.jupyter.serve" in (ROOT / "Makefile").read_text()
+    assert f"--ContentsManager.pre_save_hook={HOOK}" in serve.lab_command(ROOT, 8888, "t")
 VENV = Path(sys.prefix)
 
 
