@@ -2,7 +2,9 @@
 
 Serving the repository root (not ``notebooks/``) lets Lab's file browser reach the session's
 ``figures/interactive/`` and ``results/interactive/``; Lab opens on ``notebooks/``. Source
-notebooks are saved as git stores them (:func:`memrecall.jupyter.lab.store_as_git_does`).
+notebooks are saved as git stores them, each save keeping an executed copy in
+``notebooks/rendered/interactive/`` (:func:`memrecall.jupyter.lab.save_hook`), and open
+unmodified (:class:`memrecall.jupyter.contents.LabContentsManager`).
 
 * :func:`free_port`: the first port at or above a start that nothing listens on;
 * :func:`start_lab`: a running server (:class:`LabServer`: its URL with the token, ``stop()``),
@@ -30,6 +32,10 @@ __all__ = ["LabServer", "free_port", "lab_command", "main", "start_lab"]
 
 OPEN_PATH = "notebooks"
 DEFAULT_PORT = 8888
+SAVE_HOOK = "memrecall.jupyter.lab.save_hook"
+"""Each save of a source notebook keeps an executed copy, then writes it as git stores it."""
+CONTENTS_MANAGER = "memrecall.jupyter.contents.LabContentsManager"
+"""Source notebooks open unmodified (the kernel's ``language_info`` is served with them)."""
 
 
 def free_port(start: int = DEFAULT_PORT, host: str = "127.0.0.1", tries: int = 100) -> int:
@@ -46,13 +52,18 @@ def free_port(start: int = DEFAULT_PORT, host: str = "127.0.0.1", tries: int = 1
 
 
 def lab_command(root: Path, port: int, token: str, ip: str = "127.0.0.1") -> list[str]:
-    """The ``jupyter lab`` command line: ``root`` served, notebooks/ opened, git-clean saves."""
+    """The ``jupyter lab`` command line: ``root`` served, notebooks/ opened, git-clean saves.
+
+    Saves go through :data:`SAVE_HOOK` (an executed copy in ``notebooks/rendered/interactive/``,
+    then the clean filter), and notebooks are served by :data:`CONTENTS_MANAGER`.
+    """
     command = [sys.executable, "-m", "jupyter", "lab", "--no-browser",
                f"--ServerApp.root_dir={root}", f"--ServerApp.ip={ip}",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
                f"--IdentityProvider.token={token}",
                f"--ServerApp.default_url=/lab/tree/{OPEN_PATH}",
-               "--ContentsManager.pre_save_hook=memrecall.jupyter.lab.store_as_git_does"]
+               f"--ServerApp.contents_manager_class={CONTENTS_MANAGER}",
+               f"--ContentsManager.pre_save_hook={SAVE_HOOK}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # containers and cloud notebooks run as root
     return command
@@ -137,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     server = start_lab(port=args.port)
     print(f"\nJupyterLab is serving {repo_root()} (notebooks/ opens first). Open:\n\n"
           f"    {server.url}\n\nA session writes to figures/interactive/ and results/interactive/;"
-          " Ctrl-C stops the server.", flush=True)
+          " saving a notebook keeps its outputs in notebooks/rendered/interactive/.\n"
+          "Ctrl-C stops the server.", flush=True)
     try:
         return server.process.wait()
     except KeyboardInterrupt:
