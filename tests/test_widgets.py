@@ -98,12 +98,16 @@ def test_explorer_rejects_unknown_and_duplicate_models(llama):
         widgets.Explorer([llama]).show(IDIOMS[0], model="gpt2")
 
 
-def test_widget_typing_and_picking_update_the_picture(llama, results):
+def test_widget_typing_and_picking_update_the_picture(llama, results, tmp_path):
     loaded = []
     box = widgets.Explorer([llama, "tiny-gpt2"], IDIOMS, results={"tiny-llama": results},
-                           loader=loads(loaded)).widget()
-    pickers, combo, status, image = box.children
-    model, lens, memorized_only = pickers.children
+                           loader=loads(loaded), figures_dir=tmp_path / "f",
+                           results_dir=tmp_path / "r").widget()
+    pickers, combo, status, frame, saved = box.children
+    model, lens, memorized_only, top_k, export = pickers.children
+    [image] = frame.children
+    assert widgets.KEYS_CLASS in box._dom_classes  # its keys are kept from the notebook
+    assert frame.layout.overflow == "auto" and frame.layout.max_height  # tall pictures scroll
     assert combo.options == tuple(IDIOMS) and combo.value == "once in a blue moon"
     assert not combo.ensure_option and not combo.continuous_update  # Enter shows typed text
     assert bytes(image.value[:4]) == b"\x89PNG" and "memorized: tiny-llama" in status.value
@@ -113,15 +117,46 @@ def test_widget_typing_and_picking_update_the_picture(llama, results):
     assert combo.options == ("once in a blue moon",)
     first = bytes(image.value)
     combo.value = "the early bird catches the worm"  # typed, not in the list
-    assert bytes(image.value) != first and "memorized: tiny-llama" in status.value
+    assert bytes(image.value) != first and "predicted: tiny-llama" in status.value
+    assert "memorized" not in status.value  # not an IdioMem idiom: no memorization verdict
+
+    top_k.value = 2
+    assert bytes(image.value) != first
+    export.click()
+    written = [line for line in saved.value.split("<code>")[1:]]
+    assert len(written) == 3 and all((tmp_path / sub).is_dir() for sub in ("f", "r"))
 
     model.value = "tiny-gpt2"
-    assert loaded == ["tiny-gpt2"] and "memorized: tiny-gpt2" in status.value
+    assert loaded == ["tiny-gpt2"] and "predicted: tiny-gpt2" in status.value
+    assert saved.value == ""  # a new picture: the last export's paths are gone
     assert memorized_only.layout.display == "none" and not memorized_only.value
     assert combo.options == tuple(IDIOMS)
 
     combo.value = "moon"
-    assert "Cannot split" in status.value and "one word" in status.value
+    assert "Cannot read this text" in status.value and "two words or more" in status.value
+    assert "row 0" not in status.value and image.value == b""  # no stale picture under it
+
+
+def test_export_writes_the_picture_and_its_table_whole(llama, tmp_path):
+    explorer = widgets.Explorer([llama], IDIOMS, k=3, figures_dir=tmp_path / "figures",
+                                results_dir=tmp_path / "results")
+    view = explorer.show("play it by ear")
+    png, pdf, csv = explorer.export(view)
+    assert png.parent == pdf.parent == tmp_path / "figures" and csv.parent == tmp_path / "results"
+    assert png.read_bytes()[:4] == b"\x89PNG" and pdf.read_bytes()[:5] == b"%PDF-"
+    table = pd.read_csv(csv)
+    assert list(table["layer"]) == list(range(1, llama.n_layers + 1))
+    assert {"pred_rank", "target_prob", "top1_token", "top3_prob"} <= set(table.columns)
+    np.testing.assert_allclose(table["pred_prob"], view.curves["pred_prob"], rtol=1e-6)
+    assert not list(tmp_path.rglob("*.tmp"))  # no temp file left behind
+
+
+def test_memorized_is_said_only_of_the_datasets_texts(llama):
+    explorer = widgets.Explorer([llama], IDIOMS)
+    assert explorer.show("once in a blue moon").verdict in ("memorized", "not memorized")
+    other = explorer.show("the cat sat on the mat")
+    assert other.verdict in ("predicted", "not predicted") and not other.in_dataset
+    assert "memorized" not in other.title
 
 
 def test_idiom_explorer_not_interactive_builds_nothing(llama):

@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from .._io import atomic_write_all
 from ..analysis.projection import promotion_layer
 from ..lenses import Lens, LogitLens, layer_logits, top_k_tokens
 from ..models import LM
@@ -80,6 +81,8 @@ class Trajectory:
         table: the same as text, ``"token (probability)"`` cells (:func:`layer_top_tokens`).
         top_labels: ``(n_layers, k)`` the tokens of ``table`` without their probabilities.
         pred_label, target_label: the prediction and the target as :func:`token_label` shows them.
+        in_dataset: whether the text is a dataset's idiom: "memorized" is said of those only;
+            another text is "predicted" or "not predicted".
     """
 
     model: str
@@ -97,6 +100,7 @@ class Trajectory:
     top_labels: np.ndarray
     pred_label: str
     target_label: str
+    in_dataset: bool = True
 
     @property
     def n_layers(self) -> int:
@@ -109,9 +113,34 @@ class Trajectory:
         return int(to_display_layer(promotion_layer([self.curves["pred_rank"].to_numpy()])[0]))
 
     @property
+    def verdict(self) -> str:
+        """Whether the model's greedy prediction is the target, in words.
+
+        ``memorized`` / ``not memorized`` for a dataset's idiom, else ``predicted`` /
+        ``not predicted``.
+        """
+        word = "memorized" if self.in_dataset else "predicted"
+        return word if self.is_memorized else f"not {word}"
+
+    def layer_table(self) -> pd.DataFrame:
+        """The picture's numbers, one row per layer (1-based ``layer``).
+
+        The prediction's and the target's rank and probability, then the top tokens with their
+        probabilities, and the model, lens, text, prediction and target.
+        """
+        tops = {}
+        for i in range(self.top_labels.shape[1]):
+            tops[f"top{i + 1}_token"] = self.top_labels[:, i]
+            tops[f"top{i + 1}_prob"] = self.top_probs[:, i]
+        frame = self.curves.assign(**tops).reset_index()
+        return frame.assign(model=self.model, lens=self.lens, text=self.text,
+                            prediction=self.pred_label, target=self.target_label)
+
+    @property
     def title(self) -> str:
         """What the picture shows, in one line."""
-        verdict = "memorized" if self.is_memorized else f"not memorized: predicts {self.pred_label}"
+        verdict = (self.verdict if self.is_memorized
+                   else f"{self.verdict}: predicts {self.pred_label}")
         return (f"{self.model} ({self.lens}): {self.prompt!r} → target {self.target_label} "
                 f"({verdict})")
 
@@ -132,7 +161,10 @@ class Trajectory:
         return buffer.getvalue()
 
     def save(self, path: str | Path) -> Path:
-        """Write the picture as ``<path>.png`` and ``<path>.pdf``; returns the PNG's path."""
+        """Write the picture as ``<path>.png`` and ``<path>.pdf``; returns the PNG's path.
+
+        Each file is written whole or not at all.
+        """
         base = Path(path)
         if base.suffix in (".png", ".pdf"):
             base = base.with_suffix("")
@@ -140,8 +172,11 @@ class Trajectory:
         png = base.with_name(base.name + ".png")
         with _drawing():
             figure = _draw(self)
-            figure.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
-            figure.savefig(base.with_name(base.name + ".pdf"), metadata={"CreationDate": None})
+            atomic_write_all({
+                png: lambda out: figure.savefig(out, format="png", dpi=PNG_DPI,
+                                                metadata={"Software": None}),
+                base.with_name(base.name + ".pdf"): lambda out: figure.savefig(
+                    out, format="pdf", metadata={"CreationDate": None})})
         return png
 
     def _repr_png_(self) -> bytes:

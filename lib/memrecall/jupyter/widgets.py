@@ -21,23 +21,53 @@ from __future__ import annotations
 
 import gc
 import html
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from .._io import atomic_write, slug
 from ..data import DataFormatError
 from ..figures.trajectory import Trajectory, trajectory
 from ..lenses import LogitLens
 from ..models import LM, load
 
-__all__ = ["BATCH_NOTE", "Explorer", "Note", "example_trajectories", "idiom_explorer"]
+__all__ = ["BATCH_NOTE", "KEYS_CLASS", "KEYS_GUARD_JS", "Explorer", "Note", "example_trajectories",
+           "idiom_explorer"]
 
 BATCH_NOTE = ("This is a rendered copy (run by `make reproduce`, no kernel attached), so the "
               "interactive explorer is not here; the pictures above are its static view. To type "
               "any idiom and switch models, run notebooks/03_layerwise_projection.ipynb itself "
               "in JupyterLab (`make lab`).")
+
+
+KEYS_CLASS = "memrecall-explorer"
+"""The explorer's CSS class: keys pressed inside it are kept from JupyterLab's shortcuts."""
+
+# JupyterLab (4.x) matches command shortcuts in a keydown listener on the document, in the bubble
+# phase. A listener on the explorer's box, which the event reaches first, stops it there: the
+# focused control has ArrowUp, `a`, `b`, `x`... and the notebook never sees them. Ctrl/Cmd/Alt
+# combinations (Ctrl+S) still pass. Boxes drawn later are found by a MutationObserver.
+KEYS_GUARD_JS = f"""
+(function () {{
+  function guard(box) {{
+    if (box.__memrecallKeys) {{ return; }}
+    box.__memrecallKeys = true;
+    box.addEventListener("keydown", function (event) {{
+      if (!(event.ctrlKey || event.metaKey || event.altKey)) {{ event.stopPropagation(); }}
+    }});
+  }}
+  function scan() {{ document.querySelectorAll(".{KEYS_CLASS}").forEach(guard); }}
+  scan();
+  if (!window.__memrecallKeysObserver) {{
+    window.__memrecallKeysObserver = new MutationObserver(scan);
+    window.__memrecallKeysObserver.observe(document.body, {{childList: true, subtree: true}});
+  }}
+}})();
+"""
 
 
 @dataclass(frozen=True)
@@ -66,12 +96,17 @@ class Explorer:
         k: tokens per layer in the table.
         device: where models loaded by name go (None: CUDA when available).
         loader: how a name becomes a model (default :func:`memrecall.load` on ``device``).
+        figures_dir, results_dir: where :meth:`export` writes the picture (PNG, PDF) and its
+            per-layer table (CSV); the notebooks pass ``run.figures_dir`` and
+            ``run.results_dir`` (``figures|results/interactive/<profile>/`` in JupyterLab).
     """
 
     def __init__(self, models: Sequence[LM | str], texts: Sequence[str] = (), *,
                  lenses: Mapping[str, Mapping[str, Any]] | None = None,
                  results: Mapping[str, pd.DataFrame] | None = None, k: int = 5,
-                 device: str | None = None, loader: Callable[[str], LM] | None = None) -> None:
+                 device: str | None = None, loader: Callable[[str], LM] | None = None,
+                 figures_dir: str | Path = "figures/interactive",
+                 results_dir: str | Path = "results/interactive") -> None:
         if not models:
             raise ValueError("no models to explore")
         self._given = {m.name: m for m in models if isinstance(m, LM)}
@@ -79,6 +114,7 @@ class Explorer:
         if len(set(self.models)) != len(self.models):
             raise ValueError(f"a model is listed twice: {self.models}")
         self.texts = [str(text) for text in texts]
+        self._text_set = set(self.texts)
         self.lenses = {name: dict(lenses.get(name, {})) if lenses else {} for name in self.models}
         for name, fitted in self.lenses.items():
             if LogitLens.label in fitted:
@@ -86,6 +122,7 @@ class Explorer:
                                  "name lenses otherwise")
         self.results = dict(results or {})
         self.k = k
+        self.figures_dir, self.results_dir = Path(figures_dir), Path(results_dir)
         self._loader = loader or (lambda name: load(name, device=device))
         self._on_demand: tuple[str, LM] | None = None  # the last model loaded by name
 
@@ -129,6 +166,26 @@ class Explorer:
             self._on_demand = (name, self._loader(name))
         return self._on_demand[1]
 
+    def is_loaded(self, name: str) -> bool:
+        """Whether :meth:`model` returns ``name`` without loading it first."""
+        name = self._known(name)
+        return name in self._given or (self._on_demand is not None
+                                       and self._on_demand[0] == name)
+
+    def export(self, view: Trajectory) -> list[Path]:
+        """Export ``view``: the picture and its table; returns the paths written.
+
+        PNG and PDF under :attr:`figures_dir`, the per-layer table (CSV) under
+        :attr:`results_dir`; each file whole or not at all.
+        """
+        stem = "explorer_" + "_".join(slug(part, 40) for part in (view.model, view.text,
+                                                                  view.lens))
+        png = view.save(self.figures_dir / stem)
+        table = self.results_dir / f"{stem}.csv"
+        table.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(table, lambda out: view.layer_table().to_csv(out, index=False))
+        return [png, png.with_suffix(".pdf"), table]
+
     def show(self, text: str, model: str | None = None, lens: str = LogitLens.label) -> Trajectory:
         """``text`` through ``model`` (default :attr:`default_model`) read by ``lens``.
 
@@ -140,16 +197,19 @@ class Explorer:
         if lens != LogitLens.label and lens not in self.lenses[name]:
             raise KeyError(f"no lens {lens!r} for {name}; choose from {self.lens_names(name)}")
         fitted = None if lens == LogitLens.label else self.lenses[name][lens]
-        return trajectory(self.model(name), text, k=self.k, lens=fitted, lens_name=lens)
+        view = trajectory(self.model(name), text, k=self.k, lens=fitted, lens_name=lens)
+        return replace(view, in_dataset=text.strip() in self._text_set)
 
     def widget(self) -> Any:
         """The ipywidgets explorer (see the module's docstring); shows the first text at once.
 
         Returns:
-            An ``ipywidgets.VBox``: a row of pickers (``.children[0]``: the model dropdown, the
-            lens dropdown, the "memorized only" checkbox), the ``Combobox`` (``.children[1]``),
-            a status line (``.children[2]``, HTML) and the picture (``.children[3]``, an
-            ``Image`` of PNG bytes).
+            An ``ipywidgets.VBox`` (class :data:`KEYS_CLASS`: keys pressed in it never reach
+            the notebook's shortcuts): a row of controls (``.children[0]``: the model and lens
+            dropdowns, the "memorized only" checkbox, "top k", the export button), the
+            ``Combobox`` (``.children[1]``), a status line (``.children[2]``), the picture
+            (``.children[3]``: a scrolling box holding an ``Image`` of PNG bytes) and the
+            paths of the last export (``.children[4]``).
         """
         return _ExplorerWidget(self).box
 
@@ -179,16 +239,30 @@ class _ExplorerWidget:
             placeholder="type to filter the idioms, or any text; Enter shows it",
             description="idiom or text", ensure_option=False, continuous_update=False,
             layout={"width": "720px"}, style=wide)
+        self.top_k = widgets.BoundedIntText(value=explorer.k, min=1, max=20, description="top k",
+                                            layout={"width": "130px"}, style=wide)
+        self.export = widgets.Button(description="export", icon="download",
+                                     tooltip="write the picture (PNG, PDF) and its table (CSV)")
         self.status = widgets.HTML()
+        self.saved = widgets.HTML()
         self.image = widgets.Image(format="png", layout={"max_width": "100%"})
-        self.box = widgets.VBox([widgets.HBox([self.model, self.lens, self.memorized_only]),
-                                 self.text, self.status, self.image])
+        # a tall picture (30 layers) scrolls inside the explorer instead of the page
+        frame = widgets.Box([self.image], layout={"max_height": "640px", "overflow": "auto"})
+        self.box = widgets.VBox([widgets.HBox([self.model, self.lens, self.memorized_only,
+                                               self.top_k, self.export]),
+                                 self.text, self.status, frame, self.saved])
+        self.box.add_class(KEYS_CLASS)
+        from IPython.display import Javascript, display
+        display(Javascript(KEYS_GUARD_JS))  # before the box is drawn; it watches for the box
+        self._view: Trajectory | None = None
         self._updating = False  # True while one change sets other controls: draw once, after
         self._show_pickers()
         self.model.observe(self._on_model, names="value")
         self.memorized_only.observe(self._on_filter, names="value")
         self.lens.observe(self._on_view, names="value")
         self.text.observe(self._on_view, names="value")
+        self.top_k.observe(self._on_k, names="value")
+        self.export.on_click(self._on_export)
         self.draw()
 
     def _show_pickers(self) -> None:
@@ -219,28 +293,53 @@ class _ExplorerWidget:
         if not self._updating:
             self.draw()
 
+    def _on_k(self, _change: Any) -> None:
+        self.explorer.k = self.top_k.value
+        self.draw()
+
+    def _on_export(self, _button: Any) -> None:
+        if self._view is None:
+            self.saved.value = "Nothing to export yet: show a text first."
+            return
+        paths = self.explorer.export(self._view)
+        self.saved.value = "wrote " + ", ".join(f"<code>{html.escape(str(path))}</code>"
+                                                 for path in paths)
+
     def draw(self) -> None:
         """Show the current text through the current model and lens (or say what is wrong)."""
         text = self.text.value.strip()
         if not text:
             self.status.value = "Type an idiom, or any text of two words or more."
             return
-        self.status.value = f"<i>reading {html.escape(text)!r} through {self.model.value}…</i>"
+        model = self.model.value
+        loading = ("" if self.explorer.is_loaded(model)
+                   else f"loading {model} (first use: a few seconds to a minute), then ")
+        self.status.value = f"<i>{loading}reading {html.escape(text)!r} through {model}…</i>"
         try:
-            view = self.explorer.show(text, self.model.value, self.lens.value)
+            view = self.explorer.show(text, model, self.lens.value)
         except DataFormatError as error:
-            self.status.value = f"<b>Cannot split this text:</b> {html.escape(str(error))}"
+            self._view, self.image.value, self.saved.value = None, b"", ""
+            self.status.value = f"<b>Cannot read this text:</b> {html.escape(_plain_error(error))}"
             return
+        self._view, self.saved.value = view, ""
         self.status.value = html.escape(_verdict(view))
         self.image.value = view.png()
+
+
+def _plain_error(error: DataFormatError) -> str:
+    """The error without the row number of the batch it was checked in (a single text here)."""
+    message = re.sub(r"^row \d+(?: \(index [^)]*\))?: ", "", str(error))
+    if "one word" in message:
+        message += ": type two words or more (the last word is the target)"
+    return message
 
 
 def _verdict(view: Trajectory) -> str:
     """One line on what the model does with the text."""
     if view.is_memorized:
-        head = f"✓ memorized: {view.model} predicts the target {view.target_label}"
+        head = f"✓ {view.verdict}: {view.model} predicts the target {view.target_label}"
     else:
-        head = (f"✗ not memorized: {view.model} predicts {view.pred_label}, not the target "
+        head = (f"✗ {view.verdict}: {view.model} predicts {view.pred_label}, not the target "
                 f"{view.target_label} (its rank at the output: "
                 f"{int(view.curves['target_rank'].iloc[-1])})")
     return (f"{head}. The prediction is top-1 from layer {view.promotion_layer} of "
