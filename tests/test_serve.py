@@ -39,7 +39,7 @@ def test_a_taken_port_is_refused_with_what_to_do(capsys):
 def test_started_lab_answers_at_its_url_and_lists_the_repository(tmp_path):
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "figures" / "interactive").mkdir(parents=True)
-    server = serve.start_lab(tmp_path, serve.free_port(18888), log=tmp_path / "lab.log")
+    server = serve.start_lab(tmp_path, log=tmp_path / "lab.log", first_port=18888)
     try:
         assert server.url == (f"http://127.0.0.1:{server.port}/lab/tree/notebooks"
                               f"?token={server.token}")

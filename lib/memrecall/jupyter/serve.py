@@ -46,8 +46,12 @@ def free_port(start: int = DEFAULT_PORT, host: str = "127.0.0.1", tries: int = 1
     """
     for port in range(start, start + tries):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            if probe.connect_ex((host, port)) != 0:
-                return port
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+            return port
     raise RuntimeError(f"no free port in {start}-{start + tries - 1}: pass another with PORT=")
 
 
@@ -100,20 +104,42 @@ class LabServer:
 
 
 def start_lab(root: str | Path | None = None, port: int | None = None, *,
-              timeout: float = 120, log: Path | None = None) -> LabServer:
+              timeout: float = 120, log: Path | None = None,
+              first_port: int = DEFAULT_PORT) -> LabServer:
     """Start JupyterLab on ``root`` (default: the repository) and return once it answers.
 
     Args:
         root: the folder served (the repository root, so figures/ and results/ are reachable).
-        port: the port; None for :func:`free_port` from 8888.
+        port: the port; None for :func:`free_port` from ``first_port``, tried again on the next
+            free one (three times) if another process takes it before the server binds it.
         timeout: seconds to wait for the server to answer.
         log: where its output goes (None: this process's stderr).
+        first_port: where the search for a free port starts when ``port`` is None.
 
     Raises:
         RuntimeError: the server exited or did not answer in time (its log says why).
     """
+    if port is not None:
+        return _start(root, port, timeout, log)
+    start = first_port
+    for attempt in range(3):
+        port = free_port(start)
+        try:
+            return _start(root, port, timeout, log)
+        except _Exited:
+            if attempt == 2:
+                raise
+            start = port + 1
+    raise AssertionError("unreachable")
+
+
+class _Exited(RuntimeError):
+    """The server process ended before it answered (most often: its port was taken)."""
+
+
+def _start(root: str | Path | None, port: int, timeout: float, log: Path | None) -> LabServer:
+    """Start JupyterLab on ``port`` and return once it answers."""
     root = Path(root) if root is not None else repo_root()
-    port = port or free_port()
     token = secrets.token_hex(24)
     stream = open(log, "w", encoding="utf-8") if log else None  # noqa: SIM115 (kept open)
     process = subprocess.Popen(lab_command(root, port, token), cwd=root, stdout=stream,
@@ -122,7 +148,7 @@ def start_lab(root: str | Path | None = None, port: int | None = None, *,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited with status {process.returncode} on port "
+            raise _Exited(f"JupyterLab exited with status {process.returncode} on port "
                                f"{port} (is it taken? pass another with PORT=)")
         try:
             with urllib.request.urlopen(f"{server.base}/api/status?token={token}", timeout=2):
