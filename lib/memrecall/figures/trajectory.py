@@ -34,6 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from .._io import atomic_write_all
 from ..analysis.projection import promotion_layer
 from ..lenses import Lens, LogitLens, layer_logits, top_k_tokens
 from ..models import LM
@@ -185,7 +186,10 @@ class Trajectory:
         return buffer.getvalue()
 
     def save(self, path: str | Path) -> Path:
-        """Write the picture as ``<path>.png`` and ``<path>.pdf``; returns the PNG's path."""
+        """Write the picture as ``<path>.png`` and ``<path>.pdf``; returns the PNG's path.
+
+        Each file is written whole or not at all.
+        """
         base = Path(path)
         if base.suffix in (".png", ".pdf"):
             base = base.with_suffix("")
@@ -193,8 +197,11 @@ class Trajectory:
         png = base.with_name(base.name + ".png")
         with drawing():
             figure = _draw(self)
-            figure.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
-            figure.savefig(base.with_name(base.name + ".pdf"), metadata={"CreationDate": None})
+            atomic_write_all({
+                png: lambda out: figure.savefig(out, format="png", dpi=PNG_DPI,
+                                                metadata={"Software": None}),
+                base.with_name(base.name + ".pdf"): lambda out: figure.savefig(
+                    out, format="pdf", metadata={"CreationDate": None})})
         return png
 
     def _repr_png_(self) -> bytes:
