@@ -96,3 +96,140 @@ def test_keys_on_the_explorer_never_reach_the_notebook(probe_notebook, tmp_path)
     finally:
         server.stop()
     print(f"JupyterLab answered in {lab_start:.1f} s")
+
+
+# --------------------------------------------------------------------------- notebook 03, by keys
+
+QUICK = {"profile": '"offline"', "models": '"gemma-3-270m"', "quick": "True"}
+SECOND_MODEL = "tiny-gpt2"  # quick mode runs one model; a second one to switch to (loads at once)
+SCREENSHOT = ROOT / "figures" / "explorer_compare.png"
+
+
+def _quick_copy(tmp_path: Path) -> str:
+    """A copy of notebook 03 in notebooks/: quick, Gemma 3, offline, outputs under tmp_path."""
+    notebook = json.loads((ROOT / "notebooks" / "03_layerwise_projection.ipynb").read_text())
+    values = QUICK | {"figures_dir": repr(str(tmp_path / "figures")),
+                      "results_dir": repr(str(tmp_path / "results"))}
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"])
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            lines = []
+            for line in source.splitlines():
+                name = line.split("=")[0].strip()
+                lines.append(f"{name} = {values[name]}" if name in values else line)
+            source = "\n".join(lines)
+        source = source.replace("widgets.idiom_explorer([*run.models[:-1], lm]",
+                                f"widgets.idiom_explorer([*run.models[:-1], lm, {SECOND_MODEL!r}]")
+        cell["source"] = source
+    name = f"_browser_03_{uuid.uuid4().hex[:8]}.ipynb"
+    (ROOT / "notebooks" / name).write_text(json.dumps(notebook), encoding="utf-8")
+    return name
+
+
+def _src(page) -> str:
+    return page.locator(".memrecall-explorer img").first.get_attribute("src") or ""
+
+
+def _wait_new_picture(page, old: str, timeout_s: float = 120) -> float:
+    started = time.monotonic()
+    page.wait_for_function(
+        "old => { const img = document.querySelector('.memrecall-explorer img');"
+        " return img && img.src && img.src !== old && img.naturalWidth > 0; }",
+        arg=old, timeout=timeout_s * 1000)
+    return time.monotonic() - started
+
+
+def test_notebook_03_quick_explorer_by_keyboard(tmp_path):
+    name = _quick_copy(tmp_path)
+    timings = {}
+    started = time.monotonic()
+    server = serve.start_lab(ROOT, log=tmp_path / "lab.log", first_port=18950)
+    timings["Lab start"] = time.monotonic() - started
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.goto(f"{server.base}/lab/tree/notebooks/{name}?reset&token={server.token}")
+            page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for(timeout=120_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                   timeout=120_000)
+            time.sleep(2)  # the kernel's connection settles after "idle" is first shown
+            cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+            n_cells = cells.count()
+
+            started = time.monotonic()  # Run All, from Lab's Run menu
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            box = page.locator(".memrecall-explorer")
+            box.wait_for(timeout=600_000)
+            page.wait_for_function(
+                "() => { const img = document.querySelector('.memrecall-explorer img');"
+                " return img && img.src && img.naturalWidth > 0; }", timeout=300_000)
+            timings["Run All -> first picture"] = time.monotonic() - started
+            assert cells.count() == n_cells
+
+            # type a fragment, arrow to a suggestion, Enter
+            search = box.locator(".memrecall-search-input")
+            search.focus()
+            search.fill("")
+            page.keyboard.type("the", delay=30)
+            items = box.locator(".memrecall-search-item")
+            items.first.wait_for(timeout=30_000)
+            count = box.locator(".memrecall-search-count").inner_text()
+            assert "match" in count, count
+            page.keyboard.press("ArrowDown")
+            page.keyboard.press("ArrowDown")
+            chosen = box.locator(".memrecall-search-item.active").inner_text()
+            assert chosen == items.nth(1).inner_text() and "the" in chosen.lower()
+            old = _src(page)
+            started = time.monotonic()
+            page.keyboard.press("Enter")
+            _wait_new_picture(page, old)
+            timings["suggestion -> picture"] = time.monotonic() - started
+            assert search.input_value() == chosen and cells.count() == n_cells
+
+            # switch model with the arrow keys; notebook shortcuts on the dropdown do nothing
+            model = box.locator(".widget-dropdown", has_text="model").locator("select").first
+            model.focus()
+            old = _src(page)
+            started = time.monotonic()
+            page.keyboard.press("ArrowDown")
+            _wait_new_picture(page, old)
+            timings["model switch"] = time.monotonic() - started
+            assert model.input_value() == SECOND_MODEL
+            for key in ["a", "b", "x", "d", "d", "ArrowUp", "ArrowDown"]:
+                page.keyboard.press(key)
+            page.wait_for_function(
+                "m => document.querySelector('.memrecall-explorer .widget-html-content')"
+                " && document.querySelector('.memrecall-explorer').innerText.includes(m)",
+                arg=SECOND_MODEL, timeout=60_000)
+            assert cells.count() == n_cells
+            assert model.evaluate("el => el === document.activeElement")
+
+            # compare with Gemma 3: one picture, two models on one layer axis
+            other = box.locator(".widget-dropdown", has_text="compare with").locator("select")
+            other.focus()
+            old = _src(page)
+            page.keyboard.press("ArrowDown")
+            _wait_new_picture(page, old)
+            assert other.input_value() == "gemma-3-270m"
+            box.screenshot(path=str(SCREENSHOT))
+
+            # export, by keyboard: focus the button, Enter
+            button = box.locator("button", has_text="export")
+            button.focus()
+            page.keyboard.press("Enter")
+            saved = box.locator(".widget-html-content", has_text="saved:")
+            saved.wait_for(timeout=60_000)
+            written = [Path(c) for c in saved.locator("code").all_inner_texts()]
+            assert [p.suffix for p in written] == [".png", ".pdf", ".csv"]
+            assert all(p.is_file() and p.stat().st_size > 0 for p in written)
+            assert written[0].parent == tmp_path / "figures" and written[2].parent == \
+                tmp_path / "results"
+            assert cells.count() == n_cells
+            browser.close()
+    finally:
+        server.stop()
+        (ROOT / "notebooks" / name).unlink(missing_ok=True)
+    for what, seconds in timings.items():
+        print(f"{what}: {seconds:.1f} s")
