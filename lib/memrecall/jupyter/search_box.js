@@ -1,7 +1,7 @@
 // The explorer's search box (an anywidget): a text input with a suggestion list that the arrow
 // keys move through and Enter picks from. The kernel ranks the suggestions (memrecall.jupyter.
 // suggest); this file only shows them. It also keeps the explorer's keys: a keydown listener on
-// the explorer's container stops every key (except Ctrl/Cmd shortcuts such as Ctrl+S) from
+// the explorer's container stops every key (but Ctrl/Cmd/Alt shortcuts such as Ctrl+S) from
 // reaching JupyterLab, so ArrowUp on the model picker or "b" in a box never acts on the notebook.
 
 function keepKeys(el) {
@@ -15,7 +15,7 @@ function keepKeys(el) {
     if (box.dataset.memrecallKeys === "kept") return;
     box.dataset.memrecallKeys = "kept";
     box.addEventListener("keydown", (event) => {
-      if (!event.ctrlKey && !event.metaKey) event.stopPropagation();
+      if (!event.ctrlKey && !event.metaKey && !event.altKey) event.stopPropagation();
     });
   };
   attach();

@@ -5,8 +5,8 @@ sends what is typed (``query``, after a 60 ms pause) and Enter (``typed`` and th
 suggestion, if any); the kernel ranks the suggestions (:func:`memrecall.jupyter.suggest.suggest`)
 and decides what Enter shows (:func:`~memrecall.jupyter.suggest.resolve`). The same front end keeps
 the explorer's keys from JupyterLab (a ``keydown`` listener on the container with the CSS class
-``memrecall-explorer`` that stops every key but Ctrl/Cmd shortcuts). Its logic is testable without
-a browser: set :attr:`query`, call :meth:`submit`.
+``memrecall-explorer`` that stops every key but Ctrl/Cmd/Alt shortcuts). Its logic is testable
+without a browser: set :attr:`query`, call :meth:`submit`.
 """
 
 from __future__ import annotations
