@@ -94,8 +94,10 @@ class ExplorerControls:
                                   layout={"width": "230px"})
         self.export_button = widgets.Button(description="export PNG, PDF, CSV", icon="download",
                                             tooltip="write the picture and its per-layer table")
+        self.export_button.layout.width = "210px"
         self.saved = widgets.HTML()
         self.status = widgets.HTML()
+        self.status.add_class("memrecall-status")  # what a test waits on: no "…" = drawn
         self.image = widgets.Image(format="png", layout={"max_width": "100%"})
         self.picture = widgets.Box([self.image], layout={"max_height": PICTURE_HEIGHT,
                                                          "overflow": "auto", "display": "block"})
