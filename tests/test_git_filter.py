@@ -5,6 +5,7 @@ holding copies of the real Makefile, .gitattributes and notebooks, and saves thr
 server's contents manager with the pre-save hook that `make lab` sets (memrecall.jupyter.lab).
 """
 
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -16,15 +17,19 @@ from jupyter_server.services.contents.filemanager import FileContentsManager
 from nbclient import NotebookClient
 from traitlets.config import Config
 
-from memrecall.jupyter import lab
+from memrecall.jupyter import contents, lab, serve
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 ROOT = Path(__file__).resolve().parents[1]
-HOOK = "memrecall.jupyter.lab.store_as_git_does"
+HOOK = "memrecall.jupyter.lab.save_hook"
+MANAGER = "memrecall.jupyter.contents.LabContentsManager"
 
 
 def test_make_lab_saves_through_the_hook():
-    assert f"--ContentsManager.pre_save_hook={HOOK}" in (ROOT / "Makefile").read_text()
+    assert "-m memrecall.jupyter.serve" in (ROOT / "Makefile").read_text()
+    command = serve.lab_command(ROOT, 8888, "t")
+    assert f"--ContentsManager.pre_save_hook={HOOK}" in command
+    assert f"--ServerApp.contents_manager_class={MANAGER}" in command
 VENV = Path(sys.prefix)
 
 
@@ -136,3 +141,39 @@ def test_hook_leaves_notebooks_without_a_filter_alone(tmp_path, executed):
     save_in_jupyterlab(tmp_path, "free.ipynb", executed)  # not in a git checkout
     assert "hello" in (tmp_path / "free.ipynb").read_text()
     assert lab.clean_filter(tmp_path / "free.ipynb") is None
+
+
+def with_outputs(path: Path, executed) -> nbformat.NotebookNode:
+    """The notebook at ``path`` (its cell ids) holding the outputs of ``executed``."""
+    notebook = nbformat.read(path, as_version=4)
+    for cell, ran in zip(notebook.cells, executed.cells, strict=True):
+        cell.update({k: v for k, v in ran.items() if k in ("outputs", "execution_count")})
+    notebook.metadata.update(executed.metadata)
+    return notebook
+
+
+def test_saving_keeps_an_executed_copy_that_git_ignores(repo, executed):
+    source = repo / "notebooks" / "00_explore.ipynb"
+    copy = repo / "notebooks" / "rendered" / "interactive" / "00_explore.ipynb"
+    save_in_jupyterlab(source.parent, source.name, nbformat.read(source, as_version=4))
+    assert not copy.exists()  # nothing run, nothing to keep
+    save_in_jupyterlab(source.parent, source.name, with_outputs(source, executed))
+    assert lab.executed_copy(source) == copy
+    kept = nbformat.read(copy, as_version=4)
+    assert "hello" in copy.read_text() and kept.metadata["widgets"]  # outputs, widget state
+    assert [c.id for c in kept.cells] == [c.id for c in nbformat.read(source, 4).cells]
+    assert '"output_type"' not in source.read_text()  # the source itself stays clean
+    assert git(repo, "status", "--porcelain") == ""  # nothing changed that git would store
+    assert git(repo, "check-ignore", str(copy)).strip() == str(copy)
+
+
+def test_a_source_notebook_opens_as_the_kernel_will_see_it(repo, executed):
+    """Lab writes the kernel's language_info on open (marking it modified) unless it is there."""
+    hook = Config({"ContentsManager": {"pre_save_hook": HOOK}})
+    manager = contents.LabContentsManager(root_dir=str(repo / "notebooks"), config=hook)
+    assert "language_info" not in nbformat.read(repo / "notebooks" / "00_explore.ipynb", 4).metadata
+    served = asyncio.run(manager.get("00_explore.ipynb"))
+    assert served["content"]["metadata"]["language_info"] == executed.metadata["language_info"]
+    asyncio.run(manager.save({"type": "notebook", "format": "json",
+                              "content": served["content"]}, "00_explore.ipynb"))
+    assert git(repo, "status", "--porcelain") == ""  # dropped again on save

@@ -1,5 +1,7 @@
 """Fitted lenses (linear shortcut, tuned lens): exactness, recovery, held-out KL, save and load."""
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 import torch
@@ -182,6 +184,34 @@ def test_pipeline_fits_each_lens_once_then_reads_the_cache(tmp_path, data_dir, m
     assert len(list(run.cache_dir.glob("*.safetensors"))) == 4
     kl = pipeline.lens_kl(lm, run, first)
     assert set(kl["lens"]) == set(pipeline.LENS_CHOICES) and (kl["model"] == lm.name).all()
+
+
+def test_stored_lenses_are_read_from_the_cache_never_fitted(tmp_path, data_dir, monkeypatch):
+    monkeypatch.setenv("MEMRECALL_DATA_DIR", str(data_dir))
+    run = pipeline.settings("smoke", "tiny-gpt2", results_dir=tmp_path / "results",
+                            figures_dir=tmp_path / "figures")
+    lm = mr.load("tiny-gpt2", device="cpu")
+    assert pipeline.stored_lenses(lm, run) == {}  # nothing cached: nothing fitted either
+    assert not list(run.cache_dir.glob("*.safetensors"))
+    fitted = pipeline.fitted_lenses(lm, run)  # what notebook 06 does
+    stored = pipeline.stored_lenses(lm, run)
+    assert list(stored) == [name for name in pipeline.LENS_CHOICES if name != "logit lens"]
+    for name, lens in stored.items():
+        assert lens.fingerprint() == fitted[name].fingerprint()
+    # a quick run (its own smaller budget) finds the lenses of the profile's full budget
+    small = pipeline.settings("smoke", "tiny-gpt2", results_dir=tmp_path / "results",
+                              figures_dir=tmp_path / "figures", quick=True,
+                              lens=replace(run.lens, fit_tokens=run.lens.fit_tokens // 2))
+    assert small.lens != run.lens
+    assert {n: lens.fingerprint() for n, lens in pipeline.stored_lenses(lm, small).items()} == {
+        n: lens.fingerprint() for n, lens in stored.items()}
+    # another model (or revision) has none; a lens whose file was damaged is not offered
+    other = mr.wrap(lm.model, lm.tokenizer, name=lm.name, revision="another-revision")
+    assert pipeline.stored_lenses(other, run) == {}
+    tuned = next(p for p in run.cache_dir.glob("*tuned_lens*.safetensors"))
+    tuned.write_bytes(tuned.read_bytes()[:-8] + bytes(8))
+    assert list(pipeline.stored_lenses(lm, run)) == ["linear shortcut"]
+    assert len(list(run.cache_dir.glob("*.safetensors"))) == 2  # and nothing refitted
 
 
 def test_a_masked_lm_reads_a_short_text_again_with_other_masks():

@@ -13,7 +13,7 @@ from memrecall.reproduce import NOTEBOOKS, main, numbered_notebooks, run_noteboo
 
 NOTEBOOK_FILES = numbered_notebooks()
 PARAMETERS = ["profile", "models", "device", "batch_size", "results_dir", "figures_dir",
-              "interactive", "dtype"]
+              "interactive", "dtype", "quick"]
 # A block of this many consecutive non-trivial code lines found in two notebooks is copied logic.
 REPEATED_LINES = 6
 
@@ -148,3 +148,29 @@ def test_reproduce_in_bfloat16_keeps_the_float32_outputs_apart(monkeypatch):
     assert main(["--profile", "smoke"]) == 0  # float32: the profile's own folders
     assert ran[0].name == "smoke" and ran[1][1]["dtype"] is None
     assert "results_dir" not in ran[1][1]
+
+
+@pytest.mark.slow
+def test_notebook_03_offers_the_lenses_notebook_06_cached(tmp_path, data_dir, monkeypatch):
+    """Interactive and quick: the explorer gets the fitted lenses in the cache, none fitted."""
+    import memrecall as mr
+    from memrecall import pipeline
+
+    monkeypatch.setenv("MEMRECALL_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MEMRECALL_PLAIN_PROGRESS", "1")
+    parameters = {"profile": "smoke", "models": "tiny-gpt2", "results_dir": str(tmp_path / "r"),
+                  "figures_dir": str(tmp_path / "f"), "interactive": True, "quick": True}
+    source = next(p for p in NOTEBOOK_FILES if p.name.startswith("03_"))
+
+    def lens_line(output: Path) -> str:
+        run_notebook(source, output, parameters)
+        text = "".join("".join(o.get("text", "")) for c in json.loads(output.read_text())["cells"]
+                       for o in c.get("outputs", []))
+        return re.search(r"fitted lenses in the cache: (.*)", text).group(1)
+
+    assert lens_line(tmp_path / "before.ipynb") == "none (notebook 06)"
+    assert not list((tmp_path / "r" / "cache").glob("*.safetensors"))  # 03 fits no lens
+    run = pipeline.settings("smoke", "tiny-gpt2", results_dir=tmp_path / "r",
+                            figures_dir=tmp_path / "f", quick=True)
+    pipeline.fitted_lenses(mr.load("tiny-gpt2", device="cpu"), run)  # what notebook 06 caches
+    assert lens_line(tmp_path / "after.ipynb") == "linear shortcut, tuned lens"

@@ -30,6 +30,30 @@ def test_explicit_folders_win_and_hold_their_cache(tmp_path):
     assert run.cache_dir == tmp_path / "r" / "cache"
 
 
+def test_quick_run_is_one_model_small_samples_and_never_the_committed_folders(tmp_path):
+    full = pipeline.settings("offline", root=tmp_path)
+    quick = pipeline.settings("offline", root=tmp_path, quick=True)
+    assert quick.models == full.models[:1]
+    assert (quick.n_idioms, quick.n_wiki, quick.n_facts, quick.n_knockout) == (60, 30, 60, 10)
+    assert quick.lens.fit_tokens < full.lens.fit_tokens
+    assert quick.lens.tuned_steps < full.lens.tuned_steps
+    # a batch quick run still writes aside, and reads the one cache
+    assert quick.results_dir == tmp_path / "results" / "interactive" / "offline"
+    assert quick.figures_dir == tmp_path / "figures" / "interactive" / "offline"
+    assert quick.cache_dir == full.cache_dir
+
+
+def test_quick_keeps_named_models_explicit_sizes_and_smaller_profiles(tmp_path):
+    run = pipeline.settings("offline", "smollm2-135m,qwen2.5-coder-0.5b", root=tmp_path,
+                            quick=True, n_idioms=12)
+    assert run.models == ("smollm2-135m", "qwen2.5-coder-0.5b") and run.n_idioms == 12
+    smoke, smoke_quick = (pipeline.settings("smoke", root=tmp_path, quick=q)
+                          for q in (False, True))
+    assert (smoke_quick.n_idioms, smoke_quick.n_wiki, smoke_quick.n_knockout) == (
+        smoke.n_idioms, smoke.n_wiki, smoke.n_knockout)  # already smaller than quick's
+    assert smoke_quick.lens == smoke.lens
+
+
 def test_interactive_folders_are_git_ignored():
     ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().split()
     assert {"/figures/interactive/", "/results/interactive/"} <= set(ignored)

@@ -12,10 +12,11 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from PIL import Image
 
 from memrecall.figures import PNG_DPI
-from memrecall.rendered import palette_png, tidy_rendered
+from memrecall.rendered import palette_png, tidy_files, tidy_rendered
 from memrecall.reproduce import NOTEBOOKS, run_notebook
 
-RENDERED = sorted((NOTEBOOKS / "rendered").glob("*/*.ipynb"))
+RENDERED = sorted(p for p in (NOTEBOOKS / "rendered").glob("*/*.ipynb")
+                  if p.parent.name != "interactive")  # make lab's executed copies: git-ignored
 WARNING = "/x/lens.py:12: UserWarning: 3 prompts are longer than the context\n  warn(msg)\n"
 
 
@@ -70,6 +71,41 @@ def test_progress_bar_updates_go_and_a_warning_between_them_stays():
 def test_a_warning_written_on_a_bar_s_line_is_kept_whole():
     outputs = tidy_cell(stderr(bar("knockouts", 306, 45900) + WARNING + bar("knockouts", 0, 9)))
     assert outputs[0].text == WARNING
+
+
+def widget(plain: str, model_id: str = "b932"):
+    return new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": model_id, "version_major": 2,
+                                                     "version_minor": 0},
+        "text/plain": plain})
+
+
+def test_progress_widgets_go_with_their_state_and_other_widgets_stay():
+    gguf = "Converting and de-quantizing GGUF tensors...:   0%|          | 0/236 [00:00<?, ?it/s]"
+    slider = widget("IntSlider(value=3)", "c0ff")
+    notebook = new_notebook(cells=[
+        new_code_cell("load()", outputs=[widget(gguf), stdout("loaded\n"), widget(gguf + " ")]),
+        new_code_cell("explore()", outputs=[slider])])
+    notebook.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    tidied = tidy_rendered(notebook)
+    assert [o.get("text") for o in tidied.cells[0].outputs] == ["loaded\n"]
+    assert tidied.cells[1].outputs == [slider]
+    assert "widgets" in tidied.metadata  # the slider still needs it
+    only_bars = new_notebook(cells=[new_code_cell("load()", outputs=[widget(gguf)])])
+    only_bars.metadata["widgets"] = {"state": {}}
+    tidied = tidy_rendered(only_bars)
+    assert tidied.cells[0].outputs == [] and "widgets" not in tidied.metadata
+
+
+def test_tidying_files_says_which_changed_and_is_idempotent(tmp_path):
+    bars = new_notebook(cells=[new_code_cell("run()", outputs=[stderr(bar("fit", 1, 9))])])
+    clean = new_notebook(cells=[new_code_cell("run()", outputs=[stdout("done\n")])])
+    paths = [tmp_path / "bars.ipynb", tmp_path / "clean.ipynb"]
+    for notebook, path in zip([bars, clean], paths, strict=True):
+        nbformat.write(tidy_rendered(clean) if path.name == "clean.ipynb" else notebook, path)
+    assert tidy_files(paths) == [paths[0]]
+    assert nbformat.read(paths[0], as_version=4).cells[0].outputs == []
+    assert tidy_files(paths) == []
 
 
 def test_bars_without_a_total_or_past_an_hour_go_too():

@@ -102,26 +102,86 @@ def test_widget_typing_and_picking_update_the_picture(llama, results):
     loaded = []
     box = widgets.Explorer([llama, "tiny-gpt2"], IDIOMS, results={"tiny-llama": results},
                            loader=loads(loaded)).widget()
-    pickers, combo, status, image = box.children
-    model, lens, memorized_only = pickers.children
-    assert combo.options == tuple(IDIOMS) and combo.value == "once in a blue moon"
-    assert not combo.ensure_option and not combo.continuous_update  # Enter shows typed text
-    assert bytes(image.value[:4]) == b"\x89PNG" and "memorized: tiny-llama" in status.value
-    assert lens.layout.display == "none"  # only the logit lens: no picker
+    ui = box.controls
+    assert "memrecall-explorer" in box._dom_classes  # the container whose keys stay with it
+    assert ui.search.value == "once in a blue moon"
+    assert bytes(ui.image.value[:4]) == b"\x89PNG" and "memorized: tiny-llama" in ui.status.value
+    assert ui.lens.layout.display == "none"  # only the logit lens: no picker
 
-    memorized_only.value = True
-    assert combo.options == ("once in a blue moon",)
-    first = bytes(image.value)
-    combo.value = "the early bird catches the worm"  # typed, not in the list
-    assert bytes(image.value) != first and "memorized: tiny-llama" in status.value
+    ui.memorized_only.value = True
+    assert ui.search.texts == ["once in a blue moon"]
+    first = bytes(ui.image.value)
+    ui.search.submit("the early bird catches the worm")  # typed, not in the list
+    assert bytes(ui.image.value) != first
+    assert "predicted: tiny-llama" in ui.status.value and "memorized" not in ui.status.value
 
-    model.value = "tiny-gpt2"
-    assert loaded == ["tiny-gpt2"] and "memorized: tiny-gpt2" in status.value
-    assert memorized_only.layout.display == "none" and not memorized_only.value
-    assert combo.options == tuple(IDIOMS)
+    ui.model.value = "tiny-gpt2"
+    assert loaded == ["tiny-gpt2"] and "predicted: tiny-gpt2" in ui.status.value
+    assert ui.memorized_only.layout.display == "none" and not ui.memorized_only.value
+    assert ui.search.texts == IDIOMS
 
-    combo.value = "moon"
-    assert "Cannot split" in status.value and "one word" in status.value
+
+def test_widget_one_word_says_what_to_do_and_clears_the_picture(llama):
+    ui = widgets.Explorer([llama], IDIOMS).widget().controls
+    assert ui.image.value and ui.view is not None
+    ui.search.submit("moon")
+    assert "two words or more" in ui.status.value and "row" not in ui.status.value
+    assert not ui.image.value and ui.view is None and ui.export_button.disabled
+
+
+def test_widget_shows_loading_before_a_model_loads_on_demand(llama):
+    seen = []
+
+    def loader(name):
+        seen.append(ui.status.value)
+        return mr.load(name, device="cpu")
+
+    ui = widgets.Explorer([llama, "tiny-gpt2"], IDIOMS, loader=loader).widget().controls
+    ui.model.value = "tiny-gpt2"
+    assert len(seen) == 1 and "loading tiny-gpt2" in seen[0]
+
+
+def test_search_box_ranks_suggestions_and_enter_picks_one(llama):
+    texts = ["a landspill at dawn", "spill the beans", "cry over spilled milk", "spilling over"]
+    ui = widgets.Explorer([llama], texts).widget().controls
+    ui.search.query = "spill"
+    assert ui.search.suggestions == ["spill the beans", "spilling over",  # prefix first
+                                     "cry over spilled milk",  # then a later word's start
+                                     "a landspill at dawn"]  # then inside a word
+    assert ui.search.count == "4 idioms match"
+    assert ui.search.submit("spill the") == "spill the beans"  # a fragment: not prompt+target
+    assert ui.view.text == "spill the beans" and "memorized" in ui.status.value
+    assert ui.search.suggestions == []  # Enter closes the list
+    assert ui.search.submit("spill", highlighted="spilling over") == "spilling over"
+    assert ui.view.text == "spilling over"
+
+
+def test_widget_compare_top_k_track_and_export(llama, tmp_path):
+    ui = widgets.Explorer([llama, "tiny-gpt2"], IDIOMS).widget(tmp_path / "fig",
+                                                               tmp_path / "res").controls
+    ui.top_k.value = 3
+    assert ui.view.top_ids.shape == (llama.n_layers, 3)
+    ui.track.value = " moon"
+    assert ui.view.track_label is not None and "track_rank" in ui.view.curves
+    ui.compare_model.value = "tiny-gpt2"
+    assert [v.model for v in ui.view.views] == ["tiny-llama", "tiny-gpt2"]
+    assert all(v.track_label for v in ui.view.views)
+    written = ui.export()
+    assert [p.suffix for p in written] == [".png", ".pdf", ".csv"]
+    assert written[0].parent == tmp_path / "fig" and written[2].parent == tmp_path / "res"
+    assert written[0].read_bytes()[:4] == b"\x89PNG" and written[1].read_bytes()[:4] == b"%PDF"
+    table = pd.read_csv(written[2])
+    assert set(table["model"]) == {"tiny-llama", "tiny-gpt2"}
+    assert len(table) == sum(v.n_layers for v in ui.view.views)
+    assert all(str(p) in ui.saved.value for p in written)
+    assert not list((tmp_path / "fig").glob(".*.tmp"))  # atomic: no temp files left
+
+
+def test_widget_export_hidden_without_folders(llama):
+    box = widgets.idiom_explorer([llama], IDIOMS)
+    export_row = box.children[3]
+    assert box.controls.export_button in export_row.children
+    assert export_row.layout.display == "none" and box.controls.export() == []
 
 
 def test_idiom_explorer_not_interactive_builds_nothing(llama):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["PROFILES", "LensBudget", "Profile", "profile"]
+__all__ = ["PROFILES", "QUICK", "LensBudget", "Profile", "profile", "quick_sizes"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +119,28 @@ def profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown profile {name!r}; choose one of {list(PROFILES)}") from None
+
+
+QUICK: dict[str, object] = {
+    "n_idioms": 60, "n_wiki": 30, "n_facts": 60, "n_knockout": 10,
+    "lens": LensBudget(fit_tokens=2048, eval_tokens=512, tuned_steps=16, tuned_rows=128,
+                       vocab_sample=1024, monitor_tokens=256, monitor_every=8),
+}
+"""What the notebooks' ``quick`` parameter changes: small samples and a small lens budget, so a
+first look at one model takes minutes on a CPU (its numbers decide nothing; the full profile
+does)."""
+
+
+def quick_sizes(profile: Profile) -> dict[str, object]:
+    """The sample sizes and lens budget of a quick run of ``profile``.
+
+    Never above the profile's own: the smoke profile stays as small as it is.
+    """
+    sizes: dict[str, object] = {}
+    for name, small in QUICK.items():
+        full = getattr(profile, name)
+        if name == "lens":
+            sizes[name] = small if small.fit_tokens < full.fit_tokens else full
+        else:
+            sizes[name] = small if full is None or small < full else full
+    return sizes

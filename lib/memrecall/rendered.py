@@ -1,9 +1,12 @@
 """How a rendered notebook is stored: no progress bars, each figure once, compact PNGs.
 
 A re-render's diff should be the science, not noise: :func:`tidy_rendered` drops the plain tqdm
-updates from stderr (keeping every other line), coalesces streams, keeps one copy of each figure
-(no ``text/plain`` beside an image) and re-encodes opaque PNGs with a 256-colour palette at the
-same size, deterministically. ``make reproduce`` applies it to every notebook it renders.
+updates from stderr (keeping every other line) and the progress-bar widgets a library's own
+``tqdm.auto`` bars leave (the GGUF conversion's), with the widget state when no other widget is
+left, coalesces streams, keeps one copy of each figure (no ``text/plain`` beside an image) and
+re-encodes opaque PNGs with a 256-colour palette at the same size, deterministically.
+``make reproduce`` applies it to every notebook it renders; ``python -m memrecall.rendered
+notebooks/rendered/<profile>/*.ipynb`` re-tidies renders already made, without running them.
 """
 
 from __future__ import annotations
@@ -18,11 +21,16 @@ if TYPE_CHECKING:
     from nbformat import NotebookNode
     from PIL.Image import Image
 
-__all__ = ["PROGRESS_UPDATE", "palette_png", "tidy_file", "tidy_rendered"]
+__all__ = ["PROGRESS_UPDATE", "PROGRESS_WIDGET", "palette_png", "tidy_file", "tidy_files",
+           "tidy_rendered"]
 
 _CLOCK = r"-?(?:\d+:)?\d{2}:\d{2}"  # tqdm's [H:]MM:SS
-PROGRESS_UPDATE = re.compile(rf"\r[^\r\n]*?\[{_CLOCK}(?:<(?:\?|{_CLOCK}))?, [^\]\r\n]*\] *\n?")
+_STATUS = rf"[^\r\n]*?\[{_CLOCK}(?:<(?:\?|{_CLOCK}))?, [^\]\r\n]*\]"  # ends in its timing
+PROGRESS_UPDATE = re.compile(rf"\r{_STATUS} *\n?")
 r"""One update of a plain tqdm bar: ``\r``, a status line ending in its timing bracket, padding."""
+PROGRESS_WIDGET = re.compile(rf"{_STATUS} *")
+"""The ``text/plain`` of a tqdm widget (``tqdm.auto`` in a kernel): one status line."""
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def tidy_file(path: Path) -> None:
@@ -42,6 +50,9 @@ def tidy_rendered(notebook: NotebookNode) -> NotebookNode:
       spaces, and the newline that ends a closed bar) is cut from the stderr text; anything else
       on stderr (warnings, log lines, tracebacks) stays verbatim, and an stderr output left with
       only whitespace is dropped.
+    - Progress-bar widgets go: an output that is a widget view whose ``text/plain`` is one
+      tqdm status line (:data:`PROGRESS_WIDGET`); when no widget view is left in the notebook,
+      so does the saved widget state (``metadata.widgets``), which only those bars used.
     - Consecutive stream outputs of the same name become one (stdout's text is kept as is).
     - Each figure is stored once: an output whose PNG repeats an earlier one of the cell is
       dropped, and an output with a PNG keeps no ``text/plain`` (``SavedFigure(...)``,
@@ -52,7 +63,22 @@ def tidy_rendered(notebook: NotebookNode) -> NotebookNode:
     for cell in notebook.cells:
         if cell.cell_type == "code":
             cell.outputs = _coalesced(_figures_once(_without_progress(_coalesced(cell.outputs))))
+    widgets_left = any(WIDGET_VIEW in output.get("data", {}) for cell in notebook.cells
+                       for output in cell.get("outputs", []))
+    if not widgets_left:
+        notebook.metadata.pop("widgets", None)
     return notebook
+
+
+def tidy_files(paths: list[Path]) -> list[Path]:
+    """:func:`tidy_file` each of ``paths``; returns those whose bytes changed."""
+    changed = []
+    for path in map(Path, paths):
+        before = path.read_bytes()
+        tidy_file(path)
+        if path.read_bytes() != before:
+            changed.append(path)
+    return changed
 
 
 def _coalesced(outputs: list[NotebookNode]) -> list[NotebookNode]:
@@ -71,15 +97,27 @@ def _coalesced(outputs: list[NotebookNode]) -> list[NotebookNode]:
 
 
 def _without_progress(outputs: list[NotebookNode]) -> list[NotebookNode]:
-    """The outputs with progress-bar updates cut from stderr, and emptied stderr dropped."""
+    """The outputs without progress: bar updates cut from stderr, emptied stderr, bar widgets."""
     kept = []
     for output in outputs:
         if output.output_type == "stream" and output.name == "stderr":
             output.text = PROGRESS_UPDATE.sub("", output.text)
             if not output.text.strip():
                 continue
+        if _is_progress_widget(output):
+            continue
         kept.append(output)
     return kept
+
+
+def _is_progress_widget(output: NotebookNode) -> bool:
+    """Whether ``output`` is a tqdm widget: a widget view shown as one tqdm status line."""
+    data = output.get("data", {})
+    if WIDGET_VIEW not in data:
+        return False
+    plain = data.get("text/plain", "")
+    plain = "".join(plain) if isinstance(plain, list) else plain
+    return PROGRESS_WIDGET.fullmatch(plain.strip()) is not None
 
 
 def _figures_once(outputs: list[NotebookNode]) -> list[NotebookNode]:
@@ -120,3 +158,18 @@ def _opaque_colour(image: Image) -> bool:
     """Whether ``image`` is RGB, or RGBA with every pixel opaque."""
     return image.mode == "RGB" or (image.mode == "RGBA"
                                    and image.getchannel("A").getextrema() == (255, 255))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m memrecall.rendered FILE...``: tidy rendered notebooks in place, say which."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Tidy rendered notebooks in place (no run).")
+    parser.add_argument("paths", nargs="+", type=Path)
+    changed = tidy_files(parser.parse_args(argv).paths)
+    print("\n".join(f"tidied {path}" for path in changed) or "all tidy already")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

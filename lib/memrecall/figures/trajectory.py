@@ -22,6 +22,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+from .._io import atomic_write_all
 from ..analysis.projection import promotion_layer
 from ..lenses import Lens, LogitLens, layer_logits, top_k_tokens
 from ..models import LM
@@ -40,10 +42,11 @@ from ..probes import make_probes
 from ..report.tables import to_display_layer
 from .style import OKABE_ITO, PNG_DPI, STYLE
 
-__all__ = ["Trajectory", "token_label", "trajectory"]
+__all__ = ["Trajectory", "draw_panels", "drawable", "drawing", "token_label", "trajectory"]
 
 PREDICTION_COLOR = OKABE_ITO["blue"]
 TARGET_COLOR = OKABE_ITO["vermillion"]
+TRACK_COLOR = OKABE_ITO["green"]
 
 
 def token_label(tokenizer: Any, token: int) -> str:
@@ -54,6 +57,28 @@ def token_label(tokenizer: Any, token: int) -> str:
     if not stripped:
         return "␣" * len(text) if text else repr(text)
     return "␣" * lead + stripped.replace("\n", "\\n") + "␣" * trail
+
+
+@lru_cache(maxsize=4)
+def _covered(families: tuple[str, ...]) -> frozenset[int]:
+    """The code points that the first font found for ``families`` (or DejaVu Sans) can draw."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    path = font_manager.findfont(font_manager.FontProperties(family=list(families)))
+    return frozenset(FT2Font(path).get_charmap())
+
+
+def drawable(label: str) -> str:
+    r"""``label`` with the characters the figures' font lacks written as ``\u4e00`` escapes.
+
+    Matplotlib would draw them as empty boxes ("tofu"); an escape says which token it is.
+    """
+    with mpl.rc_context(STYLE):
+        covered = _covered(tuple(mpl.rcParams["font.family"]))
+    return "".join(ch if ord(ch) in covered or ch in " \n"
+                   else (f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+                   for ch in label)
 
 
 def _top_table(lm: LM, ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
@@ -80,6 +105,10 @@ class Trajectory:
         table: the same as text, ``"token (probability)"`` cells (:func:`layer_top_tokens`).
         top_labels: ``(n_layers, k)`` the tokens of ``table`` without their probabilities.
         pred_label, target_label: the prediction and the target as :func:`token_label` shows them.
+        track_token, track_label: a token of one's own followed like the target (``curves``
+            then has ``track_rank`` and ``track_prob``), or None.
+        idiom: whether the text is a known idiom (IdioMem): its verdict says "memorized";
+            for any other text, "predicted".
     """
 
     model: str
@@ -97,6 +126,9 @@ class Trajectory:
     top_labels: np.ndarray
     pred_label: str
     target_label: str
+    track_token: int | None = None
+    track_label: str | None = None
+    idiom: bool = True
 
     @property
     def n_layers(self) -> int:
@@ -109,11 +141,33 @@ class Trajectory:
         return int(to_display_layer(promotion_layer([self.curves["pred_rank"].to_numpy()])[0]))
 
     @property
+    def verdict(self) -> str:
+        """The verdict: "memorized" / "not memorized" for an idiom, else "(not) predicted".
+
+        Memorization is defined on IdioMem only; any other text is predicted or not.
+        """
+        word = "memorized" if self.idiom else "predicted"
+        return word if self.is_memorized else f"not {word}"
+
+    @property
     def title(self) -> str:
         """What the picture shows, in one line."""
-        verdict = "memorized" if self.is_memorized else f"not memorized: predicts {self.pred_label}"
+        verdict = self.verdict
+        if not self.is_memorized:
+            verdict += f": predicts {self.pred_label}"
         return (f"{self.model} ({self.lens}): {self.prompt!r} → target {self.target_label} "
                 f"({verdict})")
+
+    def frame(self) -> pd.DataFrame:
+        """The per-layer table behind the picture (for CSV): one row per layer (1-based)."""
+        out = self.curves.copy()
+        for j in range(self.top_ids.shape[1]):
+            out[f"top{j + 1}_token"] = [str(label) for label in self.top_labels[:, j]]
+            out[f"top{j + 1}_prob"] = self.top_probs[:, j]
+        meta = {"model": self.model, "lens": self.lens, "text": self.text, "prompt": self.prompt,
+                "target": self.target_label, "prediction": self.pred_label,
+                "tracked": self.track_label or ""}
+        return out.assign(**meta).reset_index()
 
     def figure(self) -> Figure:
         """The picture: top-k table (shade = probability, target boxed) beside the curves.
@@ -121,27 +175,33 @@ class Trajectory:
         Rows line up across the three panels: layer 1 at the top, the model's output at the
         bottom. The rank axis is logarithmic above 1 (0 = top-1, drawn on a linear stretch).
         """
-        with _drawing():
+        with drawing():
             return _draw(self)
 
     def png(self) -> bytes:
         """The picture as PNG bytes."""
         buffer = io.BytesIO()
-        with _drawing():
+        with drawing():
             _draw(self).savefig(buffer, format="png", dpi=PNG_DPI, metadata={"Software": None})
         return buffer.getvalue()
 
     def save(self, path: str | Path) -> Path:
-        """Write the picture as ``<path>.png`` and ``<path>.pdf``; returns the PNG's path."""
+        """Write the picture as ``<path>.png`` and ``<path>.pdf``; returns the PNG's path.
+
+        Each file is written whole or not at all.
+        """
         base = Path(path)
         if base.suffix in (".png", ".pdf"):
             base = base.with_suffix("")
         base.parent.mkdir(parents=True, exist_ok=True)
         png = base.with_name(base.name + ".png")
-        with _drawing():
+        with drawing():
             figure = _draw(self)
-            figure.savefig(png, dpi=PNG_DPI, metadata={"Software": None})
-            figure.savefig(base.with_name(base.name + ".pdf"), metadata={"CreationDate": None})
+            atomic_write_all({
+                png: lambda out: figure.savefig(out, format="png", dpi=PNG_DPI,
+                                                metadata={"Software": None}),
+                base.with_name(base.name + ".pdf"): lambda out: figure.savefig(
+                    out, format="pdf", metadata={"CreationDate": None})})
         return png
 
     def _repr_png_(self) -> bytes:
@@ -149,7 +209,8 @@ class Trajectory:
 
 
 def trajectory(lm: LM, text: str, k: int = 5, lens: Lens | None = None,
-               lens_name: str | None = None) -> Trajectory:
+               lens_name: str | None = None, track: str | None = None,
+               idiom: bool = True) -> Trajectory:
     """Split ``text`` as the analysis does and follow its prediction and target through the layers.
 
     Any text works, in IdioMem or not: the target is the first sub-token of its last word
@@ -164,18 +225,31 @@ def trajectory(lm: LM, text: str, k: int = 5, lens: Lens | None = None,
         lens: None for the logit lens, or a fitted lens (see :func:`layer_logits`).
         lens_name: the lens's name for titles (default the logit lens's label when ``lens`` is
             None, else the lens's ``label`` or class name).
+        track: a token of one's own to follow (its first sub-token, as typed: ``" moon"`` with
+            its space), or None.
+        idiom: whether ``text`` is a known idiom (the verdict's wording, see :class:`Trajectory`).
 
     Raises:
         memrecall.data.DataFormatError: ``text`` is empty or has a single word.
+        ValueError: ``k`` < 1, or ``track`` makes no token.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    track_token = None
+    if track:
+        ids = lm.tokenizer.encode(track, add_special_tokens=False)
+        if not ids:
+            raise ValueError(f"{track!r} makes no token for {lm.name}")
+        track_token = int(ids[0])
     probe = make_probes([text], lm).iloc[0]
     logits = layer_logits(lm, probe["prompt"], lens)  # (n_layers, vocab)
     probs = torch.softmax(logits, dim=-1)
     pred_token, target_token = int(logits[-1].argmax()), int(probe["target_token"])
     curves = {}
-    for name, token in (("pred", pred_token), ("target", target_token)):
+    followed = [("pred", pred_token), ("target", target_token)]
+    if track_token is not None:
+        followed.append(("track", track_token))
+    for name, token in followed:
         # rank = how many tokens score strictly higher (ties in the token's favour), as project
         curves[f"{name}_rank"] = (logits > logits[:, token : token + 1]).sum(-1).cpu().numpy()
         curves[f"{name}_prob"] = probs[:, token].cpu().numpy()
@@ -190,7 +264,9 @@ def trajectory(lm: LM, text: str, k: int = 5, lens: Lens | None = None,
         is_memorized=pred_token == target_token, curves=pd.DataFrame(curves, index=layers),
         top_ids=ids, top_probs=top_probs, table=_top_table(lm, ids, top_probs),
         top_labels=labels, pred_label=token_label(lm.tokenizer, pred_token),
-        target_label=token_label(lm.tokenizer, target_token))
+        target_label=token_label(lm.tokenizer, target_token), track_token=track_token,
+        track_label=None if track_token is None else token_label(lm.tokenizer, track_token),
+        idiom=idiom)
 
 
 # --------------------------------------------------------------------------- drawing
@@ -201,7 +277,7 @@ def _rank_tick(value: float, _position: int) -> str:
 
 
 @contextmanager
-def _drawing() -> Iterator[None]:
+def drawing() -> Iterator[None]:
     """The house style, and no warning per token that the font cannot draw (CJK, Thai...)."""
     with mpl.rc_context(STYLE), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Glyph .* missing")
@@ -215,10 +291,32 @@ def _plain(text: str) -> str:
 
 def _draw(view: Trajectory) -> Figure:
     n_layers, k = view.top_ids.shape
-    height = 1.3 + 0.24 * n_layers
-    figure = Figure(figsize=(1.25 * k + 4.4, height), layout="constrained")
-    grid = figure.add_gridspec(1, 3, width_ratios=[1.25 * k, 2.0, 2.0])
-    table = figure.add_subplot(grid[0])
+    figure = Figure(figsize=(1.25 * k + 4.4, 1.3 + 0.24 * n_layers), layout="constrained")
+    grid = figure.add_gridspec(1, 1)
+    prob = draw_panels(figure, grid[0], view, n_layers)[-1]
+    figure.legend(*prob.get_legend_handles_labels(), loc="outside lower center",
+                  ncols=3 if view.track_token is not None else 2)
+    figure.suptitle(view.title, fontsize=10, x=0.01, ha="left", parse_math=False)
+    return figure
+
+
+def draw_panels(figure: Figure, cell: Any, view: Trajectory, n_rows: int,
+                share: Any = None) -> list[Any]:
+    """Draw ``view``'s table, rank and probability panels into ``cell`` of ``figure``.
+
+    Args:
+        figure: the figure to draw on.
+        cell: a gridspec cell (``grid[0]``) that the three panels split.
+        view: what to draw.
+        n_rows: layers the y axis spans (the larger model's count when two share an axis).
+        share: an axes whose y axis the panels share (None: the table's own).
+
+    Returns:
+        The table, rank and probability axes.
+    """
+    n_layers, k = view.top_ids.shape
+    grid = cell.subgridspec(1, 3, width_ratios=[1.25 * k, 2.0, 2.0])
+    table = figure.add_subplot(grid[0], sharey=share)
     rank = figure.add_subplot(grid[1], sharey=table)
     prob = figure.add_subplot(grid[2], sharey=table)
 
@@ -230,8 +328,8 @@ def _draw(view: Trajectory) -> Figure:
         for col in range(k):
             p = float(view.top_probs[row, col])
             is_target = int(view.top_ids[row, col]) == view.target_token
-            table.text(col + 1, layer, f"{view.top_labels[row, col]} {p:.2f}", ha="center",
-                       va="center", fontsize=7, parse_math=False, clip_on=True,
+            table.text(col + 1, layer, f"{drawable(str(view.top_labels[row, col]))} {p:.2f}",
+                       ha="center", va="center", fontsize=7, parse_math=False, clip_on=True,
                        color="white" if p > 0.55 else "black",
                        fontweight="bold" if is_target else "normal")
             if is_target:  # a box in the target's colour, with a white edge inside it: visible
@@ -239,28 +337,35 @@ def _draw(view: Trajectory) -> Figure:
                     table.add_patch(Rectangle((col + 0.5 + inset, layer - 0.5 + inset),
                                               1 - 2 * inset, 1 - 2 * inset, fill=False,
                                               edgecolor=colour, linewidth=width))
+    table.set_xlim(0.5, k + 0.5)
+    table.set_ylim(layers[0] - 0.5 + n_rows, layers[0] - 0.5)
     table.set_xticks(range(1, k + 1), [f"top {j}" for j in range(1, k + 1)])
     table.xaxis.tick_top()
     table.tick_params(length=0)
     table.grid(False)
     table.set_ylabel("layer")
-    table.set_yticks(layers if n_layers <= 40 else layers[::5])
+    ticks = np.arange(layers[0], layers[0] + n_rows)
+    table.set_yticks(ticks if n_rows <= 40 else ticks[::5])
     table.set_title(f"top {k} tokens (shade = probability; target boxed, bold)", fontsize=9,
                     loc="left")
 
     curves = view.curves
+    lines = [("pred", PREDICTION_COLOR, "o", "-", f"prediction {drawable(view.pred_label)}"),
+             ("target", TARGET_COLOR, "s", "--", f"target {drawable(view.target_label)}"
+              + (" (= prediction)" if view.is_memorized else ""))]
+    if view.track_token is not None:
+        lines.append(("track", TRACK_COLOR, "^", ":",
+                      f"tracked {drawable(view.track_label or '')}"))
     for panel, column, label in ((rank, "rank", "rank (0 = top-1, log scale)"),
                                  (prob, "prob", "probability")):
-        panel.plot(curves[f"pred_{column}"], layers, color=PREDICTION_COLOR, marker="o",
-                   markersize=3, linewidth=1.6, label=_plain(f"prediction {view.pred_label}"))
-        panel.plot(curves[f"target_{column}"], layers, color=TARGET_COLOR, marker="s",
-                   markersize=3, linewidth=1.4, linestyle="--",
-                   label=_plain(f"target {view.target_label}"
-                               + (" (= prediction)" if view.is_memorized else "")))
+        for name, colour, marker, style, legend in lines:
+            panel.plot(curves[f"{name}_{column}"], layers, color=colour, marker=marker,
+                       markersize=3, linewidth=1.5, linestyle=style, label=_plain(legend))
         panel.set_xlabel(label)
         panel.tick_params(labelleft=False)
     prob.set_xlim(-0.02, 1.02)
-    top = max(10.0, 2 * float(curves[["pred_rank", "target_rank"]].to_numpy().max()))
+    ranks = [c for c in curves.columns if c.endswith("_rank")]
+    top = max(10.0, 2 * float(curves[ranks].to_numpy().max()))
     rank.set_xscale("symlog", linthresh=1, linscale=0.5)
     rank.set_xlim(-0.05, top)
     rank.xaxis.set_major_locator(FixedLocator([0] + [10**e for e in range(int(np.log10(top)) + 1)
@@ -268,6 +373,4 @@ def _draw(view: Trajectory) -> Figure:
     rank.xaxis.set_minor_locator(NullLocator())
     rank.xaxis.set_major_formatter(FuncFormatter(_rank_tick))
     rank.set_title("rank and probability by layer", fontsize=9, loc="left")
-    figure.legend(*prob.get_legend_handles_labels(), loc="outside lower center", ncols=2)
-    figure.suptitle(view.title, fontsize=10, x=0.01, ha="left", parse_math=False)
-    return figure
+    return [table, rank, prob]

@@ -1,4 +1,4 @@
-"""JupyterLab's side of keeping source notebooks clean: save them as git stores them.
+"""JupyterLab saves: source notebooks as git stores them, their outputs in an executed copy.
 
 ``.gitattributes`` sends ``notebooks/*.ipynb`` through the ``nbstripout`` clean filter (``make
 env`` installs it), so commits never carry outputs. A filter alone leaves ``git status`` showing a
@@ -8,18 +8,30 @@ has a clean filter is written through that same filter. What is on disk is then 
 and exploring a notebook, saving it and closing it leaves ``git status`` clean. The open notebook
 keeps its outputs until it is reloaded; rendered copies (no filter) are saved as they are.
 
-Usage (what ``make lab`` passes)::
+So that a session's outputs survive a reload, :func:`keep_executed_copy` first writes the
+notebook as the session holds it (outputs, widget state) to
+``notebooks/rendered/interactive/<name>.ipynb`` (git-ignored) on every save of a source notebook
+that has outputs (Ctrl+S, or Lab's autosave): open that copy to see them again.
+:func:`save_hook` does both; ``make lab`` (:mod:`memrecall.jupyter.serve`) sets it::
 
-    jupyter lab --ContentsManager.pre_save_hook=memrecall.jupyter.lab.store_as_git_does
+    jupyter lab --ContentsManager.pre_save_hook=memrecall.jupyter.lab.save_hook
 """
 
 from __future__ import annotations
 
+import copy
 import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["clean_filter", "store_as_git_does"]
+from .._io import atomic_write_text
+
+__all__ = ["EXECUTED_COPIES", "clean_filter", "executed_copy", "keep_executed_copy", "save_hook",
+           "store_as_git_does"]
+
+EXECUTED_COPIES = Path("rendered", "interactive")
+"""Where the executed copy of a source notebook goes, relative to the notebook's folder
+(``notebooks/rendered/interactive/``, beside ``make reproduce``'s ``rendered/<profile>/``)."""
 
 
 def _git(folder: Path, *args: str) -> str | None:
@@ -70,3 +82,50 @@ def store_as_git_does(model: dict, path: str, contents_manager: Any, **_: Any) -
                              encoding="utf-8", cwd=os_path.parent, check=True,
                              timeout=120).stdout
     model["content"] = nbformat.reads(cleaned, as_version=nbformat.NO_CONVERT)
+
+
+def executed_copy(path: str | Path) -> Path:
+    """Where the executed copy of the source notebook at ``path`` is kept."""
+    path = Path(path)
+    return path.parent / EXECUTED_COPIES / path.name
+
+
+def has_outputs(content: dict) -> bool:
+    """Whether a notebook's code cells hold any output or execution count (it was run)."""
+    return any(cell.get("outputs") or cell.get("execution_count") is not None
+               for cell in content.get("cells", []) if cell.get("cell_type") == "code")
+
+
+def keep_executed_copy(model: dict, path: str, contents_manager: Any, **_: Any) -> Path | None:
+    """Jupyter pre-save hook: keep a source notebook's outputs in :func:`executed_copy`.
+
+    Only for a notebook with a git clean filter (a source notebook, whose outputs the filter
+    drops) that was run; the copy is the notebook as saved, outputs and widget state included,
+    signed as the server signs what it saves (so it opens trusted when the session was), and
+    written whole or not at all. ``model`` is left unchanged.
+
+    Returns:
+        the copy's path, or None when nothing was kept.
+    """
+    if model.get("type") != "notebook" or not model.get("content"):
+        return None
+    if not has_outputs(model["content"]):
+        return None
+    os_path = Path(contents_manager.root_dir, path)
+    if clean_filter(os_path) is None:
+        return None
+    import nbformat
+
+    notebook = nbformat.from_dict(copy.deepcopy(model["content"]))
+    target = executed_copy(os_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if hasattr(contents_manager, "check_and_sign"):
+        contents_manager.check_and_sign(notebook, str(executed_copy(path)))
+    atomic_write_text(target, nbformat.writes(notebook))
+    return target
+
+
+def save_hook(model: dict, path: str, contents_manager: Any, **kwargs: Any) -> None:
+    """``make lab``'s pre-save hook: :func:`keep_executed_copy`, then :func:`store_as_git_does`."""
+    keep_executed_copy(model, path, contents_manager, **kwargs)
+    store_as_git_does(model, path, contents_manager, **kwargs)

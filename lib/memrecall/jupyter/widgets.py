@@ -1,15 +1,12 @@
 """The JupyterLab explorer: type an idiom (or any text), pick a model and a lens, see its layers.
 
-* :class:`Explorer`: the explorer's logic, usable without a browser: the models to choose from
-  (loaded ones, or registry names loaded on first use, one at a time), the texts to offer, the
-  lenses of each model (the logit lens always; fitted lenses when given), and which texts each
-  model memorizes. ``Explorer.show(text, model, lens)`` returns a
-  :class:`~memrecall.figures.trajectory.Trajectory`: the top-k table and the prediction's and
-  target's
-  rank and probability at every layer, drawn as one picture.
-* :meth:`Explorer.widget`: the ipywidgets front. A ``Combobox`` (type to filter the idioms; any
-  text of two words or more works too, Enter to show it), a model picker, a lens picker (shown
-  when a model has fitted lenses) and a "memorized only" filter; the picture shows as a PNG.
+This module is the notebooks' entry point; the explorer lives in small modules beside it:
+:mod:`.explorer` (the logic), :mod:`.suggest` (the suggestion ranking), :mod:`.search_box`
+(the search box and the kept keys), :mod:`.controls` (the ipywidgets front), :mod:`.export`
+(PNG, PDF and CSV).
+
+* :class:`Explorer` (from :mod:`.explorer`): models, lenses and texts; ``show``, ``compare``,
+  ``suggest``; ``Explorer.widget()`` the controls.
 * :func:`idiom_explorer`: the widget, or, when the notebook runs unattended
   (``interactive=False``: papermill, ``make reproduce``), a :class:`Note` for the reader of the
   rendered copy, who has no kernel to drive a widget.
@@ -19,18 +16,16 @@
 
 from __future__ import annotations
 
-import gc
-import html
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..data import DataFormatError
 from ..figures.trajectory import Trajectory, trajectory
-from ..lenses import LogitLens
-from ..models import LM, load
+from ..models import LM
+from .explorer import Explorer
 
 __all__ = ["BATCH_NOTE", "Explorer", "Note", "example_trajectories", "idiom_explorer"]
 
@@ -50,204 +45,8 @@ class Note:
         return self.text
 
 
-class Explorer:
-    """Models, lenses and texts to explore; :meth:`show` draws one text through one model.
-
-    Args:
-        models: loaded models, or registry names (hub ids, local paths) that are loaded on first
-            use; at most one model loaded that way is kept (a model given loaded is always kept).
-            Picked by :attr:`LM.name <memrecall.models.LM>` for a loaded one.
-        texts: the texts the picker offers (e.g. IdioMem's idioms); any other text works too.
-        lenses: fitted lenses per model name (``{model: {lens name: lens}}``, each lens with
-            ``transform(hidden)``, e.g. ``memrecall.lenses.TunedLens``); the logit lens
-            (:class:`~memrecall.lenses.LogitLens`) is always offered first.
-        results: per model name, its results on ``texts`` (``text`` and ``is_memorized``
-            columns, e.g. ``pipeline.idiom_results``): enables "memorized only".
-        k: tokens per layer in the table.
-        device: where models loaded by name go (None: CUDA when available).
-        loader: how a name becomes a model (default :func:`memrecall.load` on ``device``).
-    """
-
-    def __init__(self, models: Sequence[LM | str], texts: Sequence[str] = (), *,
-                 lenses: Mapping[str, Mapping[str, Any]] | None = None,
-                 results: Mapping[str, pd.DataFrame] | None = None, k: int = 5,
-                 device: str | None = None, loader: Callable[[str], LM] | None = None) -> None:
-        if not models:
-            raise ValueError("no models to explore")
-        self._given = {m.name: m for m in models if isinstance(m, LM)}
-        self.models = [m.name if isinstance(m, LM) else str(m) for m in models]
-        if len(set(self.models)) != len(self.models):
-            raise ValueError(f"a model is listed twice: {self.models}")
-        self.texts = [str(text) for text in texts]
-        self.lenses = {name: dict(lenses.get(name, {})) if lenses else {} for name in self.models}
-        for name, fitted in self.lenses.items():
-            if LogitLens.label in fitted:
-                raise ValueError(f"{name}: {LogitLens.label!r} is always offered; "
-                                 "name lenses otherwise")
-        self.results = dict(results or {})
-        self.k = k
-        self._loader = loader or (lambda name: load(name, device=device))
-        self._on_demand: tuple[str, LM] | None = None  # the last model loaded by name
-
-    @property
-    def default_model(self) -> str:
-        """The model shown first: the first one given loaded, else the first name."""
-        return next(iter(self._given), self.models[0])
-
-    def lens_names(self, model: str) -> list[str]:
-        """The lenses offered for ``model``: the logit lens, then its fitted lenses."""
-        return [LogitLens.label, *self.lenses[self._known(model)]]
-
-    def memorized(self, model: str) -> list[str]:
-        """The texts ``model`` memorizes, in :attr:`texts` order (needs ``results``)."""
-        frame = self.results.get(self._known(model))
-        if frame is None:
-            raise KeyError(f"no results for {model!r}: pass results={{{model!r}: frame}}")
-        memorized = set(frame.loc[frame["is_memorized"].astype(bool), "text"])
-        return [text for text in self.texts if text in memorized]
-
-    def options(self, model: str, memorized_only: bool = False) -> list[str]:
-        """The texts to offer for ``model``: all of :attr:`texts`, or its memorized ones."""
-        return self.memorized(model) if memorized_only else list(self.texts)
-
-    def first_text(self, model: str) -> str | None:
-        """A text to show first: one that ``model`` memorizes if known, else the first text."""
-        if self._known(model) in self.results:
-            memorized = self.memorized(model)
-            if memorized:
-                return memorized[0]
-        return self.texts[0] if self.texts else None
-
-    def model(self, name: str) -> LM:
-        """The model called ``name``, loading it (and releasing the last one loaded) if needed."""
-        name = self._known(name)
-        if name in self._given:
-            return self._given[name]
-        if self._on_demand is None or self._on_demand[0] != name:
-            self._on_demand = None  # release the previous one before loading the next
-            gc.collect()
-            self._on_demand = (name, self._loader(name))
-        return self._on_demand[1]
-
-    def show(self, text: str, model: str | None = None, lens: str = LogitLens.label) -> Trajectory:
-        """``text`` through ``model`` (default :attr:`default_model`) read by ``lens``.
-
-        Raises:
-            memrecall.data.DataFormatError: ``text`` has fewer than two words.
-            KeyError: an unknown model or lens.
-        """
-        name = self._known(model or self.default_model)
-        if lens != LogitLens.label and lens not in self.lenses[name]:
-            raise KeyError(f"no lens {lens!r} for {name}; choose from {self.lens_names(name)}")
-        fitted = None if lens == LogitLens.label else self.lenses[name][lens]
-        return trajectory(self.model(name), text, k=self.k, lens=fitted, lens_name=lens)
-
-    def widget(self) -> Any:
-        """The ipywidgets explorer (see the module's docstring); shows the first text at once.
-
-        Returns:
-            An ``ipywidgets.VBox``: a row of pickers (``.children[0]``: the model dropdown, the
-            lens dropdown, the "memorized only" checkbox), the ``Combobox`` (``.children[1]``),
-            a status line (``.children[2]``, HTML) and the picture (``.children[3]``, an
-            ``Image`` of PNG bytes).
-        """
-        return _ExplorerWidget(self).box
-
-    def _known(self, model: str) -> str:
-        if model not in self.models:
-            raise KeyError(f"unknown model {model!r}; choose from {self.models}")
-        return model
-
-
-class _ExplorerWidget:
-    """The ipywidgets controls of an :class:`Explorer` and the callbacks between them."""
-
-    def __init__(self, explorer: Explorer) -> None:
-        import ipywidgets as widgets
-
-        self.explorer = explorer
-        model = explorer.default_model
-        wide = {"description_width": "initial"}
-        self.model = widgets.Dropdown(options=explorer.models, value=model, description="model",
-                                      style=wide)
-        self.lens = widgets.Dropdown(options=explorer.lens_names(model), description="lens",
-                                     style=wide)
-        self.memorized_only = widgets.Checkbox(value=False, description="memorized only",
-                                               indent=False, style=wide)
-        self.text = widgets.Combobox(
-            value=explorer.first_text(model) or "", options=explorer.options(model),
-            placeholder="type to filter the idioms, or any text; Enter shows it",
-            description="idiom or text", ensure_option=False, continuous_update=False,
-            layout={"width": "720px"}, style=wide)
-        self.status = widgets.HTML()
-        self.image = widgets.Image(format="png", layout={"max_width": "100%"})
-        self.box = widgets.VBox([widgets.HBox([self.model, self.lens, self.memorized_only]),
-                                 self.text, self.status, self.image])
-        self._updating = False  # True while one change sets other controls: draw once, after
-        self._show_pickers()
-        self.model.observe(self._on_model, names="value")
-        self.memorized_only.observe(self._on_filter, names="value")
-        self.lens.observe(self._on_view, names="value")
-        self.text.observe(self._on_view, names="value")
-        self.draw()
-
-    def _show_pickers(self) -> None:
-        model = self.model.value
-        self.model.layout.display = "" if len(self.explorer.models) > 1 else "none"
-        self.lens.layout.display = "" if len(self.explorer.lens_names(model)) > 1 else "none"
-        has_results = model in self.explorer.results
-        self.memorized_only.layout.display = "" if has_results else "none"
-        if not has_results:
-            self.memorized_only.value = False
-
-    def _on_model(self, _change: Any) -> None:
-        self._updating = True
-        try:
-            self.lens.options = self.explorer.lens_names(self.model.value)  # logit lens first
-            self._show_pickers()
-        finally:
-            self._updating = False
-        self._on_filter(None)
-
-    def _on_filter(self, _change: Any) -> None:
-        if self._updating:
-            return
-        self.text.options = self.explorer.options(self.model.value, self.memorized_only.value)
-        self.draw()
-
-    def _on_view(self, _change: Any) -> None:
-        if not self._updating:
-            self.draw()
-
-    def draw(self) -> None:
-        """Show the current text through the current model and lens (or say what is wrong)."""
-        text = self.text.value.strip()
-        if not text:
-            self.status.value = "Type an idiom, or any text of two words or more."
-            return
-        self.status.value = f"<i>reading {html.escape(text)!r} through {self.model.value}…</i>"
-        try:
-            view = self.explorer.show(text, self.model.value, self.lens.value)
-        except DataFormatError as error:
-            self.status.value = f"<b>Cannot split this text:</b> {html.escape(str(error))}"
-            return
-        self.status.value = html.escape(_verdict(view))
-        self.image.value = view.png()
-
-
-def _verdict(view: Trajectory) -> str:
-    """One line on what the model does with the text."""
-    if view.is_memorized:
-        head = f"✓ memorized: {view.model} predicts the target {view.target_label}"
-    else:
-        head = (f"✗ not memorized: {view.model} predicts {view.pred_label}, not the target "
-                f"{view.target_label} (its rank at the output: "
-                f"{int(view.curves['target_rank'].iloc[-1])})")
-    return (f"{head}. The prediction is top-1 from layer {view.promotion_layer} of "
-            f"{view.n_layers} on ({view.lens}).")
-
-
 def idiom_explorer(models: Sequence[LM | str], texts: Sequence[str], *, interactive: bool = True,
+                   figures_dir: str | Path | None = None, results_dir: str | Path | None = None,
                    **options: Any) -> Any:
     """The explorer widget over ``texts``, or a :class:`Note` when no one can use it.
 
@@ -257,6 +56,9 @@ def idiom_explorer(models: Sequence[LM | str], texts: Sequence[str], *, interact
         interactive: whether someone can type and click (the notebooks' ``interactive``
             parameter; ``make reproduce`` passes False). When False no widget is built and no
             model is loaded.
+        figures_dir: where "export" writes the picture as PNG and PDF (the notebook's
+            ``run.figures_dir``); None hides export.
+        results_dir: where "export" writes the per-layer table as CSV (``run.results_dir``).
         **options: the other arguments of :class:`Explorer` (``lenses``, ``results``, ``k``,
             ``device``, ``loader``).
 
@@ -267,7 +69,7 @@ def idiom_explorer(models: Sequence[LM | str], texts: Sequence[str], *, interact
         raise ValueError("no models to explore")
     if not interactive:
         return Note(BATCH_NOTE)
-    return Explorer(models, texts, **options).widget()
+    return Explorer(models, texts, **options).widget(figures_dir, results_dir)
 
 
 def example_trajectories(lm: LM, results: pd.DataFrame, n_memorized: int = 2, n_other: int = 1,
@@ -288,4 +90,4 @@ def example_trajectories(lm: LM, results: pd.DataFrame, n_memorized: int = 2, n_
     """
     memorized = results["is_memorized"].astype(bool)
     chosen = pd.concat([results[memorized].head(n_memorized), results[~memorized].head(n_other)])
-    return [trajectory(lm, text, k=k) for text in chosen["text"]]
+    return [trajectory(lm, text, k=k) for text in chosen["text"]]  # IdioMem texts: "memorized"

@@ -42,6 +42,8 @@ from .lenses import (
     lens_kl,
     lens_results,
     lens_text,
+    read_lens,
+    stored_lenses,
 )
 from .projection import (
     ClassifierResults,
@@ -95,7 +97,9 @@ __all__ = [
     "multi_token_table",
     "projection_claims",
     "promotion_by_model",
+    "read_lens",
     "settings",
+    "stored_lenses",
     "table_display",
     "wiki_results",
     "wiki_texts",

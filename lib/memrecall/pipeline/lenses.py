@@ -19,26 +19,51 @@ from ..analysis import projection
 from ..cache import cache_path, cached, result_key, verify_entry, write_sidecar
 from ..lenses import Lens, LogitLens
 from ..models import LM
+from ..profiles import LensBudget
+from ..profiles import profile as get_profile
 from .projection import idiom_results, wiki_results
 from .runs import Settings
 
-__all__ = ["LENS_CHOICES", "cached_lens", "fitted_lenses", "lens_kl", "lens_results", "lens_text"]
+__all__ = ["LENS_CHOICES", "cached_lens", "fitted_lenses", "lens_kl", "lens_results", "lens_text",
+           "read_lens", "stored_lenses"]
 
 LENS_CHOICES = tuple(reading.label for reading in lenses.READINGS)
 """The readings notebook 06 compares, in its order (the first is the paper's)."""
 
 
-def lens_text(lm: LM, run: Settings, split: str) -> lenses.TextChunks:
-    """The WikiText-2 chunks of ``run``'s lens budget.
+def lens_text(lm: LM, run: Settings, split: str,
+              budget: LensBudget | None = None) -> lenses.TextChunks:
+    """The WikiText-2 chunks of ``run``'s lens budget (or of ``budget``).
 
     ``valid``: the fit text and, after it, the tuned lens's monitor text (split them with
-    ``.split(run.lens.monitor_tokens)``); ``test``: the held-out evaluation.
+    ``.split(budget.monitor_tokens)``); ``test``: the held-out evaluation.
     """
-    budget = run.lens
+    budget = budget or run.lens
     n_tokens = (budget.fit_tokens + budget.monitor_tokens if split == "valid"
                 else budget.eval_tokens)
     return lenses.wikitext_chunks(lm, split, n_tokens=n_tokens, chunk_len=budget.chunk_len,
                                   seed=run.seed)
+
+
+class _LensKeys:
+    """The cache keys of one model's fitted lenses under one budget (the texts they need)."""
+
+    def __init__(self, lm: LM, run: Settings, budget: LensBudget) -> None:
+        self.lm, self.run, self.budget = lm, run, budget
+        self.fit_text, self.monitor_text = lens_text(lm, run, "valid", budget).split(
+            budget.monitor_tokens)
+        self.shortcut = result_key(lm, self.fit_text.sha256, "lens_linear_shortcut",
+                                   **self.fit_text.provenance(), ridge=budget.ridge)
+        self.tuned_params = dict(steps=budget.tuned_steps, lr=budget.tuned_lr,
+                                 rows_per_step=budget.tuned_rows,
+                                 vocab_sample=budget.vocab_sample,
+                                 monitor_every=budget.monitor_every)
+
+    def tuned(self, shortcut: Lens) -> dict:
+        """The tuned lens's key: it starts from ``shortcut``, so its fingerprint is in it."""
+        return result_key(self.lm, self.fit_text.sha256, "lens_tuned_lens",
+                          **self.fit_text.provenance(), monitor=self.monitor_text.provenance(),
+                          init=shortcut.fingerprint(), **self.tuned_params)
 
 
 def fitted_lenses(lm: LM, run: Settings) -> dict[str, Lens]:
@@ -50,24 +75,41 @@ def fitted_lenses(lm: LM, run: Settings) -> dict[str, Lens]:
     revision, text (its sha256, token count, chunk length, seed), hyperparameters (for the tuned
     lens also the shortcut it started from) and code fingerprint; else it is fitted and saved.
     """
-    budget = run.lens
-    fit_text, monitor_text = lens_text(lm, run, "valid").split(budget.monitor_tokens)
-    shortcut_key = result_key(lm, fit_text.sha256, "lens_linear_shortcut",
-                              **fit_text.provenance(), ridge=budget.ridge)
-    shortcut = cached_lens(run.cache_dir, shortcut_key, lm, lambda: (
-        lenses.LinearShortcut.fit(lm, fit_text, ridge=budget.ridge)))
-    tuned = dict(steps=budget.tuned_steps, lr=budget.tuned_lr, rows_per_step=budget.tuned_rows,
-                 vocab_sample=budget.vocab_sample, monitor_every=budget.monitor_every)
-    tuned_key = result_key(lm, fit_text.sha256, "lens_tuned_lens", **fit_text.provenance(),
-                           monitor=monitor_text.provenance(), init=shortcut.fingerprint(),
-                           **tuned)
+    keys = _LensKeys(lm, run, run.lens)
+    shortcut = cached_lens(run.cache_dir, keys.shortcut, lm, lambda: (
+        lenses.LinearShortcut.fit(lm, keys.fit_text, ridge=run.lens.ridge)))
     return {
         LogitLens.label: LogitLens(),
         lenses.LinearShortcut.label: shortcut,
-        lenses.TunedLens.label: cached_lens(run.cache_dir, tuned_key, lm, lambda: (
-            lenses.TunedLens.fit(lm, fit_text, init=shortcut, monitor=monitor_text, **tuned,
-                                 seed=run.seed))),
+        lenses.TunedLens.label: cached_lens(run.cache_dir, keys.tuned(shortcut), lm, lambda: (
+            lenses.TunedLens.fit(lm, keys.fit_text, init=shortcut, monitor=keys.monitor_text,
+                                 **keys.tuned_params, seed=run.seed))),
     }
+
+
+def stored_lenses(lm: LM, run: Settings) -> dict[str, Lens]:
+    """The fitted lenses of ``lm`` already in ``run``'s cache, read without fitting anything.
+
+    What notebook 06 fitted (:func:`fitted_lenses`) for this model, revision and code: first
+    under ``run``'s lens budget, else under its profile's own (so a quick run finds the lenses
+    of a full one). The logit lens is not included (every reader offers it).
+
+    Returns:
+        lens name -> lens (``linear shortcut``, ``tuned lens``), in :data:`LENS_CHOICES` order;
+        empty when none is cached (or the cache cannot vouch for its files).
+    """
+    found: dict[str, Lens] = {}
+    budgets = dict.fromkeys([run.lens, get_profile(run.profile).lens])
+    for budget in budgets:
+        keys = _LensKeys(lm, run, budget)
+        shortcut = read_lens(run.cache_dir, keys.shortcut, lm)
+        if shortcut is None:
+            continue
+        found = {lenses.LinearShortcut.label: shortcut}
+        tuned = read_lens(run.cache_dir, keys.tuned(shortcut), lm)
+        if tuned is not None:
+            return found | {lenses.TunedLens.label: tuned}
+    return found
 
 
 def lens_kl(lm: LM, run: Settings, readers: dict[str, Lens]) -> pd.DataFrame:
@@ -108,15 +150,10 @@ def cached_lens(cache_dir: str | Path | None, key: Mapping, lm: LM,
     """
     if cache_dir is None:
         return fit()
-    stem = cache_path(cache_dir, key).with_suffix("")
-    files = list(lenses.lens_files(stem))
-    record = stem.with_name(stem.name + ".check.json")
-    reason = verify_entry(files[0], key, files=files, sidecar=record)
-    if reason is None:
-        try:
-            return lenses.load_lens(stem, lm)
-        except Exception as error:  # as written, yet unreadable or for another model: refit
-            reason = f"it cannot be read ({type(error).__name__}: {error})"
+    stem, files, record = _lens_entry(cache_dir, key)
+    lens, reason = _read_entry(stem, key, lm)
+    if lens is not None:
+        return lens
     if any(f.exists() for f in files):
         warnings.warn(f"refitting {stem.name}: {reason}", CacheWarning, stacklevel=2)
     fitted = fit()
@@ -128,3 +165,34 @@ def cached_lens(cache_dir: str | Path | None, key: Mapping, lm: LM,
                       "continuing without it: this lens will be fitted again next time",
                       CacheWarning, stacklevel=2)
     return fitted
+
+
+def read_lens(cache_dir: str | Path | None, key: Mapping, lm: LM) -> lenses.AffineLens | None:
+    """The lens cached under ``key`` (checked against ``lm``), or None: nothing is fitted.
+
+    None when there is no such entry, or its record does not vouch for its files, or they
+    cannot be read or are for another model (what :func:`cached_lens` would refit).
+    """
+    if cache_dir is None:
+        return None
+    stem, _, _ = _lens_entry(cache_dir, key)
+    return _read_entry(stem, key, lm)[0]
+
+
+def _lens_entry(cache_dir: str | Path, key: Mapping) -> tuple[Path, list[Path], Path]:
+    """A cached lens's stem, its two files and the record that vouches for them."""
+    stem = cache_path(cache_dir, key).with_suffix("")
+    return stem, list(lenses.lens_files(stem)), stem.with_name(stem.name + ".check.json")
+
+
+def _read_entry(stem: Path, key: Mapping, lm: LM | None) -> tuple[lenses.AffineLens | None, str]:
+    """The lens at ``stem`` if its record vouches for it and it reads, else why not."""
+    files = list(lenses.lens_files(stem))
+    reason = verify_entry(files[0], key, files=files,
+                          sidecar=stem.with_name(stem.name + ".check.json"))
+    if reason is None:
+        try:
+            return lenses.load_lens(stem, lm), ""
+        except Exception as error:  # as written, yet unreadable or for another model: refit
+            reason = f"it cannot be read ({type(error).__name__}: {error})"
+    return None, reason

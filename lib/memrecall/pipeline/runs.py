@@ -12,7 +12,7 @@ from .._io import slug
 from ..analysis.claims import POPULATIONS, select_population
 from ..forward.batching import check_batch_size
 from ..models import LM, check_device, load
-from ..profiles import Profile
+from ..profiles import Profile, quick_sizes
 from ..profiles import profile as get_profile
 
 __all__ = ["INTERACTIVE_DIR", "Settings", "settings", "table_display"]
@@ -115,7 +115,7 @@ def _model_names(models: object) -> list[str] | None:
 
 def settings(profile: str, models: list[str] | str | None = None, root: str | Path = "..",
              results_dir: str | Path | None = None, figures_dir: str | Path | None = None,
-             *, interactive: bool = False, **overrides) -> Settings:
+             *, interactive: bool = False, quick: bool = False, **overrides) -> Settings:
     """Settings for ``profile``; ``overrides`` replace sample sizes, seed, device, batch size.
 
     The defaults are the profile's (:data:`memrecall.profiles.PROFILES`).
@@ -133,6 +133,11 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
             :data:`INTERACTIVE_DIR`, so exploring never rewrites the committed ones. The cache
             is shared either way (``<root>/results/<profile>/cache``, or ``<results_dir>/cache``
             for an explicit ``results_dir``): a session reads what ``make reproduce`` computed.
+        quick: a first look in minutes (the notebooks' ``quick`` parameter): the profile's
+            first model unless ``models`` names others, and the small samples and lens budget
+            of :data:`memrecall.profiles.QUICK`. Its figures and tables go where an
+            interactive session's go, never over the committed ones; the cache is shared
+            (its keys hold the probes, so small samples never stand in for full ones).
         **overrides: sample sizes (``n_idioms``...), ``seed``, ``device``, ``batch_size``,
             ``dtype`` (``"bfloat16"``...), ``population`` (``filtered``, the default, or
             ``all``); ``None`` values keep the profile's defaults.
@@ -147,7 +152,7 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
     models = _model_names(models)
     root = Path(root)
     defaults = get_profile(profile)
-    outputs = Path(INTERACTIVE_DIR, profile) if interactive else Path(profile)
+    outputs = Path(INTERACTIVE_DIR, profile) if interactive or quick else Path(profile)
     base = Settings(
         **{f.name: getattr(defaults, f.name) for f in dataclass_fields(Profile)},
         seed=0,
@@ -163,7 +168,10 @@ def settings(profile: str, models: list[str] | str | None = None, root: str | Pa
     if overrides.get("population", "filtered") not in POPULATIONS:
         raise ValueError(f"population={overrides['population']!r}: expected one of "
                          f"{list(POPULATIONS)}")
-    result = replace(base, models=tuple(models or defaults.models), **overrides)
+    if quick:
+        overrides = quick_sizes(defaults) | overrides
+    default_models = defaults.models[:1] if quick else defaults.models
+    result = replace(base, models=tuple(models or default_models), **overrides)
     result.results_dir.mkdir(parents=True, exist_ok=True)
     result.figures_dir.mkdir(parents=True, exist_ok=True)
     return result
