@@ -167,6 +167,14 @@ def test_saving_keeps_an_executed_copy_that_git_ignores(repo, executed):
     assert git(repo, "check-ignore", str(copy)).strip() == str(copy)
 
 
+def test_a_copy_that_cannot_be_written_keeps_no_output_in_the_source(repo, executed):
+    source = repo / "notebooks" / "00_explore.ipynb"
+    (repo / "notebooks" / "rendered" / "interactive").write_text("a file, not a folder")
+    save_in_jupyterlab(source.parent, source.name, with_outputs(source, executed))
+    assert '"output_type"' not in source.read_text()
+    assert git(repo, "status", "--porcelain", "--", str(source)) == ""  # the error is logged
+
+
 def test_a_source_notebook_opens_as_the_kernel_will_see_it(repo, executed):
     """Lab writes the kernel's language_info on open (marking it modified) unless it is there."""
     hook = Config({"ContentsManager": {"pre_save_hook": HOOK}})

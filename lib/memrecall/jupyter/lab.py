@@ -126,6 +126,12 @@ def keep_executed_copy(model: dict, path: str, contents_manager: Any, **_: Any) 
 
 
 def save_hook(model: dict, path: str, contents_manager: Any, **kwargs: Any) -> None:
-    """``make lab``'s pre-save hook: :func:`keep_executed_copy`, then :func:`store_as_git_does`."""
-    keep_executed_copy(model, path, contents_manager, **kwargs)
-    store_as_git_does(model, path, contents_manager, **kwargs)
+    """``make lab``'s pre-save hook: :func:`keep_executed_copy`, then :func:`store_as_git_does`.
+
+    A copy that cannot be written never lets outputs into the source: the notebook is still
+    saved through the filter, and the error (which the server logs) is raised after that.
+    """
+    try:
+        keep_executed_copy(model, path, contents_manager, **kwargs)
+    finally:
+        store_as_git_does(model, path, contents_manager, **kwargs)
