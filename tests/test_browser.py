@@ -2,8 +2,10 @@
 
 Marked slow and skipped without Chromium (Debian's ``chromium`` package) or Playwright (the
 ``test`` extra). Run it alone with ``.venv/bin/python -m pytest tests/test_browser.py -m slow``.
-The notebook it opens builds an explorer over two registry names without loading either (no
-text is shown until one is typed), so the test is about keys and focus, not models.
+The first test opens a one-cell notebook with an explorer over registry names it never loads:
+keys and focus only. The second runs notebook 03 in quick mode on Gemma 3 and drives its
+explorer by keys (a fragment, a suggestion, a model switch, compare, export), prints timings and
+saves the compare view as ``figures/explorer_compare.png``.
 """
 
 import json
