@@ -79,3 +79,4 @@ def test_compare_draws_both_on_one_layer_axis(llama, gpt2):
 def test_tokens_the_font_lacks_are_escaped():
     assert drawable("␣moon") == "␣moon"
     assert drawable("一") == "\\u4e00"
+    assert drawable("一" * 4, limit=8) == "\\u4e00…" and drawable("␣moon", limit=8) == "␣moon"

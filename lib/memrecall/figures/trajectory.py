@@ -47,6 +47,7 @@ __all__ = ["Trajectory", "draw_panels", "drawable", "drawing", "token_label", "t
 PREDICTION_COLOR = OKABE_ITO["blue"]
 TARGET_COLOR = OKABE_ITO["vermillion"]
 TRACK_COLOR = OKABE_ITO["green"]
+CELL_CHARS = 12  # a top-k cell shows this much of a token (escapes make some long)
 
 
 def token_label(tokenizer: Any, token: int) -> str:
@@ -69,16 +70,25 @@ def _covered(families: tuple[str, ...]) -> frozenset[int]:
     return frozenset(FT2Font(path).get_charmap())
 
 
-def drawable(label: str) -> str:
+def drawable(label: str, limit: int | None = None) -> str:
     r"""``label`` with the characters the figures' font lacks written as ``\u4e00`` escapes.
 
     Matplotlib would draw them as empty boxes ("tofu"); an escape says which token it is.
+    With ``limit``, a longer result is cut to ``limit`` characters ending in "…" (a table cell).
     """
     with mpl.rc_context(STYLE):
         covered = _covered(tuple(mpl.rcParams["font.family"]))
-    return "".join(ch if ord(ch) in covered or ch in " \n"
-                   else (f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
-                   for ch in label)
+    pieces = [ch if ord(ch) in covered or ch in " \n"
+              else (f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+              for ch in label]
+    if limit is None or sum(map(len, pieces)) <= limit:
+        return "".join(pieces)
+    kept = ""
+    for piece in pieces:  # whole characters and whole escapes only
+        if len(kept) + len(piece) > limit - 1:
+            break
+        kept += piece
+    return kept + "…"
 
 
 def _top_table(lm: LM, ids: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
@@ -328,7 +338,8 @@ def draw_panels(figure: Figure, cell: Any, view: Trajectory, n_rows: int,
         for col in range(k):
             p = float(view.top_probs[row, col])
             is_target = int(view.top_ids[row, col]) == view.target_token
-            table.text(col + 1, layer, f"{drawable(str(view.top_labels[row, col]))} {p:.2f}",
+            label = drawable(str(view.top_labels[row, col]), CELL_CHARS)
+            table.text(col + 1, layer, f"{label} {p:.2f}",
                        ha="center", va="center", fontsize=7, parse_math=False, clip_on=True,
                        color="white" if p > 0.55 else "black",
                        fontweight="bold" if is_target else "normal")
