@@ -5,10 +5,13 @@ Marked slow and skipped without Chromium (Debian's ``chromium`` package) or Play
 The first test opens a one-cell notebook with an explorer over registry names it never loads:
 keys and focus only. The second runs notebook 03 in quick mode on Gemma 3 and drives its
 explorer by keys (a fragment, a suggestion, a model switch, compare, export), prints timings and
-saves the compare view as ``figures/explorer_compare.png``.
+saves a screenshot of the compare view in its temporary folder; with
+``MEMRECALL_SCREENSHOT=figures/explorer_compare.png`` it refreshes README's picture instead (a
+test run never rewrites a committed file unasked).
 """
 
 import json
+import os
 import shutil
 import time
 import uuid
@@ -104,7 +107,7 @@ def test_keys_on_the_explorer_never_reach_the_notebook(probe_notebook, tmp_path)
 
 QUICK = {"profile": '"offline"', "models": '"gemma-3-270m"', "quick": "True"}
 SECOND_MODEL = "smollm2-135m"  # quick mode runs one model; the profile's other, loaded on demand
-SCREENSHOT = ROOT / "figures" / "explorer_compare.png"
+SCREENSHOT_ENV = "MEMRECALL_SCREENSHOT"  # where to keep the compare view (README's picture)
 
 
 def _quick_copy(tmp_path: Path) -> str:
@@ -250,7 +253,9 @@ def test_notebook_03_quick_explorer_by_keyboard(tmp_path, monkeypatch):
             _settled(page, SECOND_MODEL, "gemma-3-270m", " | ")
             timings["compare"] = time.monotonic() - started
             page.wait_for_timeout(500)  # the last PNG decoded and laid out
-            box.screenshot(path=str(SCREENSHOT))
+            screenshot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "compare.png")
+            box.screenshot(path=str(screenshot))
+            assert screenshot.stat().st_size > 0
 
             # export, by keyboard: focus the button, Enter
             button = box.locator("button", has_text="export")
