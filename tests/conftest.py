@@ -38,6 +38,12 @@ def tiny(request) -> mr.LM:
     return mr.load(request.param, device="cpu")
 
 
+@pytest.fixture(scope="module")
+def llama() -> mr.LM:
+    """The tiny random Llama (the explorer's tests)."""
+    return mr.load("tiny-llama", device="cpu")
+
+
 @pytest.fixture(scope="session")
 def qwen_tokenizer():
     """Qwen2.5-Coder's real tokenizer (151,936 tokens), read from the installed model parts.

@@ -32,11 +32,6 @@ def test_enter_on_a_fragment_picks_the_best_idiom_not_a_split():
 
 
 @pytest.fixture(scope="module")
-def llama():
-    return mr.load("tiny-llama", device="cpu")
-
-
-@pytest.fixture(scope="module")
 def gpt2():
     return mr.load("tiny-gpt2", device="cpu")
 

@@ -12,11 +12,6 @@ IDIOMS = ["it's raining cats and dogs", "once in a blue moon", "play it by ear"]
 
 
 @pytest.fixture(scope="module")
-def llama():
-    return mr.load("tiny-llama", device="cpu")
-
-
-@pytest.fixture(scope="module")
 def results(llama):
     res = mr.project(llama, mr.make_probes(IDIOMS, llama))
     return res.assign(is_memorized=[False, True, False])  # pretend: one memorized idiom
