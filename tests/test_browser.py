@@ -15,6 +15,8 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,56 +52,65 @@ def probe_notebook():
     path.unlink(missing_ok=True)
 
 
-def test_keys_on_the_explorer_never_reach_the_notebook(probe_notebook, tmp_path):
+@contextmanager
+def opened_in_lab(notebook: str, tmp_path: Path, first_port: int,
+                  viewport: dict[str, int], timeout_ms: int = 120_000) -> Iterator:
+    """JupyterLab as `make lab` starts it, ``notebooks/<notebook>`` open in Chromium with its
+    kernel idle; yields ``(page, seconds Lab took to answer)`` and stops both afterwards."""
     started = time.monotonic()
-    server = serve.start_lab(ROOT, serve.free_port(18900), log=tmp_path / "lab.log")
+    server = serve.start_lab(ROOT, log=tmp_path / "lab.log", first_port=first_port)
     lab_start = time.monotonic() - started
     try:
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page = browser.new_page(viewport=viewport)
             # ?reset: a fresh workspace, not the layout an earlier session left
-            page.goto(f"{server.base}/lab/tree/notebooks/{probe_notebook}"
-                      f"?reset&token={server.token}")
-            cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
-            page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for(timeout=90_000)
+            page.goto(f"{server.base}/lab/tree/notebooks/{notebook}?reset&token={server.token}")
+            page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for(timeout=timeout_ms)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=90_000)
+                                   timeout=timeout_ms)
             time.sleep(2)  # the kernel's connection settles after "idle" is first shown
-            page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputPrompt").first.click()
-            page.keyboard.press("Shift+Enter")  # runs the cell (and adds one below: Lab's way)
-            box = page.locator(".memrecall-explorer")
-            box.wait_for(timeout=90_000)
-            n_cells = cells.count()
-
-            model = box.locator("select").first
-            model.focus()
-            for key in NOTEBOOK_KEYS:
-                page.keyboard.press(key)
-            assert cells.count() == n_cells  # no cell inserted, cut or deleted
-            assert model.evaluate("el => el === document.activeElement")  # focus stayed
-            assert model.input_value() == "tiny-llama"  # the arrows moved the choice
-
-            text = box.locator("input[type='text']").first
-            text.click()
-            text.fill("")
-            page.keyboard.type("a bad x")
-            assert text.input_value() == "a bad x" and cells.count() == n_cells
-
-            # the same keys on a control without the guard do reach the notebook: the check
-            # above can fail (Lab inserts cells for `a` and `b`, the arrows move the selection)
-            plain = page.locator(".jp-OutputArea select").last
-            plain.focus()
-            for key in ["ArrowDown", "a", "b"]:
-                page.keyboard.press(key)
-            assert cells.count() == n_cells + 2 and plain.input_value() == "p"
-            page.keyboard.press("Escape")
-            page.keyboard.press("Control+s")  # Ctrl+S still reaches JupyterLab: it saves
-            page.wait_for_function(
-                "() => !document.querySelector('.jp-mod-dirty.jp-Document')", timeout=30_000)
+            yield page, lab_start
             browser.close()
     finally:
         server.stop()
+
+
+def test_keys_on_the_explorer_never_reach_the_notebook(probe_notebook, tmp_path):
+    with opened_in_lab(probe_notebook, tmp_path, 18900, {"width": 1400, "height": 900},
+                       timeout_ms=90_000) as (page, lab_start):
+        cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
+        page.locator(".jp-NotebookPanel .jp-CodeCell .jp-InputPrompt").first.click()
+        page.keyboard.press("Shift+Enter")  # runs the cell (and adds one below: Lab's way)
+        box = page.locator(".memrecall-explorer")
+        box.wait_for(timeout=90_000)
+        n_cells = cells.count()
+
+        model = box.locator("select").first
+        model.focus()
+        for key in NOTEBOOK_KEYS:
+            page.keyboard.press(key)
+        assert cells.count() == n_cells  # no cell inserted, cut or deleted
+        assert model.evaluate("el => el === document.activeElement")  # focus stayed
+        assert model.input_value() == "tiny-llama"  # the arrows moved the choice
+
+        text = box.locator("input[type='text']").first
+        text.click()
+        text.fill("")
+        page.keyboard.type("a bad x")
+        assert text.input_value() == "a bad x" and cells.count() == n_cells
+
+        # the same keys on a control without the guard do reach the notebook: the check
+        # above can fail (Lab inserts cells for `a` and `b`, the arrows move the selection)
+        plain = page.locator(".jp-OutputArea select").last
+        plain.focus()
+        for key in ["ArrowDown", "a", "b"]:
+            page.keyboard.press(key)
+        assert cells.count() == n_cells + 2 and plain.input_value() == "p"
+        page.keyboard.press("Escape")
+        page.keyboard.press("Control+s")  # Ctrl+S still reaches JupyterLab: it saves
+        page.wait_for_function(
+            "() => !document.querySelector('.jp-mod-dirty.jp-Document')", timeout=30_000)
     print(f"JupyterLab answered in {lab_start:.1f} s")
 
 
@@ -169,18 +180,9 @@ def test_notebook_03_quick_explorer_by_keyboard(tmp_path, monkeypatch):
     _all_cells_in_page(tmp_path, monkeypatch)
     name = _quick_copy(tmp_path)
     timings = {}
-    started = time.monotonic()
-    server = serve.start_lab(ROOT, log=tmp_path / "lab.log", first_port=18950)
-    timings["Lab start"] = time.monotonic() - started
     try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1500, "height": 1000})
-            page.goto(f"{server.base}/lab/tree/notebooks/{name}?reset&token={server.token}")
-            page.locator(".jp-NotebookPanel .jp-CodeCell").first.wait_for(timeout=120_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=120_000)
-            time.sleep(2)  # the kernel's connection settles after "idle" is first shown
+        with opened_in_lab(name, tmp_path, 18950, {"width": 1500, "height": 1000}) as (
+                page, timings["Lab start"]):
             cells = page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell")
             n_cells = cells.count()
             assert n_cells == len(json.loads((ROOT / "notebooks" / name).read_text())["cells"])
@@ -269,9 +271,7 @@ def test_notebook_03_quick_explorer_by_keyboard(tmp_path, monkeypatch):
             assert written[0].parent == tmp_path / "figures" and written[2].parent == \
                 tmp_path / "results"
             assert cells.count() == n_cells
-            browser.close()
     finally:
-        server.stop()
         (ROOT / "notebooks" / name).unlink(missing_ok=True)
         # Lab's autosave keeps an executed copy (make lab's save hook); not the test's to keep
         (ROOT / "notebooks" / "rendered" / "interactive" / name).unlink(missing_ok=True)
