@@ -10,6 +10,8 @@ Cases (same model, same inputs, same process for every method of a case):
   (:mod:`lens_fitting`).
 * ``attention``: notebook 07's attention-edge sweep on the knockout case's model and probes
   (both windows, four source sets) against its FLOP lower bound (:mod:`attention_edges`).
+* ``sweep-bounds``: nothing timed: the FLOP lower bound of notebooks 05 and 07's sweeps for
+  every model of a profile, the floor under ``make reproduce``'s time here (:mod:`sweep_bounds`).
 * ``knockout``: the paper's knockout design on the packaged Gemma 3 270M (``--knockout-model``):
   ``--knockout-probes`` memorized idioms, as many non-memorized ones and Wikipedia prompts
   (seeded), the dominant / non-dominant / random controls, k = 10, windows of 1-3 layers.
@@ -76,8 +78,9 @@ from measure import (  # noqa: E402
     summary,
     timed,
 )
+from sweep_bounds import bench_sweep_bounds  # noqa: E402
 
-CASES = ["gpt2-medium-shape", "gemma-3-270m", "knockout", "attention", "lenses"]
+CASES = ["gpt2-medium-shape", "gemma-3-270m", "knockout", "attention", "lenses", "sweep-bounds"]
 RESULTS = Path(__file__).resolve().parent / "results"
 GIB = 2**30
 
@@ -364,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="write the knockout case's per-probe sweep here (parquet)")
     parser.add_argument("--lens-models", default=",".join(mr.profile_models("offline")),
                         help="the lenses case's models (comma-separated)")
+    parser.add_argument("--bound-models", default=",".join(mr.profile_models("offline")),
+                        help="the sweep-bounds case's models (comma-separated)")
     parser.add_argument("--wiki", type=int, default=1000,
                         help="Wikipedia prompts added for the Gemma memory test (0: skip)")
     parser.add_argument("--quick", action="store_true",
@@ -413,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if name == "lenses":
             records[name] = bench_lenses(args, rate["best_gflops"], log)
+            continue
+        if name == "sweep-bounds":
+            records[name] = bench_sweep_bounds(args, rate["best_gflops"], log, knockout_probes)
             continue
         records[name] = bench_case(name, args, rate["best_gflops"])
         print_table(name, records[name])
