@@ -206,6 +206,18 @@ def test_lens_verdicts_from_lens_choice_and_from_claims():
     assert lines[2].endswith("| supported −0.44 [−0.52, −0.36] | – |")
 
 
+def test_timings_block_rows_and_total():
+    timings = pd.DataFrame({"notebook": ["01_dataset", "05_interventions", "06_lens_choice"],
+                            "seconds": [33.4, 754.6, 3600.0],
+                            "code_fingerprint": ["aaa", "aaa", "bbb"]})
+    lines = report.timings_block(timings).splitlines()
+    assert lines[0] == "| notebook | wall time | code fingerprint |"
+    assert lines[2] == "| 01_dataset | 33 s (33 s) | `aaa` |"
+    assert lines[3] == "| 05_interventions | 12 min 35 s (755 s) | `aaa` |"
+    assert lines[4] == "| 06_lens_choice | 1 h 0 min (3,600 s) | `bbb` |"
+    assert lines[5] == "| all 3 | **1 h 13 min (4,388 s)** |  |"
+
+
 def test_render_blocks_footnotes_and_missing_files(tmp_path):
     blocks = readme.render_blocks(tmp_path, shown_as="results/x", paper={})
     assert set(blocks) == set(readme.README_BLOCKS)
@@ -275,7 +287,7 @@ def test_cli_check_write_and_marker_errors(tmp_path, capsys):
     assert readme.main(args) == 0
     written = file.read_text()
     assert written.startswith("intro\n<!-- generated:summary -->\n| model |")
-    assert written.endswith("<!-- /generated:lens-verdicts -->\noutro\n")
+    assert written.endswith("<!-- /generated:timings -->\noutro\n")
     assert readme.main([*args, "--check"]) == 0
     assert readme.write_readme(file, results) == [] and file.read_text() == written
     file.write_text(written.replace("<!-- /generated:lens-kl -->", ""))

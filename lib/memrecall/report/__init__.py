@@ -20,6 +20,7 @@ from .blocks import (
     paper_comparison_block,
     paper_differs_block,
     summary_block,
+    timings_block,
 )
 from .claims import claims_for_reading, merge_claims_file
 from .comparison_file import merge_comparison
@@ -165,6 +166,7 @@ __all__ = [
     "table5_layers_row",
     "table5_rows",
     "table5_side_by_side",
+    "timings_block",
     "to_display_layer",
     "two_step_verdict",
     "verdict",

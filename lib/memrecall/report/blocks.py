@@ -27,6 +27,7 @@ __all__ = [
     "paper_comparison_block",
     "paper_differs_block",
     "summary_block",
+    "timings_block",
 ]
 
 BASELINE = ("filtered", "logit")
@@ -296,3 +297,28 @@ def lens_verdicts_block(frame: pd.DataFrame) -> str:
              _signed(row.boost_delta, 2), row.change] for row in frame.itertuples()]
     return _table(["model", "lens", "two-step picture", "promotion δ", "boost δ",
                    "change from the logit lens"], rows)
+
+
+def _duration(seconds: float) -> str:
+    """``214 s``, ``14 min 2 s``, ``1 h 40 min``."""
+    whole = round(float(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    minutes, rest = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def timings_block(timings: pd.DataFrame) -> str:
+    """Each notebook's wall time in ``make reproduce``, the code that ran it, and the total.
+
+    Args:
+        timings: ``timings.csv`` (:data:`memrecall.report.TIMING_COLUMNS`).
+    """
+    rows = [[row["notebook"], f"{_duration(row['seconds'])} ({float(row['seconds']):,.0f} s)",
+             f"`{row['code_fingerprint']}`"] for _, row in timings.iterrows()]
+    total = float(timings["seconds"].sum())
+    rows.append([f"all {len(timings)}", f"**{_duration(total)} ({total:,.0f} s)**", ""])
+    return _table(["notebook", "wall time", "code fingerprint"], rows)

@@ -34,6 +34,7 @@ from .blocks import (
     paper_comparison_block,
     paper_differs_block,
     summary_block,
+    timings_block,
 )
 from .markers import MarkerError, block_spans, replace_blocks
 
@@ -47,11 +48,11 @@ __all__ = [
 ]
 
 README_BLOCKS = ("summary", "claims", "claim-verdicts", "paper-comparison", "paper-differs",
-                 "lens-kl", "lens-verdicts")
+                 "lens-kl", "lens-verdicts", "timings")
 """The generated blocks, in README order."""
 
 CSV_FILES = ("summary.csv", "claims.csv", "paper_comparison.csv", "lens_kl.csv",
-             "lens_choice.csv")
+             "lens_choice.csv", "timings.csv")
 """The files the blocks read, in ``results/<profile>/``."""
 
 
@@ -104,6 +105,7 @@ def render_blocks(results: str | Path, shown_as: str | None = None,
         "lens-kl": ("lens_kl.csv", lens_kl_block),
         "lens-verdicts": ("claims.csv" if lens_claims else "lens_choice.csv",
                           lens_verdicts_block),
+        "timings": ("timings.csv", timings_block),
     }
     blocks = {}
     for name in README_BLOCKS:
