@@ -10,8 +10,8 @@ Cases (same model, same inputs, same process for every method of a case):
   (:mod:`lens_fitting`).
 * ``attention``: notebook 07's attention-edge sweep on the knockout case's model and probes
   (both windows, four source sets) against its FLOP lower bound (:mod:`attention_edges`).
-* ``sweep-bounds``: nothing timed: the FLOP lower bound of notebooks 05 and 07's sweeps for
-  every model of a profile, the floor under ``make reproduce``'s time here (:mod:`sweep_bounds`).
+* ``sweep-bounds``: nothing timed: the FLOPs of notebooks 05 and 07's sweeps for every model
+  of a profile at the measured matmul rate (:mod:`sweep_bounds`).
 * ``knockout``: the paper's knockout design on the packaged Gemma 3 270M (``--knockout-model``):
   ``--knockout-probes`` memorized idioms, as many non-memorized ones and Wikipedia prompts
   (seeded), the dominant / non-dominant / random controls, k = 10, windows of 1-3 layers.

@@ -1,13 +1,14 @@
-"""The ``sweep-bounds`` case of `make bench`: the least time notebooks 05 and 07 can take here.
+"""The ``sweep-bounds`` case of `make bench`: what notebooks 05 and 07's sweeps cost here.
 
 For each model of ``--bound-models`` (default: the offline profile's), on the knockout case's
-probes (the paper's design: ``--knockout-probes`` memorized, non-memorized and Wikipedia
-probes), the FLOPs of notebook 05's knockout sweep (k = 10, windows of 1-3 layers, the three
-controls; twice for a model with a norm after its MLP, which notebook 05 also sweeps with that
-norm free) and of notebook 07's attention-edge sweep (both windows, the four source sets), at the
-measured matmul rate. Nothing is timed: the sum is a floor under ``make reproduce``'s wall time
-that no implementation of the same design can go below on this machine (the two sweeps' own
-benchmarks, cases ``knockout`` and ``attention``, measure how close the real ones come).
+probes (``--knockout-probes`` memorized idioms drawn from all of IdioMem, as many non-memorized
+ones and Wikipedia prompts; the notebooks take their memorized group from the run's population,
+which can hold fewer), the FLOPs of notebook 05's knockout sweep (k = 10, windows of 1-3 layers,
+the three controls; twice for a model with a norm after its MLP, which notebook 05 also sweeps
+with that norm free) and of notebook 07's attention-edge sweep (both windows, the four source
+sets), counted as :func:`measure.knockout_flops` counts them, at the measured matmul rate.
+Nothing is timed: it says how much of ``make reproduce``'s time these two sweeps need on this
+machine at that rate (cases ``knockout`` and ``attention`` time the real ones).
 """
 
 from __future__ import annotations
@@ -59,6 +60,6 @@ def bench_sweep_bounds(args: argparse.Namespace, rate: float, log: Callable[[str
             f"{record['attention_bound_s']:.0f} s (at {rate:.0f} GFLOP/s)")
         del lm
     total = sum(r["knockout_bound_s"] + r["attention_bound_s"] for r in models.values())
-    log(f"   sum over {len(models)} models: {total:.0f} s, the least time the two sweeps of "
-        f"make reproduce can take at this matmul rate")
+    log(f"   sum over {len(models)} models: {total:.0f} s for the two sweeps' FLOPs at this "
+        f"matmul rate")
     return {"models": models, "rate_gflops": rate, "bound_s": round(total, 1)}

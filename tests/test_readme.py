@@ -212,7 +212,7 @@ def test_timings_block_rows_and_total():
                             "code_fingerprint": ["aaa", "aaa", "bbb"]})
     lines = report.timings_block(timings).splitlines()
     assert lines[0] == "| notebook | wall time | code fingerprint |"
-    assert lines[2] == "| 01_dataset | 33 s (33 s) | `aaa` |"
+    assert lines[2] == "| 01_dataset | 33 s | `aaa` |"  # seconds not repeated
     assert lines[3] == "| 05_interventions | 12 min 35 s (755 s) | `aaa` |"
     assert lines[4] == "| 06_lens_choice | 1 h 0 min (3,600 s) | `bbb` |"
     assert lines[5] == "| all 3 | **1 h 13 min (4,388 s)** |  |"

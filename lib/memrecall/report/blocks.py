@@ -317,8 +317,12 @@ def timings_block(timings: pd.DataFrame) -> str:
     Args:
         timings: ``timings.csv`` (:data:`memrecall.report.TIMING_COLUMNS`).
     """
-    rows = [[row["notebook"], f"{_duration(row['seconds'])} ({float(row['seconds']):,.0f} s)",
-             f"`{row['code_fingerprint']}`"] for _, row in timings.iterrows()]
+    def wall(seconds: float) -> str:  # a minute or more: the seconds too
+        shown = _duration(seconds)
+        return shown if round(float(seconds)) < 60 else f"{shown} ({float(seconds):,.0f} s)"
+
+    rows = [[row["notebook"], wall(row["seconds"]), f"`{row['code_fingerprint']}`"]
+            for _, row in timings.iterrows()]
     total = float(timings["seconds"].sum())
-    rows.append([f"all {len(timings)}", f"**{_duration(total)} ({total:,.0f} s)**", ""])
+    rows.append([f"all {len(timings)}", f"**{wall(total)}**", ""])
     return _table(["notebook", "wall time", "code fingerprint"], rows)
