@@ -299,16 +299,15 @@ def lens_verdicts_block(frame: pd.DataFrame) -> str:
                    "change from the logit lens"], rows)
 
 
-def _duration(seconds: float) -> str:
-    """``214 s``, ``14 min 2 s``, ``1 h 40 min``."""
+def _wall_time(seconds: float) -> str:
+    """``33 s``, ``14 min 2 s (842 s)``, ``1 h 40 min (6,012 s)``: seconds added from a minute."""
     whole = round(float(seconds))
     if whole < 60:
         return f"{whole} s"
     minutes, rest = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {rest} s"
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    shown = f"{hours} h {minutes} min" if hours else f"{minutes} min {rest} s"
+    return f"{shown} ({whole:,} s)"
 
 
 def timings_block(timings: pd.DataFrame) -> str:
@@ -317,12 +316,7 @@ def timings_block(timings: pd.DataFrame) -> str:
     Args:
         timings: ``timings.csv`` (:data:`memrecall.report.TIMING_COLUMNS`).
     """
-    def wall(seconds: float) -> str:  # a minute or more: the seconds too
-        shown = _duration(seconds)
-        return shown if round(float(seconds)) < 60 else f"{shown} ({float(seconds):,.0f} s)"
-
-    rows = [[row["notebook"], wall(row["seconds"]), f"`{row['code_fingerprint']}`"]
+    rows = [[row["notebook"], _wall_time(row["seconds"]), f"`{row['code_fingerprint']}`"]
             for _, row in timings.iterrows()]
-    total = float(timings["seconds"].sum())
-    rows.append([f"all {len(timings)}", f"**{wall(total)}**", ""])
+    rows.append([f"all {len(timings)}", f"**{_wall_time(timings['seconds'].sum())}**", ""])
     return _table(["notebook", "wall time", "code fingerprint"], rows)
